@@ -1,0 +1,430 @@
+//! The command line: every action of `ops`, with `--json` on every command and
+//! exit codes 0 ok, 1 error, 2 usage, 3 forbidden.
+
+mod output;
+
+use crate::model::ids::{CampaignId, EntityRef};
+use crate::model::role::{Grant, Role, ALL_EXPERIMENTS};
+use crate::model::spec::TaskKind;
+use crate::model::state::{CampaignState, Lifecycle};
+use crate::ops::{Actor, Ops, OpsError};
+use crate::store::campaigns::CampaignFilter;
+use crate::store::{default_sqlite_path, Store};
+use anyhow::{anyhow, Context};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit code for success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code for an error (bad input, illegal transition, database trouble).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code for a usage error (clap's own).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code for an action refused for lack of a role.
+pub const EXIT_FORBIDDEN: i32 = 3;
+
+/// prodops — production operations: requests, approvals, campaigns and their jobs.
+#[derive(Debug, Parser)]
+#[command(name = "prodops", version, about, long_about = None)]
+pub struct Cli {
+    /// Database: a file path (SQLite) or postgres://… URL. Default: prodops.db in the data dir.
+    #[arg(long, global = true, env = "PRODOPS_DB", value_name = "PATH|URL")]
+    db: Option<String>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Act as another user (admins only; audited as `you as USER`).
+    #[arg(long = "as", global = true, value_name = "USER")]
+    as_user: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// File, list, show, clone or edit requests.
+    #[command(subcommand)]
+    Request(RequestCmd),
+    /// Approve a pending request (approvers).
+    Approve {
+        /// Request id, e.g. C3 or 3.
+        id: CampaignId,
+        /// Why, recorded in history.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Reject a pending request (approvers).
+    Reject {
+        /// Request id.
+        id: CampaignId,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Fold pending requests into one (approvers).
+    Consolidate {
+        /// The request that absorbs the others.
+        target: CampaignId,
+        /// Requests folded into it.
+        #[arg(required = true)]
+        others: Vec<CampaignId>,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Set the priority (0–1000, higher first) of queued work.
+    #[command(allow_negative_numbers = true)]
+    Priority {
+        /// Request id.
+        id: CampaignId,
+        /// New priority.
+        value: i64,
+    },
+    /// Hold a request or campaign.
+    Hold(Change),
+    /// Release a held request or campaign.
+    Release(Change),
+    /// Cancel a request or abort a campaign.
+    Cancel(Change),
+    /// List or show campaigns with their tasks and progress.
+    #[command(subcommand)]
+    Campaign(CampaignCmd),
+    /// Every state transition of an entity (C12, T3, S4, B5, J6).
+    History {
+        /// Entity id; a bare number is a request.
+        entity: EntityRef,
+    },
+    /// Register users and grant roles (admins).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Register experiments (admins).
+    #[command(subcommand)]
+    Experiment(ExperimentCmd),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCmd),
+}
+
+#[derive(Debug, Args)]
+struct Change {
+    /// Request id.
+    id: CampaignId,
+    /// Why, recorded in history.
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum RequestCmd {
+    /// File a request from a TOML or JSON file.
+    New {
+        /// The request file.
+        file: PathBuf,
+    },
+    /// List requests (pending approval with --pending, finished with --completed).
+    List(ListArgs),
+    /// Show one request with its spec.
+    Show {
+        /// Request id.
+        id: CampaignId,
+    },
+    /// File a copy of a request.
+    Clone {
+        /// Request to copy.
+        id: CampaignId,
+        /// Title of the copy.
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// Replace a request's spec; a changed spec needs approval again.
+    Edit {
+        /// Request id.
+        id: CampaignId,
+        /// The new request file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only these states (repeatable).
+    #[arg(long = "state", value_name = "STATE")]
+    states: Vec<String>,
+    /// Only this experiment.
+    #[arg(long)]
+    experiment: Option<String>,
+    /// Only requests pending approval.
+    #[arg(long, conflicts_with_all = ["states", "completed"])]
+    pending: bool,
+    /// Only finished requests (succeeded, failed, rejected, consolidated, cancelled).
+    #[arg(long, conflicts_with = "states")]
+    completed: bool,
+    /// At most this many rows.
+    #[arg(long)]
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CampaignCmd {
+    /// List campaigns (approved and later).
+    List(ListArgs),
+    /// Show a campaign's tasks, subtasks and progress.
+    Show {
+        /// Campaign id.
+        id: CampaignId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCmd {
+    /// Grant a role; the first user ever added makes the caller admin.
+    Add {
+        /// Login name.
+        name: String,
+        /// experimenter, approver, operator, supervisor, reviewer, guest or admin.
+        #[arg(long)]
+        role: String,
+        /// Experiment the role applies to (default: all).
+        #[arg(long, default_value = ALL_EXPERIMENTS)]
+        experiment: String,
+        /// For approvers per production stage: the request kind they approve.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Grid certificate DN mapped to this user.
+        #[arg(long)]
+        dn: Option<String>,
+        /// Bearer token subject mapped to this user.
+        #[arg(long)]
+        token_subject: Option<String>,
+    },
+    /// List users and their roles.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ExperimentCmd {
+    /// Register an experiment.
+    Add {
+        /// Short name, e.g. nova.
+        name: String,
+        /// Kinds approved without an approver, comma-separated (never mc).
+        #[arg(long, value_delimiter = ',')]
+        auto_approve: Vec<String>,
+    },
+    /// List experiments.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCmd {
+    /// Apply pending migrations (also done on every open).
+    Migrate,
+    /// Show where the database is and what it holds.
+    Info,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            let forbidden = e
+                .downcast_ref::<OpsError>()
+                .is_some_and(OpsError::is_forbidden);
+            if forbidden {
+                EXIT_FORBIDDEN
+            } else {
+                EXIT_ERROR
+            }
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+async fn open_store(db: Option<&str>) -> anyhow::Result<Store> {
+    let location = match db {
+        Some(db) => db.to_string(),
+        None => default_sqlite_path()
+            .ok_or_else(|| anyhow!("no home directory to keep the database in: pass --db PATH"))?
+            .display()
+            .to_string(),
+    };
+    Store::open(&location)
+        .await
+        .with_context(|| format!("cannot open database {}", crate::store::redact(&location)))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = open_store(cli.db.as_deref()).await?;
+    let ops = match &cli.as_user {
+        Some(user) => Ops::impersonate(store, Actor::from_os(), user).await?,
+        None => Ops::new(store, Actor::from_os()),
+    };
+    let out = output::Printer { json: cli.json };
+    let result = dispatch(&ops, &out, cli.command).await;
+    ops.store().close().await;
+    result
+}
+
+async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Request(cmd) => request(ops, out, cmd).await,
+        Command::Approve { id, reason } => out.request(&ops.approve(id, &reason).await?),
+        Command::Reject { id, reason } => out.request(&ops.reject(id, &reason).await?),
+        Command::Consolidate {
+            target,
+            others,
+            reason,
+        } => out.request(&ops.consolidate(target, &others, &reason).await?),
+        Command::Priority { id, value } => out.request(&ops.set_priority(id, value).await?),
+        Command::Hold(c) => out.request(&ops.hold(c.id, &c.reason).await?),
+        Command::Release(c) => out.request(&ops.release(c.id, &c.reason).await?),
+        Command::Cancel(c) => out.request(&ops.cancel(c.id, &c.reason).await?),
+        Command::Campaign(CampaignCmd::List(args)) => {
+            let mut filter = list_filter(&args)?;
+            if filter.states.is_empty() {
+                filter.states = campaign_states();
+            }
+            out.requests(&ops.requests(&filter).await?)
+        }
+        Command::Campaign(CampaignCmd::Show { id }) => out.campaign(&ops.campaign(id).await?),
+        Command::History { entity } => out.history(&ops.history(entity).await?),
+        Command::User(cmd) => user(ops, out, cmd).await,
+        Command::Experiment(cmd) => experiment(ops, out, cmd).await,
+        Command::Db(cmd) => db(ops, out, cmd).await,
+    }
+}
+
+async fn request(ops: &Ops, out: &output::Printer, cmd: RequestCmd) -> anyhow::Result<()> {
+    match cmd {
+        RequestCmd::New { file } => out.request(&ops.request_new(&file).await?),
+        RequestCmd::List(args) => out.requests(&ops.requests(&list_filter(&args)?).await?),
+        RequestCmd::Show { id } => out.request(&ops.request(id).await?),
+        RequestCmd::Clone { id, title } => {
+            out.request(&ops.request_clone(id, title.as_deref()).await?)
+        }
+        RequestCmd::Edit { id, file } => out.request(&ops.request_edit(id, &file).await?),
+    }
+}
+
+fn campaign_states() -> Vec<String> {
+    [
+        CampaignState::Approved,
+        CampaignState::Running,
+        CampaignState::Held,
+        CampaignState::Succeeded,
+        CampaignState::Failed,
+    ]
+    .iter()
+    .map(|s| s.as_str().to_string())
+    .collect()
+}
+
+fn list_filter(args: &ListArgs) -> anyhow::Result<CampaignFilter> {
+    for s in &args.states {
+        if CampaignState::parse(s).is_none() {
+            let all: Vec<&str> = CampaignState::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(anyhow!(
+                "--state: unknown state `{s}`; use one of {}",
+                all.join(", ")
+            ));
+        }
+    }
+    let states = if args.pending {
+        vec![CampaignState::PendingApproval.as_str().to_string()]
+    } else if args.completed {
+        CampaignState::ALL
+            .iter()
+            .filter(|s| s.is_terminal() || **s == CampaignState::Failed)
+            .map(|s| s.as_str().to_string())
+            .collect()
+    } else {
+        args.states.clone()
+    };
+    Ok(CampaignFilter {
+        states,
+        experiment: args.experiment.clone(),
+        limit: args.limit,
+    })
+}
+
+async fn user(ops: &Ops, out: &output::Printer, cmd: UserCmd) -> anyhow::Result<()> {
+    match cmd {
+        UserCmd::Add {
+            name,
+            role,
+            experiment,
+            kind,
+            dn,
+            token_subject,
+        } => {
+            let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow!(
+                    "--role: unknown role `{role}`; use one of {}",
+                    all.join(", ")
+                )
+            })?;
+            let kind = kind.as_deref().map(parse_kind).transpose()?;
+            let grant = Grant {
+                role,
+                experiment,
+                kind,
+            };
+            let user = ops
+                .user_add(&name, &grant, dn.as_deref(), token_subject.as_deref())
+                .await?;
+            out.users(std::slice::from_ref(&user))
+        }
+        UserCmd::List => out.users(&ops.users().await?),
+    }
+}
+
+fn parse_kind(s: &str) -> anyhow::Result<TaskKind> {
+    let all: Vec<&str> = TaskKind::ALL.iter().map(|k| k.as_str()).collect();
+    TaskKind::parse(s.trim())
+        .ok_or_else(|| anyhow!("unknown kind `{s}`; use one of {}", all.join(", ")))
+}
+
+async fn experiment(ops: &Ops, out: &output::Printer, cmd: ExperimentCmd) -> anyhow::Result<()> {
+    match cmd {
+        ExperimentCmd::Add { name, auto_approve } => {
+            let kinds = auto_approve
+                .iter()
+                .filter(|k| !k.trim().is_empty())
+                .map(|k| parse_kind(k).context("--auto-approve"))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let e = ops.experiment_add(&name, &kinds).await?;
+            out.experiments(std::slice::from_ref(&e))
+        }
+        ExperimentCmd::List => out.experiments(&ops.experiments().await?),
+    }
+}
+
+async fn db(ops: &Ops, out: &output::Printer, cmd: DbCmd) -> anyhow::Result<()> {
+    match cmd {
+        DbCmd::Migrate | DbCmd::Info => out.db_info(ops.store()).await,
+    }
+}

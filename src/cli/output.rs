@@ -1,0 +1,243 @@
+//! Printing results: aligned tables for people, JSON for scripts.
+
+use crate::model::ids::EntityKind;
+use crate::ops::views::{CampaignDetail, HistoryView, RequestDetail, RequestSummary};
+use crate::store::campaigns::count;
+use crate::store::directory::{Experiment, User};
+use crate::store::{Backend, Store};
+use serde::Serialize;
+
+/// Prints results in the chosen form.
+pub(super) struct Printer {
+    pub(super) json: bool,
+}
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Prints rows as columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+impl Printer {
+    pub(super) fn request(&self, r: &RequestDetail) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(r);
+        }
+        let s = &r.summary;
+        println!("{}  {}/{}  {}", s.id, s.experiment, s.kind, s.title);
+        println!("  state       {} (since {})", s.state, s.state_since);
+        println!("  priority    {}", s.priority);
+        println!("  creator     {} at {}", s.creator, s.created_at);
+        if let Some(g) = &r.physics_group {
+            println!("  group       {g}");
+        }
+        println!("  spec hash   {}", r.spec_hash);
+        if let (Some(by), Some(at)) = (&r.approved_by, &r.approved_at) {
+            println!("  approved    by {by} at {at}");
+        }
+        if let Some(src) = &r.cloned_from {
+            println!("  cloned from {src}");
+        }
+        if let Some(into) = &r.consolidated_into {
+            println!("  folded into {into}");
+        }
+        if let Some(stages) = r.spec.get("stages").and_then(|s| s.as_array()) {
+            println!("  stages");
+            for st in stages {
+                let name = st.get("name").and_then(|v| v.as_str()).unwrap_or("?");
+                let after: Vec<&str> = st
+                    .get("after")
+                    .and_then(|a| a.as_array())
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                let after = if after.is_empty() {
+                    String::new()
+                } else {
+                    format!("  after {}", after.join(", "))
+                };
+                println!("    {name}{after}");
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn requests(&self, rows: &[RequestSummary]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(rows);
+        }
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    r.experiment.clone(),
+                    r.kind.clone(),
+                    r.state.clone(),
+                    r.priority.to_string(),
+                    r.creator.clone(),
+                    r.title.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "ID",
+                "EXPERIMENT",
+                "KIND",
+                "STATE",
+                "PRIO",
+                "CREATOR",
+                "TITLE",
+            ],
+            &cells,
+        );
+        Ok(())
+    }
+
+    pub(super) fn campaign(&self, c: &CampaignDetail) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(c);
+        }
+        let r = &c.request;
+        println!("{}  {}/{}  {}", r.id, r.experiment, r.kind, r.title);
+        println!(
+            "  state {}  priority {}  progress {}% ({}/{} {})",
+            r.state,
+            r.priority,
+            c.progress.percent,
+            c.progress.done,
+            c.progress.total,
+            c.progress.unit
+        );
+        for t in &c.tasks {
+            println!("  {} {}  {}", t.id, t.name, t.state);
+            for s in &t.subtasks {
+                let after = if s.after.is_empty() {
+                    String::new()
+                } else {
+                    format!("  after {}", s.after.join(", "))
+                };
+                println!("    {} {}  {}{after}", s.id, s.name, s.state);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn history(&self, rows: &[HistoryView]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(rows);
+        }
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|h| {
+                vec![
+                    h.ts.clone(),
+                    h.entity.clone(),
+                    format!("{} → {}", h.old.as_deref().unwrap_or("—"), h.new),
+                    h.user.clone(),
+                    h.reason.clone(),
+                ]
+            })
+            .collect();
+        table(&["TIME", "ENTITY", "TRANSITION", "USER", "REASON"], &cells);
+        Ok(())
+    }
+
+    pub(super) fn users(&self, users: &[User]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(users);
+        }
+        let cells: Vec<Vec<String>> = users
+            .iter()
+            .map(|u| {
+                let roles: Vec<String> = u
+                    .grants
+                    .iter()
+                    .map(|g| {
+                        let kind = g.kind.map(|k| format!("/{k}")).unwrap_or_default();
+                        format!("{}@{}{kind}", g.role, g.experiment)
+                    })
+                    .collect();
+                vec![
+                    u.name.clone(),
+                    roles.join(" "),
+                    u.dn.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(&["USER", "ROLES", "DN"], &cells);
+        Ok(())
+    }
+
+    pub(super) fn experiments(&self, exps: &[Experiment]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(exps);
+        }
+        let cells: Vec<Vec<String>> = exps
+            .iter()
+            .map(|e| {
+                let kinds: Vec<&str> = e.auto_approve.iter().map(|k| k.as_str()).collect();
+                vec![e.name.clone(), kinds.join(",")]
+            })
+            .collect();
+        table(&["EXPERIMENT", "AUTO-APPROVED KINDS"], &cells);
+        Ok(())
+    }
+
+    pub(super) async fn db_info(&self, store: &Store) -> anyhow::Result<()> {
+        let mut conn = store.pool().acquire().await?;
+        let mut counts = serde_json::Map::new();
+        for kind in EntityKind::ALL {
+            counts.insert(
+                kind.as_str().to_string(),
+                count(&mut conn, kind).await?.into(),
+            );
+        }
+        let migrations: Vec<serde_json::Value> = store
+            .applied_migrations()
+            .await?
+            .into_iter()
+            .map(|(v, d)| serde_json::json!({ "version": v, "description": d }))
+            .collect();
+        let info = serde_json::json!({
+            "location": store.location(),
+            "backend": match store.backend() { Backend::Sqlite => "sqlite", Backend::Postgres => "postgres" },
+            "migrations": migrations,
+            "counts": counts,
+        });
+        if self.json {
+            return print_json(&info);
+        }
+        println!(
+            "database   {} ({})",
+            info["location"].as_str().unwrap_or(""),
+            info["backend"].as_str().unwrap_or("")
+        );
+        println!("migrations {}", migrations.len());
+        for (k, v) in &counts {
+            println!("{k:<10} {v}");
+        }
+        Ok(())
+    }
+}

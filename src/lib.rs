@@ -1,0 +1,9 @@
+//! prodops: a production operations console for experiments' batch processing.
+//!
+//! `model` holds the rules, `store` the database, `ops` the actions shared by
+//! the CLI, the console and batch mode, and `cli` the command line.
+
+pub mod cli;
+pub mod model;
+pub mod ops;
+pub mod store;

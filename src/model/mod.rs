@@ -1,0 +1,8 @@
+//! The pure domain: ids, state machines, the DAG, specs, roles. No I/O here.
+
+pub mod dag;
+pub mod ids;
+pub mod request;
+pub mod role;
+pub mod spec;
+pub mod state;

@@ -1,0 +1,729 @@
+//! The request lifecycle: file, edit, clone, approve, reject, consolidate,
+//! prioritise, hold, release, cancel (J12–J16, W1–W6, X3, X6).
+
+use super::views::{
+    task_views, CampaignDetail, HistoryView, Progress, RequestDetail, RequestSummary,
+};
+use super::{Ops, OpsError};
+use crate::model::dag::Dag;
+use crate::model::ids::{CampaignId, EntityRef};
+use crate::model::request::{parse_request, Format, RequestError, ValidRequest, MAX_PRIORITY};
+use crate::model::role::{Action, Target};
+use crate::model::spec::{Executable, Spec, TaskKind};
+use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
+use crate::store::campaigns::{self as camp, CampaignFilter, CampaignRow, NewCampaign};
+use crate::store::directory as dir;
+use crate::store::states::{self, set_state, state_before_last};
+use crate::store::{StoreError, Tx};
+use std::path::{Path, PathBuf};
+
+/// Reads, validates and resolves a request file (P4): scripts must exist.
+pub fn read_request_file(path: &Path) -> Result<ValidRequest, OpsError> {
+    let shown = path.display().to_string();
+    let file_error = |error: RequestError| OpsError::RequestFile {
+        path: shown.clone(),
+        error,
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        file_error(RequestError {
+            field: "file".into(),
+            message: format!("cannot be read: {e}"),
+        })
+    })?;
+    let mut request = parse_request(&bytes, Format::from_path(&shown)).map_err(file_error)?;
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    resolve_scripts(&mut request.spec, &base).map_err(file_error)?;
+    Ok(request)
+}
+
+/// Makes script paths absolute (relative to the request file) and checks they exist.
+fn resolve_scripts(spec: &mut Spec, base: &Path) -> Result<(), RequestError> {
+    for (i, stage) in spec.stages.iter_mut().enumerate() {
+        if let Executable::Script { path, .. } = &mut stage.executable {
+            *path = existing_file(&format!("stage[{i}].script"), path, base)?;
+        }
+        if let Executable::Launch(launch) = &mut stage.executable {
+            if launch.command.contains('/') {
+                launch.command =
+                    existing_file(&format!("stage[{i}].launch.command"), &launch.command, base)?;
+            }
+        }
+        if let Some(check) = &mut stage.complete_when.check_script {
+            *check = existing_file(
+                &format!("stage[{i}].complete_when.check_script"),
+                check,
+                base,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn existing_file(field: &str, path: &str, base: &Path) -> Result<String, RequestError> {
+    let full = base.join(path);
+    match std::fs::canonicalize(&full) {
+        Ok(p) if p.is_file() => Ok(p.display().to_string()),
+        _ => Err(RequestError {
+            field: field.to_string(),
+            message: format!(
+                "`{path}` was not found (looked for {}): fix the path, relative to the request file",
+                full.display()
+            ),
+        }),
+    }
+}
+
+fn kind_of(row: &CampaignRow) -> Result<TaskKind, OpsError> {
+    TaskKind::parse(&row.kind).ok_or_else(|| {
+        OpsError::Store(StoreError::Corrupt(
+            format!("kind of C{}", row.id),
+            row.kind.clone(),
+        ))
+    })
+}
+
+fn state_of(row: &CampaignRow) -> Result<CampaignState, OpsError> {
+    CampaignState::parse(&row.state).ok_or_else(|| {
+        OpsError::Store(StoreError::Corrupt(
+            format!("state of C{}", row.id),
+            row.state.clone(),
+        ))
+    })
+}
+
+fn spec_of(row: &CampaignRow) -> Result<Spec, OpsError> {
+    serde_json::from_str(&row.spec_json).map_err(|e| {
+        OpsError::Store(StoreError::Corrupt(
+            format!("spec of C{}", row.id),
+            e.to_string(),
+        ))
+    })
+}
+
+fn not_in_state(row: &CampaignRow, wanted: &str) -> OpsError {
+    OpsError::Invalid(format!("C{} is `{}`, not {wanted}", row.id, row.state))
+}
+
+impl Ops {
+    fn target<'a>(&self, row: &'a CampaignRow) -> Result<Target<'a>, OpsError> {
+        Ok(Target {
+            experiment: Some(&row.experiment),
+            kind: Some(kind_of(row)?),
+            actor_is_creator: row.creator == self.actor.name,
+        })
+    }
+
+    /// Loads a request inside `tx` and checks the actor may take `action` on it.
+    async fn load_authorized(
+        &self,
+        tx: &mut Tx,
+        id: CampaignId,
+        action: Action,
+    ) -> Result<CampaignRow, OpsError> {
+        let row = camp::get_campaign(tx, id.0).await?;
+        self.authorize(tx, action, self.target(&row)?, &id.to_string())
+            .await?;
+        Ok(row)
+    }
+
+    async fn reload(&self, id: i64) -> Result<RequestDetail, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(RequestDetail::from(
+            &camp::get_campaign(&mut conn, id).await?,
+        ))
+    }
+
+    /// Files a new request from a TOML or JSON file (J15); MC goes to pending approval.
+    pub async fn request_new(&self, path: &Path) -> Result<RequestDetail, OpsError> {
+        let request = read_request_file(path)?;
+        let result = self
+            .file_request(&request, None, Action::CreateRequest)
+            .await;
+        let id = self
+            .finish(Action::CreateRequest, &path.display().to_string(), result)
+            .await?;
+        self.reload(id).await
+    }
+
+    /// Files a copy of an existing request (W6): same spec, new history.
+    pub async fn request_clone(
+        &self,
+        source: CampaignId,
+        title: Option<&str>,
+    ) -> Result<RequestDetail, OpsError> {
+        let result = self.clone_inner(source, title).await;
+        let id = self
+            .finish(Action::CloneRequest, &source.to_string(), result)
+            .await?;
+        self.reload(id).await
+    }
+
+    async fn clone_inner(&self, source: CampaignId, title: Option<&str>) -> Result<i64, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let row = camp::get_campaign(&mut conn, source.0).await?;
+        drop(conn);
+        let request = ValidRequest {
+            meta: crate::model::spec::RequestMeta {
+                title: title
+                    .map(str::to_string)
+                    .unwrap_or_else(|| row.title.clone()),
+                priority: row.priority,
+                physics_group: row.physics_group.clone(),
+                description: row.description.clone(),
+            },
+            spec: spec_of(&row)?,
+        };
+        self.file_request(&request, Some(source.0), Action::CloneRequest)
+            .await
+    }
+
+    async fn file_request(
+        &self,
+        request: &ValidRequest,
+        cloned_from: Option<i64>,
+        action: Action,
+    ) -> Result<i64, OpsError> {
+        let spec = &request.spec;
+        let mut tx = self.store.begin().await?;
+        let experiment = dir::find_experiment(&mut tx, &spec.experiment).await?.ok_or_else(|| {
+            OpsError::Invalid(format!(
+                "experiment: `{}` is not registered; an admin adds it with `prodops experiment add {}`",
+                spec.experiment, spec.experiment
+            ))
+        })?;
+        let target = Target {
+            experiment: Some(&spec.experiment),
+            kind: Some(spec.kind),
+            actor_is_creator: false,
+        };
+        self.authorize(&mut tx, action, target, &spec.experiment)
+            .await?;
+        let spec_json = spec.canonical_json();
+        let hash = spec.hash();
+        let who = self.actor.display();
+        let reason = match cloned_from {
+            Some(src) => format!("cloned from C{src}"),
+            None => "request filed".to_string(),
+        };
+        let id = camp::insert_campaign(
+            &mut tx,
+            &NewCampaign {
+                experiment_id: experiment.id,
+                kind: spec.kind.as_str(),
+                title: &request.meta.title,
+                priority: request.meta.priority,
+                physics_group: request.meta.physics_group.as_deref(),
+                description: request.meta.description.as_deref(),
+                creator: &self.actor.name,
+                spec_json: &spec_json,
+                spec_hash: &hash,
+                cloned_from,
+            },
+            &reason,
+        )
+        .await?;
+        let auto =
+            !spec.kind.always_needs_approval() && experiment.auto_approve.contains(&spec.kind);
+        if auto {
+            let why = format!(
+                "approved by the policy of {} for {} requests",
+                spec.experiment, spec.kind
+            );
+            set_state(&mut tx, id, CampaignState::Approved, &why, &who).await?;
+            camp::set_approval(&mut tx, id, Some((&hash, "policy"))).await?;
+            materialise(&mut tx, id, spec, &who).await?;
+        } else {
+            set_state(
+                &mut tx,
+                id,
+                CampaignState::PendingApproval,
+                "awaiting approval",
+                &who,
+            )
+            .await?;
+        }
+        self.audit_ok(
+            &mut tx,
+            action,
+            &CampaignId(id).to_string(),
+            &format!("{reason}; spec {hash}"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Replaces a request's spec from a file. A changed spec withdraws any approval (X3).
+    pub async fn request_edit(
+        &self,
+        id: CampaignId,
+        path: &Path,
+    ) -> Result<RequestDetail, OpsError> {
+        let request = read_request_file(path)?;
+        let result = self.edit_inner(id, &request).await;
+        self.finish(Action::EditRequest, &id.to_string(), result)
+            .await?;
+        self.reload(id.0).await
+    }
+
+    async fn edit_inner(&self, id: CampaignId, request: &ValidRequest) -> Result<(), OpsError> {
+        let mut tx = self.store.begin().await?;
+        let row = self
+            .load_authorized(&mut tx, id, Action::EditRequest)
+            .await?;
+        let spec = &request.spec;
+        if spec.experiment != row.experiment || spec.kind.as_str() != row.kind {
+            return Err(OpsError::Invalid(format!(
+                "experiment and kind of {id} are {}/{}: they cannot change; file a new request instead",
+                row.experiment, row.kind
+            )));
+        }
+        let state = state_of(&row)?;
+        let before_hold = match state {
+            CampaignState::Held => state_before_last(&mut tx, id.0, CampaignState::Held).await?,
+            other => Some(other),
+        };
+        if !matches!(
+            before_hold,
+            Some(CampaignState::PendingApproval | CampaignState::Approved)
+        ) {
+            return Err(OpsError::Invalid(format!(
+                "{id} is `{}`: its spec is frozen once it runs or ends; clone it to change it",
+                row.state
+            )));
+        }
+        let hash = spec.hash();
+        sqlx::query(
+            "UPDATE campaigns SET title = $1, physics_group = $2, description = $3 WHERE id = $4",
+        )
+        .bind(&request.meta.title)
+        .bind(&request.meta.physics_group)
+        .bind(&request.meta.description)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        let who = self.actor.display();
+        let detail = if hash == row.spec_hash {
+            "description edited; spec unchanged".to_string()
+        } else {
+            camp::update_spec(&mut tx, id.0, &spec.canonical_json(), &hash).await?;
+            if row.approved_hash.is_some() {
+                camp::set_approval(&mut tx, id.0, None).await?;
+                cancel_children(&mut tx, id.0, "spec changed after approval", &who).await?;
+            }
+            if state == CampaignState::Approved {
+                set_state(
+                    &mut tx,
+                    id.0,
+                    CampaignState::PendingApproval,
+                    "spec changed after approval; approval withdrawn",
+                    &who,
+                )
+                .await?;
+            }
+            format!("spec {} → {hash}", row.spec_hash)
+        };
+        self.audit_ok(&mut tx, Action::EditRequest, &id.to_string(), &detail)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Approves a pending request, freezing its spec hash and creating its tasks (J12, X3).
+    pub async fn approve(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
+        let result = self.approve_inner(id, reason).await;
+        self.finish(Action::Approve, &id.to_string(), result)
+            .await?;
+        self.reload(id.0).await
+    }
+
+    async fn approve_inner(&self, id: CampaignId, reason: &str) -> Result<(), OpsError> {
+        let mut tx = self.store.begin().await?;
+        let row = self.load_authorized(&mut tx, id, Action::Approve).await?;
+        if state_of(&row)? != CampaignState::PendingApproval {
+            return Err(not_in_state(&row, "pending approval: nothing to approve"));
+        }
+        let who = self.actor.display();
+        let why = non_empty(reason, "approved");
+        set_state(&mut tx, id.0, CampaignState::Approved, &why, &who).await?;
+        camp::set_approval(&mut tx, id.0, Some((&row.spec_hash, &who))).await?;
+        materialise(&mut tx, id.0, &spec_of(&row)?, &who).await?;
+        self.audit_ok(
+            &mut tx,
+            Action::Approve,
+            &id.to_string(),
+            &format!("{why}; spec {}", row.spec_hash),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rejects a pending request; the reason is required and recorded.
+    pub async fn reject(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
+        let result = self.reject_inner(id, reason).await;
+        self.finish(Action::Reject, &id.to_string(), result).await?;
+        self.reload(id.0).await
+    }
+
+    async fn reject_inner(&self, id: CampaignId, reason: &str) -> Result<(), OpsError> {
+        if reason.trim().is_empty() {
+            return Err(OpsError::Invalid(
+                "--reason: say why the request is rejected".into(),
+            ));
+        }
+        let mut tx = self.store.begin().await?;
+        let row = self.load_authorized(&mut tx, id, Action::Reject).await?;
+        if state_of(&row)? != CampaignState::PendingApproval {
+            return Err(not_in_state(&row, "pending approval: nothing to reject"));
+        }
+        set_state(
+            &mut tx,
+            id.0,
+            CampaignState::Rejected,
+            reason,
+            &self.actor.display(),
+        )
+        .await?;
+        self.audit_ok(&mut tx, Action::Reject, &id.to_string(), reason)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Folds pending requests into `target` (W2): they end as `consolidated`.
+    pub async fn consolidate(
+        &self,
+        target: CampaignId,
+        others: &[CampaignId],
+        reason: &str,
+    ) -> Result<RequestDetail, OpsError> {
+        let result = self.consolidate_inner(target, others, reason).await;
+        self.finish(Action::Consolidate, &target.to_string(), result)
+            .await?;
+        self.reload(target.0).await
+    }
+
+    async fn consolidate_inner(
+        &self,
+        target: CampaignId,
+        others: &[CampaignId],
+        reason: &str,
+    ) -> Result<(), OpsError> {
+        if others.is_empty() {
+            return Err(OpsError::Invalid(
+                "name at least one request to fold into the target".into(),
+            ));
+        }
+        let mut tx = self.store.begin().await?;
+        let main = self
+            .load_authorized(&mut tx, target, Action::Consolidate)
+            .await?;
+        if !matches!(
+            state_of(&main)?,
+            CampaignState::PendingApproval | CampaignState::Approved
+        ) {
+            return Err(not_in_state(
+                &main,
+                "pending approval or approved: it cannot absorb others",
+            ));
+        }
+        let who = self.actor.display();
+        let why = format!(
+            "consolidated into {target}{}",
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            }
+        );
+        for other in others {
+            if *other == target {
+                return Err(OpsError::Invalid(format!(
+                    "{other} cannot be consolidated into itself"
+                )));
+            }
+            let row = self
+                .load_authorized(&mut tx, *other, Action::Consolidate)
+                .await?;
+            if row.experiment != main.experiment || row.kind != main.kind {
+                return Err(OpsError::Invalid(format!(
+                    "{other} is {}/{} but {target} is {}/{}: only requests of one experiment and kind consolidate",
+                    row.experiment, row.kind, main.experiment, main.kind
+                )));
+            }
+            if state_of(&row)? != CampaignState::PendingApproval {
+                return Err(not_in_state(
+                    &row,
+                    "pending approval: only pending requests are consolidated",
+                ));
+            }
+            set_state(&mut tx, other.0, CampaignState::Consolidated, &why, &who).await?;
+            camp::set_consolidated_into(&mut tx, other.0, target.0).await?;
+        }
+        let list: Vec<String> = others.iter().map(ToString::to_string).collect();
+        self.audit_ok(
+            &mut tx,
+            Action::Consolidate,
+            &target.to_string(),
+            &format!("absorbed {}", list.join(", ")),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Changes the priority of queued or running work (J14, W4).
+    pub async fn set_priority(
+        &self,
+        id: CampaignId,
+        priority: i64,
+    ) -> Result<RequestDetail, OpsError> {
+        let result = self.priority_inner(id, priority).await;
+        self.finish(Action::SetPriority, &id.to_string(), result)
+            .await?;
+        self.reload(id.0).await
+    }
+
+    async fn priority_inner(&self, id: CampaignId, priority: i64) -> Result<(), OpsError> {
+        if !(0..=MAX_PRIORITY).contains(&priority) {
+            return Err(OpsError::Invalid(format!(
+                "priority: must be between 0 and {MAX_PRIORITY} (got {priority})"
+            )));
+        }
+        let mut tx = self.store.begin().await?;
+        let row = self
+            .load_authorized(&mut tx, id, Action::SetPriority)
+            .await?;
+        if state_of(&row)?.is_terminal() {
+            return Err(not_in_state(
+                &row,
+                "queued or running: finished work has no priority to change",
+            ));
+        }
+        camp::set_priority(&mut tx, id.0, priority).await?;
+        self.audit_ok(
+            &mut tx,
+            Action::SetPriority,
+            &id.to_string(),
+            &format!("priority {} → {priority}", row.priority),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Holds a request or campaign and its queued tasks (X6).
+    pub async fn hold(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
+        let result = self.hold_inner(id, reason).await;
+        self.finish(Action::Hold, &id.to_string(), result).await?;
+        self.reload(id.0).await
+    }
+
+    async fn hold_inner(&self, id: CampaignId, reason: &str) -> Result<(), OpsError> {
+        let mut tx = self.store.begin().await?;
+        let row = self.load_authorized(&mut tx, id, Action::Hold).await?;
+        let who = self.actor.display();
+        let why = non_empty(reason, "held");
+        set_state(&mut tx, id.0, CampaignState::Held, &why, &who).await?;
+        for task in states::ids_in_states(
+            &mut tx,
+            "campaign_id",
+            id.0,
+            &[TaskState::Queued, TaskState::Running],
+        )
+        .await?
+        {
+            set_state(&mut tx, task, TaskState::Held, &why, &who).await?;
+        }
+        self.audit_ok(
+            &mut tx,
+            Action::Hold,
+            &id.to_string(),
+            &format!("{} → held: {why}", row.state),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Releases a held request to where it was; an edited spec goes to pending approval.
+    pub async fn release(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
+        let result = self.release_inner(id, reason).await;
+        self.finish(Action::Release, &id.to_string(), result)
+            .await?;
+        self.reload(id.0).await
+    }
+
+    async fn release_inner(&self, id: CampaignId, reason: &str) -> Result<(), OpsError> {
+        let mut tx = self.store.begin().await?;
+        let row = self.load_authorized(&mut tx, id, Action::Release).await?;
+        if state_of(&row)? != CampaignState::Held {
+            return Err(not_in_state(&row, "held: nothing to release"));
+        }
+        let mut back = state_before_last(&mut tx, id.0, CampaignState::Held)
+            .await?
+            .unwrap_or(CampaignState::PendingApproval);
+        if back == CampaignState::Approved
+            && row.approved_hash.as_deref() != Some(row.spec_hash.as_str())
+        {
+            back = CampaignState::PendingApproval;
+        }
+        let who = self.actor.display();
+        let why = non_empty(reason, "released");
+        set_state(&mut tx, id.0, back, &why, &who).await?;
+        for task in states::ids_in_states(&mut tx, "campaign_id", id.0, &[TaskState::Held]).await? {
+            let to = state_before_last(&mut tx, task, TaskState::Held)
+                .await?
+                .unwrap_or(TaskState::Queued);
+            set_state(&mut tx, task, to, &why, &who).await?;
+        }
+        self.audit_ok(
+            &mut tx,
+            Action::Release,
+            &id.to_string(),
+            &format!("held → {back}"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Cancels a request or aborts a campaign with its tasks and subtasks (X6).
+    pub async fn cancel(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
+        let result = self.cancel_inner(id, reason).await;
+        self.finish(Action::Cancel, &id.to_string(), result).await?;
+        self.reload(id.0).await
+    }
+
+    async fn cancel_inner(&self, id: CampaignId, reason: &str) -> Result<(), OpsError> {
+        let mut tx = self.store.begin().await?;
+        let row = self.load_authorized(&mut tx, id, Action::Cancel).await?;
+        let who = self.actor.display();
+        let why = non_empty(reason, "cancelled");
+        set_state(&mut tx, id.0, CampaignState::Cancelled, &why, &who).await?;
+        cancel_children(&mut tx, id.0, &why, &who).await?;
+        self.audit_ok(
+            &mut tx,
+            Action::Cancel,
+            &id.to_string(),
+            &format!("{} → cancelled: {why}", row.state),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One request with its spec.
+    pub async fn request(&self, id: CampaignId) -> Result<RequestDetail, OpsError> {
+        self.reload(id.0).await
+    }
+
+    /// Requests matching a filter, in queue order (W3, W5).
+    pub async fn requests(&self, filter: &CampaignFilter) -> Result<Vec<RequestSummary>, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let rows = camp::list_campaigns(&mut conn, filter).await?;
+        Ok(rows.iter().map(RequestSummary::from).collect())
+    }
+
+    /// A campaign with its tasks, subtasks and progress (M1, M2).
+    pub async fn campaign(&self, id: CampaignId) -> Result<CampaignDetail, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let row = camp::get_campaign(&mut conn, id.0).await?;
+        let tasks = camp::tasks_of(&mut conn, id.0).await?;
+        let subtasks = camp::subtasks_of_campaign(&mut conn, id.0).await?;
+        let done = subtasks
+            .iter()
+            .filter(|s| s.state == SubtaskState::Succeeded.as_str())
+            .count() as i64;
+        Ok(CampaignDetail {
+            request: RequestSummary::from(&row),
+            progress: Progress::of("subtasks", done, subtasks.len() as i64),
+            tasks: task_views(&tasks, &subtasks),
+        })
+    }
+
+    /// Every recorded transition of an entity (M5, M8).
+    pub async fn history(&self, entity: EntityRef) -> Result<Vec<HistoryView>, OpsError> {
+        let rows = states::history_of(self.store.pool(), entity).await?;
+        if rows.is_empty() {
+            return Err(OpsError::Store(StoreError::NotFound(entity.to_string())));
+        }
+        Ok(rows.into_iter().map(HistoryView::from).collect())
+    }
+}
+
+fn non_empty(reason: &str, default: &str) -> String {
+    if reason.trim().is_empty() {
+        default.to_string()
+    } else {
+        reason.trim().to_string()
+    }
+}
+
+/// Creates the campaign's task and its subtasks in DAG order (J8).
+async fn materialise(
+    tx: &mut Tx,
+    campaign_id: i64,
+    spec: &Spec,
+    who: &str,
+) -> Result<(), OpsError> {
+    let names: Vec<String> = spec.stages.iter().map(|s| s.name.clone()).collect();
+    let edges: Vec<(String, String)> = spec
+        .stages
+        .iter()
+        .flat_map(|s| s.after.iter().map(|p| (p.clone(), s.name.clone())))
+        .collect();
+    let dag =
+        Dag::new(names, &edges).map_err(|e| OpsError::Invalid(format!("stage.after: {e}")))?;
+    let task =
+        camp::insert_task(tx, campaign_id, spec.kind.as_str(), spec.kind.as_str(), who).await?;
+    let mut ids: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for name in dag.topological_order() {
+        let stage = spec
+            .stages
+            .iter()
+            .find(|s| &s.name == name)
+            .expect("DAG nodes are stage names");
+        let parents: Vec<i64> = stage.after.iter().map(|p| ids[p]).collect();
+        let json = serde_json::to_string(stage).expect("a stage always serialises");
+        let id = camp::insert_subtask(tx, task, name, &json, &parents, who).await?;
+        ids.insert(name.clone(), id);
+    }
+    Ok(())
+}
+
+/// Cancels every task and subtask of a campaign that has not ended.
+async fn cancel_children(
+    tx: &mut Tx,
+    campaign_id: i64,
+    why: &str,
+    who: &str,
+) -> Result<(), OpsError> {
+    let live_tasks = [
+        TaskState::Queued,
+        TaskState::Running,
+        TaskState::Held,
+        TaskState::Failed,
+    ];
+    let live_subtasks = [
+        SubtaskState::Waiting,
+        SubtaskState::Ready,
+        SubtaskState::Running,
+        SubtaskState::Held,
+        SubtaskState::Failed,
+    ];
+    let all_tasks = states::ids_in_states(tx, "campaign_id", campaign_id, TaskState::ALL).await?;
+    for task in all_tasks {
+        for sub in states::ids_in_states(tx, "task_id", task, &live_subtasks).await? {
+            set_state(tx, sub, SubtaskState::Cancelled, why, who).await?;
+        }
+    }
+    for task in states::ids_in_states(tx, "campaign_id", campaign_id, &live_tasks).await? {
+        set_state(tx, task, TaskState::Cancelled, why, who).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! The one function that changes a state (M7, M8): it checks the model's
+//! transition table, writes the new state with a compare-and-set, and appends
+//! the history row, all inside the caller's transaction.
+
+use super::{now_ms, StoreError, Tx};
+use crate::model::ids::{EntityKind, EntityRef};
+use crate::model::state::{check_transition, Lifecycle};
+use serde::Serialize;
+use sqlx::Row;
+
+/// The table that holds entities of a kind.
+pub(crate) fn table_of(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Campaign => "campaigns",
+        EntityKind::Task => "tasks",
+        EntityKind::Subtask => "subtasks",
+        EntityKind::Batch => "batches",
+        EntityKind::Job => "jobs",
+    }
+}
+
+/// Reads the current state of an entity.
+pub async fn current_state<S: Lifecycle>(tx: &mut Tx, id: i64) -> Result<S, StoreError> {
+    let entity = EntityRef { kind: S::KIND, id };
+    let sql = format!("SELECT state FROM {} WHERE id = $1", table_of(S::KIND));
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(entity.to_string()))?;
+    let text: String = row.try_get(0)?;
+    S::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("state of {entity}"), text))
+}
+
+/// Moves an entity to `to` if the table allows it, recording who and why.
+/// Returns the state it left. Nothing is written when the move is refused.
+pub async fn set_state<S: Lifecycle>(
+    tx: &mut Tx,
+    id: i64,
+    to: S,
+    reason: &str,
+    user: &str,
+) -> Result<S, StoreError> {
+    let from: S = current_state(tx, id).await?;
+    check_transition(from, to)?;
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE {} SET state = $1, state_since = $2 WHERE id = $3 AND state = $4",
+        table_of(S::KIND)
+    );
+    let done = sqlx::query(&sql)
+        .bind(to.as_str())
+        .bind(now)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Conflict(format!(
+            "{} changed while this was being done; look again and retry",
+            EntityRef { kind: S::KIND, id }
+        )));
+    }
+    record(
+        tx,
+        EntityRef { kind: S::KIND, id },
+        Some(from.as_str()),
+        to.as_str(),
+        reason,
+        user,
+        now,
+    )
+    .await?;
+    Ok(from)
+}
+
+/// Records the first state of a newly inserted entity (old state empty).
+pub async fn record_creation<S: Lifecycle>(
+    tx: &mut Tx,
+    id: i64,
+    state: S,
+    reason: &str,
+    user: &str,
+) -> Result<(), StoreError> {
+    record(
+        tx,
+        EntityRef { kind: S::KIND, id },
+        None,
+        state.as_str(),
+        reason,
+        user,
+        now_ms(),
+    )
+    .await
+}
+
+async fn record(
+    tx: &mut Tx,
+    entity: EntityRef,
+    old: Option<&str>,
+    new: &str,
+    reason: &str,
+    user: &str,
+    ts: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO history (ts, entity_kind, entity_id, old_state, new_state, reason, user_name)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(ts)
+    .bind(entity.kind.as_str())
+    .bind(entity.id)
+    .bind(old)
+    .bind(new)
+    .bind(reason)
+    .bind(user)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// One recorded transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// When, in ms since the epoch.
+    pub ts: i64,
+    /// The entity that changed, e.g. `C12`.
+    pub entity: String,
+    /// The state it left; empty for its creation.
+    pub old: Option<String>,
+    /// The state it entered.
+    pub new: String,
+    /// Why.
+    pub reason: String,
+    /// Who (or `worker`).
+    pub user: String,
+}
+
+/// Every transition of one entity, oldest first.
+pub async fn history_of(
+    pool: &sqlx::AnyPool,
+    entity: EntityRef,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT ts, old_state, new_state, reason, user_name FROM history
+         WHERE entity_kind = $1 AND entity_id = $2 ORDER BY id",
+    )
+    .bind(entity.kind.as_str())
+    .bind(entity.id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HistoryEntry {
+                ts: r.try_get(0)?,
+                entity: entity.to_string(),
+                old: r.try_get(1)?,
+                new: r.try_get(2)?,
+                reason: r.try_get(3)?,
+                user: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// The state an entity held just before it last entered `state` (to undo a hold).
+pub async fn state_before_last<S: Lifecycle>(
+    tx: &mut Tx,
+    id: i64,
+    state: S,
+) -> Result<Option<S>, StoreError> {
+    let row = sqlx::query(
+        "SELECT old_state FROM history WHERE entity_kind = $1 AND entity_id = $2 AND new_state = $3
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(S::KIND.as_str())
+    .bind(id)
+    .bind(state.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let old: Option<String> = row.try_get(0)?;
+    Ok(old.as_deref().and_then(S::parse))
+}
+
+/// Ids of a kind's rows whose fixed `parent_column` equals `parent_id` and are in one of `states`.
+pub(crate) async fn ids_in_states<S: Lifecycle>(
+    tx: &mut Tx,
+    parent_column: &str,
+    parent_id: i64,
+    states: &[S],
+) -> Result<Vec<i64>, StoreError> {
+    let sql = format!(
+        "SELECT id, state FROM {} WHERE {parent_column} = $1 ORDER BY id",
+        table_of(S::KIND)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(parent_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut ids = Vec::new();
+    for r in rows {
+        let state: String = r.try_get(1)?;
+        if states.iter().any(|s| s.as_str() == state) {
+            ids.push(r.try_get(0)?);
+        }
+    }
+    Ok(ids)
+}
