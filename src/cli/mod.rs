@@ -103,6 +103,8 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCmd),
+    /// Set up a demo database with the example Monte-Carlo campaign filed and approved.
+    Demo,
 }
 
 #[derive(Debug, Args)]
@@ -277,7 +279,11 @@ async fn open_store(db: Option<&str>) -> anyhow::Result<Store> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let store = open_store(cli.db.as_deref()).await?;
+    let db = match (&cli.command, &cli.db) {
+        (Command::Demo, None) => Some(demo_dir()?.join("demo.db").display().to_string()),
+        (_, db) => db.clone(),
+    };
+    let store = open_store(db.as_deref()).await?;
     let ops = match &cli.as_user {
         Some(user) => Ops::impersonate(store, Actor::from_os(), user).await?,
         None => Ops::new(store, Actor::from_os()),
@@ -314,6 +320,7 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
         Command::User(cmd) => user(ops, out, cmd).await,
         Command::Experiment(cmd) => experiment(ops, out, cmd).await,
         Command::Db(cmd) => db(ops, out, cmd).await,
+        Command::Demo => demo(ops, out).await,
     }
 }
 
@@ -421,6 +428,22 @@ async fn experiment(ops: &Ops, out: &output::Printer, cmd: ExperimentCmd) -> any
         }
         ExperimentCmd::List => out.experiments(&ops.experiments().await?),
     }
+}
+
+fn demo_dir() -> anyhow::Result<PathBuf> {
+    default_sqlite_path()
+        .and_then(|p| p.parent().map(|d| d.join("demo")))
+        .ok_or_else(|| anyhow!("no home directory for the demo: pass --db PATH"))
+}
+
+async fn demo(ops: &Ops, out: &output::Printer) -> anyhow::Result<()> {
+    let dir = demo_dir()?;
+    eprintln!("demo: database {}", ops.store().location());
+    eprintln!("demo: filing and approving {}", dir.join("mc-request.toml").display());
+    let campaign = ops.demo(&dir).await?;
+    out.campaign(&campaign)?;
+    eprintln!("demo: look around with `prodops --db {} request list` or `... history {}`", ops.store().location(), campaign.request.id);
+    Ok(())
 }
 
 async fn db(ops: &Ops, out: &output::Printer, cmd: DbCmd) -> anyhow::Result<()> {

@@ -123,7 +123,7 @@ impl Ops {
         id: CampaignId,
         action: Action,
     ) -> Result<CampaignRow, OpsError> {
-        let row = camp::get_campaign(tx, id.0).await?;
+        let row = camp::get_campaign_for_update(tx, id.0).await?;
         self.authorize(tx, action, self.target(&row)?, &id.to_string())
             .await?;
         Ok(row)

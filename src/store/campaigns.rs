@@ -87,8 +87,27 @@ fn campaign_from_row(r: &AnyRow) -> Result<CampaignRow, StoreError> {
 
 /// Reads one campaign.
 pub async fn get_campaign(conn: &mut AnyConnection, id: i64) -> Result<CampaignRow, StoreError> {
+    read_campaign(conn, id, "").await
+}
+
+/// Reads one campaign inside a write transaction, locking its row on PostgreSQL so
+/// concurrent changes queue (SQLite's `BEGIN IMMEDIATE` already serialises writers).
+pub async fn get_campaign_for_update(tx: &mut Tx, id: i64) -> Result<CampaignRow, StoreError> {
+    let lock = if tx.backend_name() == "PostgreSQL" {
+        " FOR UPDATE OF c"
+    } else {
+        ""
+    };
+    read_campaign(tx, id, lock).await
+}
+
+async fn read_campaign(
+    conn: &mut AnyConnection,
+    id: i64,
+    lock: &str,
+) -> Result<CampaignRow, StoreError> {
     let sql = format!(
-        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns c JOIN experiments e ON e.id = c.experiment_id WHERE c.id = $1"
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns c JOIN experiments e ON e.id = c.experiment_id WHERE c.id = $1{lock}"
     );
     let row = sqlx::query(&sql)
         .bind(id)

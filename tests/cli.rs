@@ -1,0 +1,251 @@
+//! The command line as a script or a person uses it: the README flow, `--json`
+//! shapes, and exit codes (0 ok, 1 error, 2 usage, 3 forbidden).
+
+mod common;
+
+use common::{all_dbs, TestDb};
+use std::process::{Command, Output};
+
+fn prodops(db: &TestDb, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prodops"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PRODOPS_DB", &db.url)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(db: &TestDb, args: &[&str]) -> String {
+    let out = prodops(db, args);
+    assert!(
+        out.status.success(),
+        "{}: prodops {args:?} failed: {}",
+        db.label,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(db: &TestDb, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(db, &all)).expect("valid JSON")
+}
+
+/// Sets up what README's first steps set up: the caller becomes admin, nova exists.
+fn readme_setup(db: &TestDb) {
+    let me = whoami::username();
+    ok(db, &["user", "add", &me, "--role", "operator"]);
+    ok(db, &["experiment", "add", "nova"]);
+    ok(
+        db,
+        &[
+            "user",
+            "add",
+            &me,
+            "--role",
+            "approver",
+            "--experiment",
+            "nova",
+        ],
+    );
+    ok(
+        db,
+        &[
+            "user",
+            "add",
+            "ed",
+            "--role",
+            "experimenter",
+            "--experiment",
+            "nova",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_flow_files_approves_and_shows_a_campaign_as_json() {
+    for db in all_dbs().await {
+        readme_setup(&db);
+        let filed = json(&db, &["request", "new", "examples/mc-request.toml"]);
+        assert_eq!(filed["state"], "pending_approval", "{}", db.label);
+        let id = filed["id"].as_str().unwrap().to_string();
+        let pending = json(&db, &["request", "list", "--pending"]);
+        assert_eq!(pending[0]["id"], id.as_str());
+        json(&db, &["approve", &id, "--reason", "physics ok"]);
+        let c = json(&db, &["campaign", "show", &id]);
+        assert_eq!(c["state"], "approved");
+        assert_eq!(c["progress"]["total"], 3);
+        let subtasks: Vec<(&str, &str)> = c["tasks"][0]["subtasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            subtasks,
+            [("gen", "ready"), ("sim", "waiting"), ("reco", "waiting")]
+        );
+        let history = json(&db, &["history", &id]);
+        assert_eq!(history.as_array().unwrap().len(), 3);
+        assert_eq!(history[2]["reason"], "physics ok");
+        let human = ok(&db, &["campaign", "show", &id]);
+        assert!(human.contains("S2 sim  waiting  after gen"), "{human}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_json_shape_is_stable() {
+    let db = common::sqlite();
+    readme_setup(&db);
+    let r = json(&db, &["request", "new", "examples/mc-request.toml"]);
+    let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "approved_at",
+            "approved_by",
+            "approved_hash",
+            "cloned_from",
+            "consolidated_into",
+            "created_at",
+            "creator",
+            "description",
+            "experiment",
+            "id",
+            "kind",
+            "physics_group",
+            "priority",
+            "spec",
+            "spec_hash",
+            "state",
+            "state_since",
+            "title"
+        ]
+    );
+    assert_eq!(r["spec"]["stages"][0]["generation"]["seed_base"], 20261122);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_are_0_ok_1_error_2_usage_3_forbidden() {
+    let db = common::sqlite();
+    readme_setup(&db);
+    let filed = json(&db, &["request", "new", "examples/mc-request.toml"]);
+    let id = filed["id"].as_str().unwrap();
+
+    let usage = prodops(&db, &["approve"]);
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "missing argument is a usage error"
+    );
+    let usage = prodops(&db, &["frobnicate"]);
+    assert_eq!(usage.status.code(), Some(2));
+
+    let forbidden = prodops(&db, &["--as", "ed", "approve", id]);
+    assert_eq!(forbidden.status.code(), Some(3));
+    let err = String::from_utf8(forbidden.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: forbidden: root as ed may not approve C1"),
+        "{err}"
+    );
+
+    let error = prodops(&db, &["reject", id, "--reason", ""]);
+    assert_eq!(error.status.code(), Some(1));
+    let missing = prodops(&db, &["request", "show", "C99"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(missing.stderr).unwrap().trim(),
+        "error: request C99 does not exist"
+    );
+    let bad_id = prodops(&db, &["history", "X1"]);
+    assert_eq!(
+        bad_id.status.code(),
+        Some(2),
+        "an unparsable id is a usage error"
+    );
+
+    assert_eq!(prodops(&db, &["approve", id]).status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp1_only_admins_may_act_as_another_user_and_both_names_are_audited() {
+    use prodops::model::role::{Grant, Role};
+    use prodops::ops::{Actor, Ops};
+    for db in all_dbs().await {
+        let store = prodops::store::Store::open(&db.url).await.unwrap();
+        let boss = Ops::new(store.clone(), Actor::named("boss"));
+        let op = Grant {
+            role: Role::Operator,
+            experiment: "*".into(),
+            kind: None,
+        };
+        boss.user_add("boss", &op, None, None).await.unwrap();
+        boss.user_add("ed", &op, None, None).await.unwrap();
+
+        let refused = prodops(&db, &["--as", "ed", "request", "list"]);
+        assert_eq!(
+            refused.status.code(),
+            Some(3),
+            "{}: a non-admin cannot act as another user",
+            db.label
+        );
+        let me = whoami::username();
+        let admin = Grant {
+            role: Role::Admin,
+            experiment: "*".into(),
+            kind: None,
+        };
+        boss.user_add(&me, &admin, None, None).await.unwrap();
+        ok(&db, &["--as", "ed", "experiment", "list"]);
+        let err = prodops(&db, &["--as", "ed", "experiment", "add", "dune"]);
+        assert_eq!(
+            err.status.code(),
+            Some(3),
+            "acting as ed gives ed's roles, not the admin's"
+        );
+
+        let rows = prodops::store::audit::recent(store.pool(), 50)
+            .await
+            .unwrap();
+        let seen: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{} {} {} {}", r.user, r.action, r.target, r.allowed))
+            .collect();
+        assert!(
+            seen.contains(&format!("{me} manage_users ed false")),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains(&format!("{me} as ed manage_experiments dune false")),
+            "{seen:?}"
+        );
+        store.close().await;
+    }
+}
+
+#[test]
+fn readme_first_command_demo_files_and_approves_the_example_campaign() {
+    let home = tempfile::tempdir().unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_prodops"))
+            .env_remove("PRODOPS_DB")
+            .env("HOME", home.path())
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .args(["--json", "demo"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["state"], "approved");
+    assert_eq!(c["tasks"][0]["subtasks"].as_array().unwrap().len(), 3);
+    assert!(home.path().join("data/prodops/demo/demo.db").exists());
+    let again = run();
+    assert!(again.status.success(), "the demo can be run twice");
+    let c: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(c["id"], "C2");
+}

@@ -1,0 +1,215 @@
+//! Test databases: every store and ops test runs on SQLite and, when
+//! `PRODOPS_TEST_PG` names a server, on PostgreSQL too (each test in its own schema).
+//! In CI (`CI=true`) a missing PostgreSQL fails the run instead of skipping.
+#![allow(dead_code)]
+
+use prodops::model::role::{Grant, Role, ALL_EXPERIMENTS};
+use prodops::ops::{Actor, Ops};
+use prodops::store::Store;
+use sqlx::Connection;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One database a test runs against.
+pub struct TestDb {
+    /// What `--db` / `Store::open` takes.
+    pub url: String,
+    /// `sqlite` or `postgres`, for assertion messages.
+    pub label: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<(String, String)>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, schema)) = self.schema.take() {
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                            .execute(&mut c)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A fresh SQLite file in a temporary directory.
+pub fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = dir.path().join("prodops.db").display().to_string();
+    TestDb {
+        url,
+        label: "sqlite",
+        _dir: Some(dir),
+        schema: None,
+    }
+}
+
+static SKIP_NOTICE: std::sync::Once = std::sync::Once::new();
+
+/// A fresh schema on the PostgreSQL server named by `PRODOPS_TEST_PG`, if any.
+pub async fn postgres() -> Option<TestDb> {
+    let Ok(admin_url) = std::env::var("PRODOPS_TEST_PG") else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but PRODOPS_TEST_PG is not set: the PostgreSQL tests must run in CI");
+        }
+        SKIP_NOTICE.call_once(|| {
+            // Written past the test harness's capture so a developer sees it.
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTE: PRODOPS_TEST_PG is not set: PostgreSQL variants of the store tests are skipped"
+            );
+        });
+        return None;
+    };
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let schema = format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        nanos
+    );
+    let mut conn = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PRODOPS_TEST_PG={admin_url} is not reachable: {e}"));
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let sep = if admin_url.contains('?') { '&' } else { '?' };
+    Some(TestDb {
+        url: format!("{admin_url}{sep}options=-csearch_path%3D{schema}"),
+        label: "postgres",
+        _dir: None,
+        schema: Some((admin_url, schema)),
+    })
+}
+
+/// SQLite, plus PostgreSQL when configured.
+pub async fn all_dbs() -> Vec<TestDb> {
+    let mut dbs = vec![sqlite()];
+    dbs.extend(postgres().await);
+    dbs
+}
+
+/// A database with experiment `nova` and users: `root` (admin, operator),
+/// `ann` (approver of nova), `ed` (experimenter of nova), `gus` (guest).
+pub struct World {
+    /// The store.
+    pub store: Store,
+    /// Admin and operator.
+    pub root: Ops,
+    /// Approver of nova.
+    pub ann: Ops,
+    /// Experimenter of nova.
+    pub ed: Ops,
+    /// Guest of nova.
+    pub gus: Ops,
+}
+
+/// Opens `db` and registers the experiment and users of [`World`].
+pub async fn world(db: &TestDb) -> World {
+    let store = Store::open(&db.url)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", db.label));
+    let root = Ops::new(store.clone(), Actor::named("root"));
+    let all = |role| Grant {
+        role,
+        experiment: ALL_EXPERIMENTS.into(),
+        kind: None,
+    };
+    let nova = |role| Grant {
+        role,
+        experiment: "nova".into(),
+        kind: None,
+    };
+    root.user_add("root", &all(Role::Operator), None, None)
+        .await
+        .unwrap();
+    root.experiment_add("nova", &[]).await.unwrap();
+    root.user_add("ann", &nova(Role::Approver), None, None)
+        .await
+        .unwrap();
+    root.user_add("ed", &nova(Role::Experimenter), None, None)
+        .await
+        .unwrap();
+    root.user_add("gus", &nova(Role::Guest), None, None)
+        .await
+        .unwrap();
+    World {
+        root,
+        ann: Ops::new(store.clone(), Actor::named("ann")),
+        ed: Ops::new(store.clone(), Actor::named("ed")),
+        gus: Ops::new(store.clone(), Actor::named("gus")),
+        store,
+    }
+}
+
+/// The example Monte-Carlo request shipped in `examples/`.
+pub fn mc_request() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mc-request.toml")
+}
+
+/// The number of rows in a table.
+pub async fn rows(store: &Store, table: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Row counts of every table plus every state, hash and priority, to prove nothing was written.
+pub async fn snapshot(store: &Store) -> Vec<String> {
+    use sqlx::Row;
+    let mut out = Vec::new();
+    for t in [
+        "campaigns",
+        "tasks",
+        "subtasks",
+        "subtask_deps",
+        "batches",
+        "jobs",
+        "history",
+        "audit",
+        "users",
+        "grants",
+        "experiments",
+    ] {
+        out.push(format!("{t}: {}", rows(store, t).await));
+    }
+    for t in ["campaigns", "tasks", "subtasks", "batches", "jobs"] {
+        let extra = if t == "campaigns" {
+            ", spec_hash, priority, approved_hash"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT id, state{extra} FROM {t} ORDER BY id");
+        for r in sqlx::query(&sql).fetch_all(store.pool()).await.unwrap() {
+            let mut line = format!("{t} {} {}", r.get::<i64, _>(0), r.get::<String, _>(1));
+            if t == "campaigns" {
+                line += &format!(
+                    " {} {} {:?}",
+                    r.get::<String, _>(2),
+                    r.get::<i64, _>(3),
+                    r.get::<Option<String>, _>(4)
+                );
+            }
+            out.push(line);
+        }
+    }
+    out
+}
