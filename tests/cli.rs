@@ -239,7 +239,11 @@ fn readme_first_command_demo_files_and_approves_the_example_campaign() {
             .unwrap()
     };
     let out = run();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(c["state"], "approved");
     assert_eq!(c["tasks"][0]["subtasks"].as_array().unwrap().len(), 3);

@@ -439,10 +439,17 @@ fn demo_dir() -> anyhow::Result<PathBuf> {
 async fn demo(ops: &Ops, out: &output::Printer) -> anyhow::Result<()> {
     let dir = demo_dir()?;
     eprintln!("demo: database {}", ops.store().location());
-    eprintln!("demo: filing and approving {}", dir.join("mc-request.toml").display());
+    eprintln!(
+        "demo: filing and approving {}",
+        dir.join("mc-request.toml").display()
+    );
     let campaign = ops.demo(&dir).await?;
     out.campaign(&campaign)?;
-    eprintln!("demo: look around with `prodops --db {} request list` or `... history {}`", ops.store().location(), campaign.request.id);
+    eprintln!(
+        "demo: look around with `prodops --db {} request list` or `... history {}`",
+        ops.store().location(),
+        campaign.request.id
+    );
     Ok(())
 }
 

@@ -15,7 +15,7 @@ pub const MAX_PRIORITY: i64 = 1000;
 pub const MAX_EVENTS: i64 = 1_000_000_000_000;
 /// Largest number of jobs one stage may split into.
 pub const MAX_JOBS_PER_STAGE: i64 = 1_000_000;
-const MAX_STAGES: usize = 200;
+const MAX_STAGES: usize = 10_000;
 const MAX_TEXT: usize = 10_000;
 const MAX_TITLE: usize = 200;
 
@@ -186,8 +186,44 @@ fn parse_syntax(text: &str, format: Format) -> Result<serde_json::Value, Request
                     format!("invalid TOML: {}", e.message().trim()),
                 )
             })?;
+            refuse_values_json_cannot_hold(&value, "")?;
             serde_json::to_value(value).map_err(|e| bad("file", e.to_string()))
         }
+    }
+}
+
+/// TOML has values JSON lacks: NaN and infinity would silently become null and
+/// dates would become tables, so they are refused here with their field.
+fn refuse_values_json_cannot_hold(value: &toml::Value, path: &str) -> Result<(), RequestError> {
+    let field = || {
+        if path.is_empty() {
+            "file".to_string()
+        } else {
+            path.to_string()
+        }
+    };
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => Err(bad(
+            field(),
+            format!("`{f}` is not a usable number: write a finite value"),
+        )),
+        toml::Value::Datetime(d) => Err(bad(
+            field(),
+            format!("a TOML date/time (`{d}`) is not accepted here: quote it if it is text"),
+        )),
+        toml::Value::Table(t) => t.iter().try_for_each(|(k, v)| {
+            let sub = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            refuse_values_json_cannot_hold(v, &sub)
+        }),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| refuse_values_json_cannot_hold(v, &format!("{path}[{i}]"))),
+        _ => Ok(()),
     }
 }
 
@@ -201,8 +237,8 @@ fn strip_position(msg: &str) -> String {
 /// Turns a serde error at `path` into one line that names the field.
 fn field_error(path: &str, message: &str) -> RequestError {
     let message = message
-        .replace("i64", "an integer")
-        .replace("f64", "a number");
+        .replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number");
     let missing = message
         .strip_prefix("missing field `")
         .and_then(|m| m.split('`').next());
@@ -249,7 +285,7 @@ fn validate(raw: RawRequest) -> Result<ValidRequest, RequestError> {
         check_text("physics_group", g, MAX_TITLE, true)?;
     }
     if let Some(d) = &raw.description {
-        check_text("description", d, MAX_TEXT, false)?;
+        check_any_text("description", d, MAX_TEXT, false, true)?;
     }
     if let Some(input) = &raw.input {
         check_input("input", input)?;
@@ -484,6 +520,12 @@ fn check_stage_graph(stages: &[StageSpec]) -> Result<(), RequestError> {
     }
     for (i, s) in stages.iter().enumerate() {
         for (j, parent) in s.after.iter().enumerate() {
+            if s.after[..j].contains(parent) {
+                return Err(bad(
+                    format!("stage[{i}].after[{j}]"),
+                    format!("`{parent}` is listed twice: remove one"),
+                ));
+            }
             if !seen.contains(parent.as_str()) {
                 let known: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
                 return Err(bad(
@@ -655,7 +697,18 @@ fn check_range(field: &str, v: i64, min: i64, max: i64) -> Result<(), RequestErr
     }
 }
 
+/// Checks a one-line text field: no control characters, not too long, not blank if required.
 fn check_text(field: &str, v: &str, max: usize, required: bool) -> Result<(), RequestError> {
+    check_any_text(field, v, max, required, false)
+}
+
+fn check_any_text(
+    field: &str,
+    v: &str,
+    max: usize,
+    required: bool,
+    multiline: bool,
+) -> Result<(), RequestError> {
     if required && v.trim().is_empty() {
         return Err(bad(field, "must not be empty"));
     }
@@ -665,8 +718,14 @@ fn check_text(field: &str, v: &str, max: usize, required: bool) -> Result<(), Re
             format!("is longer than {max} characters: shorten it"),
         ));
     }
-    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(bad(field, "contains control characters: remove them"));
+    let allowed = |c: char| multiline && (c == '\n' || c == '\t');
+    if v.chars().any(|c| c.is_control() && !allowed(c)) {
+        let what = if multiline {
+            "control characters"
+        } else {
+            "line breaks, tabs or control characters"
+        };
+        return Err(bad(field, format!("contains {what}: remove them")));
     }
     Ok(())
 }
@@ -770,6 +829,32 @@ files_per_job = 1
     fn j8_cyclic_stages_are_refused_with_the_cycle() {
         let e = err(&MC.replace("name = \"gen\"", "name = \"gen\"\nafter = [\"sim\"]"));
         assert!(e.message.contains("gen → sim → gen"), "{e}");
+    }
+
+    #[test]
+    fn p4_values_json_cannot_hold_are_refused_not_dropped() {
+        let e = err(&MC.replace(
+            "release = \"v1\"",
+            "release = \"v1\"\nresources = { wall_hours = nan }",
+        ));
+        assert_eq!(e.field, "defaults.resources.wall_hours");
+        assert_eq!(
+            err(&MC.replace("events = 1000", "events = inf")).field,
+            "stage[0].events"
+        );
+        let e = err(&MC.replace("title = \"Cosmic MC\"", "title = 2026-11-23"));
+        assert_eq!(e.field, "title");
+        assert!(e.message.contains("quote it"), "{e}");
+    }
+
+    #[test]
+    fn p4_one_line_fields_refuse_line_breaks_and_messages_keep_user_text() {
+        assert_eq!(err(&MC.replace("Cosmic MC", "Cosmic\\nMC")).field, "title");
+        let e = err(&MC.replace("events = 1000", "events = \"f64\""));
+        assert!(e.message.contains("\"f64\""), "{e}");
+        assert!(e.message.contains("expected an integer"), "{e}");
+        let e = err(&MC.replace("after = [\"gen\"]", "after = [\"gen\", \"gen\"]"));
+        assert_eq!(e.field, "stage[1].after[1]");
     }
 
     #[test]

@@ -36,7 +36,10 @@ impl Ops {
             self.user_add(&me, &grant(role, "nova"), None, None).await?;
         }
         let request = write_example(dir).map_err(|e| {
-            OpsError::Invalid(format!("cannot write the demo files to {}: {e}", dir.display()))
+            OpsError::Invalid(format!(
+                "cannot write the demo files to {}: {e}",
+                dir.display()
+            ))
         })?;
         let filed = self.request_new(&request).await?;
         let id: CampaignId = filed
