@@ -75,7 +75,9 @@ async fn readme_flow_files_approves_and_shows_a_campaign_as_json() {
         json(&db, &["approve", &id, "--reason", "physics ok"]);
         let c = json(&db, &["campaign", "show", &id]);
         assert_eq!(c["state"], "approved");
-        assert_eq!(c["progress"]["total"], 3);
+        assert_eq!(c["progress"]["unit"], "events");
+        assert_eq!(c["progress"]["total"], 1000);
+        assert_eq!(c["progress"]["percent"], 0.0);
         let subtasks: Vec<(&str, &str)> = c["tasks"][0]["subtasks"]
             .as_array()
             .unwrap()
@@ -227,14 +229,14 @@ async fn cp1_only_admins_may_act_as_another_user_and_both_names_are_audited() {
 }
 
 #[test]
-fn readme_first_command_demo_files_and_approves_the_example_campaign() {
+fn readme_first_command_demo_runs_the_example_campaign_to_succeeded() {
     let home = tempfile::tempdir().unwrap();
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_prodops"))
             .env_remove("PRODOPS_DB")
             .env("HOME", home.path())
             .env("XDG_DATA_HOME", home.path().join("data"))
-            .args(["--json", "demo"])
+            .args(["--json", "demo", "--batch", "--slots", "2"])
             .output()
             .unwrap()
     };
@@ -245,8 +247,14 @@ fn readme_first_command_demo_files_and_approves_the_example_campaign() {
         String::from_utf8_lossy(&out.stderr)
     );
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(c["state"], "approved");
-    assert_eq!(c["tasks"][0]["subtasks"].as_array().unwrap().len(), 3);
+    assert_eq!(c["state"], "succeeded");
+    assert_eq!(c["progress"]["percent"], 100.0);
+    let subtasks = c["tasks"][0]["subtasks"].as_array().unwrap();
+    assert_eq!(subtasks.len(), 3);
+    assert!(
+        subtasks.iter().all(|s| s["state"] == "succeeded"),
+        "{subtasks:?}"
+    );
     assert!(home.path().join("data/prodops/demo/demo.db").exists());
     let again = run();
     assert!(again.status.success(), "the demo can be run twice");

@@ -4,4 +4,4 @@
 set -eu
 out="${PRODOPS_OUTPUT_DIR:-.}/gen_${PRODOPS_SEED:-0}.root"
 echo "events=${PRODOPS_EVENTS:-0} seed=${PRODOPS_SEED:-0}" > "$out"
-echo "PRODOPS_EVENTS_PRODUCED ${PRODOPS_EVENTS:-0}"
+echo "PRODOPS_EVENTS ${PRODOPS_EVENTS:-0}"

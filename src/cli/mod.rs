@@ -2,8 +2,9 @@
 //! exit codes 0 ok, 1 error, 2 usage, 3 forbidden.
 
 mod output;
+mod worker;
 
-use crate::model::ids::{CampaignId, EntityRef};
+use crate::model::ids::{CampaignId, EntityRef, JobId, SubtaskId};
 use crate::model::role::{Grant, Role, ALL_EXPERIMENTS};
 use crate::model::spec::TaskKind;
 use crate::model::state::{CampaignState, Lifecycle};
@@ -36,8 +37,16 @@ pub struct Cli {
     /// Act as another user (admins only; audited as `you as USER`).
     #[arg(long = "as", global = true, value_name = "USER")]
     as_user: Option<String>,
+    /// Run the worker headless until nothing is left to do (for cron).
+    #[arg(long)]
+    batch: bool,
+    /// With --batch: run a single worker pass.
+    #[arg(long, requires = "batch")]
+    once: bool,
+    #[command(flatten)]
+    worker: worker::WorkerArgs,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,8 +112,61 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCmd),
-    /// Set up a demo database with the example Monte-Carlo campaign filed and approved.
-    Demo,
+    /// Resubmit only the failed parts of a campaign, task, subtask or batch (operators).
+    Resubmit {
+        /// C, T, S or B id.
+        scope: EntityRef,
+        /// Why, recorded in history.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Sign a subtask off so a `signoff` completion criterion is met.
+    Signoff {
+        /// Subtask id, e.g. S4.
+        subtask: SubtaskId,
+        /// Why, recorded in the audit trail.
+        #[arg(long, default_value = "signed off")]
+        reason: String,
+    },
+    /// List a campaign's jobs with their state, time in state, site and resources.
+    Jobs {
+        /// Campaign id.
+        campaign: CampaignId,
+        /// Only these states (repeatable).
+        #[arg(long = "state", value_name = "STATE")]
+        states: Vec<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Rows to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Show one job with its stages and resources.
+    Job {
+        /// Job id, e.g. J12.
+        id: JobId,
+    },
+    /// File and approve the example Monte-Carlo campaign on a demo database and run it.
+    Demo {
+        /// Headless: no console, progress lines only; exit 0 when the campaign succeeded.
+        #[arg(long)]
+        batch: bool,
+        /// Only file and approve the campaign; leave running it to `prodops --batch`.
+        #[arg(long)]
+        setup_only: bool,
+        #[command(flatten)]
+        worker: worker::WorkerArgs,
+    },
+    /// Measure prodops on this machine (scenarios check their own results).
+    #[command(subcommand)]
+    Bench(BenchCmd),
+    /// Run one job on a batch node: its stages, measured, from a job.json (used by backends).
+    JobRun {
+        /// The job spec written by the worker.
+        #[arg(long, default_value = crate::model::jobspec::files::SPEC)]
+        spec: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +280,22 @@ enum ExperimentCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Chains of trivial jobs on the local backend, against the bare process-spawn floor.
+    Dag {
+        /// Independent chains.
+        #[arg(long, default_value_t = 100)]
+        chains: usize,
+        /// Jobs per chain, each after the previous.
+        #[arg(long, default_value_t = 10)]
+        length: usize,
+        /// Jobs at once.
+        #[arg(long = "parallel", default_value_t = 2)]
+        parallel: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum DbCmd {
     /// Apply pending migrations (also done on every open).
     Migrate,
@@ -234,6 +312,17 @@ pub fn main() -> i32 {
             return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }
     };
+    if let Some(Command::JobRun { spec }) = &cli.command {
+        return crate::jobrun::main(spec);
+    }
+    if let Some(Command::Bench(cmd)) = &cli.command {
+        return run_bench(cmd, cli.json);
+    }
+    if cli.command.is_none() && !cli.batch {
+        let _ = <Cli as clap::CommandFactory>::command().print_help();
+        eprintln!("\nerror: give a command, or --batch to run the worker");
+        return EXIT_USAGE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -261,6 +350,86 @@ pub fn main() -> i32 {
     }
 }
 
+/// Runs a benchmark in a temporary directory (no configured database is touched).
+fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let BenchCmd::Dag {
+        chains,
+        length,
+        parallel,
+    } = cmd;
+    let result = runtime.block_on(async {
+        let dir = tempfile_dir()?;
+        let figures = crate::bench::dag(
+            &dir,
+            *chains,
+            *length,
+            (*parallel).max(1),
+            crate::batch::local::default_runner(),
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        figures
+    });
+    match result {
+        Ok(f) if json => {
+            println!("{}", serde_json::to_string_pretty(&f).unwrap_or_default());
+            EXIT_OK
+        }
+        Ok(f) => {
+            println!(
+                "dag: {} jobs ({chains} chains of {length}), {} at a time, on {} cores",
+                f.jobs,
+                f.slots,
+                num_cpus()
+            );
+            println!(
+                "  prodops (local backend, SQLite, all recorded)  {:>8.3} s",
+                f.prodops_seconds
+            );
+            println!(
+                "  bare job-run spawns, same parallelism          {:>8.3} s",
+                f.spawn_floor_seconds
+            );
+            println!(
+                "  overhead per job beyond the spawn              {:>8.3} ms",
+                f.overhead_ms_per_job
+            );
+            println!(
+                "  history rows {} · stage rows {}",
+                f.history_rows, f.stage_rows
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: bench failed: {}", one_line(&e));
+            EXIT_ERROR
+        }
+    }
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("prodops-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")
 }
@@ -280,7 +449,9 @@ async fn open_store(db: Option<&str>) -> anyhow::Result<Store> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let db = match (&cli.command, &cli.db) {
-        (Command::Demo, None) => Some(demo_dir()?.join("demo.db").display().to_string()),
+        (Some(Command::Demo { .. }), None) => {
+            Some(demo_dir()?.join("demo.db").display().to_string())
+        }
         (_, db) => db.clone(),
     };
     let store = open_store(db.as_deref()).await?;
@@ -289,7 +460,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => Ops::new(store, Actor::from_os()),
     };
     let out = output::Printer { json: cli.json };
-    let result = dispatch(&ops, &out, cli.command).await;
+    let result = match cli.command {
+        Some(Command::Demo {
+            setup_only, worker, ..
+        }) => demo(&ops, &out, &worker, setup_only).await,
+        Some(command) => dispatch(&ops, &out, command).await,
+        None => match cli.worker.worker(&ops).await {
+            Ok(w) => worker::run_batch(&w, cli.once).await,
+            Err(e) => Err(e),
+        },
+    };
     ops.store().close().await;
     result
 }
@@ -320,7 +500,24 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
         Command::User(cmd) => user(ops, out, cmd).await,
         Command::Experiment(cmd) => experiment(ops, out, cmd).await,
         Command::Db(cmd) => db(ops, out, cmd).await,
-        Command::Demo => demo(ops, out).await,
+        Command::Resubmit { scope, reason } => {
+            out.resubmitted(&ops.resubmit(scope, &reason).await?)
+        }
+        Command::Signoff { subtask, reason } => {
+            ops.signoff(subtask, &reason).await?;
+            eprintln!("{subtask} signed off; the worker judges it on its next pass");
+            Ok(())
+        }
+        Command::Jobs {
+            campaign,
+            states,
+            limit,
+            offset,
+        } => out.jobs(&ops.jobs(campaign, &states, limit, offset).await?),
+        Command::Job { id } => out.job(&ops.job(id).await?),
+        Command::Demo { .. } | Command::JobRun { .. } | Command::Bench(_) => {
+            unreachable!("dispatched before")
+        }
     }
 }
 
@@ -436,7 +633,12 @@ fn demo_dir() -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow!("no home directory for the demo: pass --db PATH"))
 }
 
-async fn demo(ops: &Ops, out: &output::Printer) -> anyhow::Result<()> {
+async fn demo(
+    ops: &Ops,
+    out: &output::Printer,
+    args: &worker::WorkerArgs,
+    setup_only: bool,
+) -> anyhow::Result<()> {
     let dir = demo_dir()?;
     eprintln!("demo: database {}", ops.store().location());
     eprintln!(
@@ -444,13 +646,26 @@ async fn demo(ops: &Ops, out: &output::Printer) -> anyhow::Result<()> {
         dir.join("mc-request.toml").display()
     );
     let campaign = ops.demo(&dir).await?;
-    out.campaign(&campaign)?;
+    let id: CampaignId = campaign.request.id.parse()?;
+    let succeeded = if setup_only {
+        true
+    } else {
+        let w = args.worker(ops).await?;
+        eprintln!("demo: the worker runs {id} on the local backend");
+        worker::run_campaign(&w, ops, id).await?
+    };
+    out.campaign(&ops.campaign(id).await?)?;
     eprintln!(
-        "demo: look around with `prodops --db {} request list` or `... history {}`",
-        ops.store().location(),
-        campaign.request.id
+        "demo: look around with `prodops --db {} jobs {id}` or `... history {id}`",
+        ops.store().location()
     );
-    Ok(())
+    if succeeded {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "campaign {id} did not succeed: see `prodops jobs {id} --state failed`"
+        ))
+    }
 }
 
 async fn db(ops: &Ops, out: &output::Printer, cmd: DbCmd) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! Printing results: aligned tables for people, JSON for scripts.
 
 use crate::model::ids::EntityKind;
+use crate::ops::jobs::{JobDetail, JobView, Resubmitted};
 use crate::ops::views::{CampaignDetail, HistoryView, RequestDetail, RequestSummary};
 use crate::store::campaigns::count;
 use crate::store::directory::{Experiment, User};
@@ -144,6 +145,81 @@ impl Printer {
         Ok(())
     }
 
+    pub(super) fn jobs(&self, jobs: &[JobView]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(jobs);
+        }
+        let cells: Vec<Vec<String>> = jobs.iter().map(job_cells).collect();
+        table(
+            &[
+                "JOB", "SUBTASK", "TRY", "STATE", "FOR", "SITE", "BATCH ID", "STAGE", "CPU",
+                "WALL", "RSS", "WHY",
+            ],
+            &cells,
+        );
+        Ok(())
+    }
+
+    pub(super) fn job(&self, j: &JobDetail) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(j);
+        }
+        self.jobs(std::slice::from_ref(&j.job))?;
+        let v = &j.job;
+        let or_dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+        println!(
+            "backend {} · site {} · node {} · batch id {} · attempt {}{}",
+            v.backend,
+            or_dash(&v.site),
+            or_dash(&v.node),
+            or_dash(&v.batch_job_id),
+            v.attempt,
+            v.retry_of
+                .as_ref()
+                .map(|r| format!(" (retries {r})"))
+                .unwrap_or_default()
+        );
+        println!("plan {}", v.plan);
+        let cells: Vec<Vec<String>> = j
+            .stages
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    crate::ops::views::iso(s.started_at),
+                    ms(s.wall_ms),
+                    ms(s.cpu_ms),
+                    kib(s.max_rss_kb),
+                    match s.ok {
+                        Some(true) => "ok".into(),
+                        Some(false) => "failed".into(),
+                        None => "running".into(),
+                    },
+                ]
+            })
+            .collect();
+        table(
+            &["STAGE", "STARTED", "WALL", "CPU", "RSS", "RESULT"],
+            &cells,
+        );
+        Ok(())
+    }
+
+    pub(super) fn resubmitted(&self, r: &Resubmitted) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(r);
+        }
+        println!(
+            "resubmitted {} jobs as new attempts: {}",
+            r.jobs.len(),
+            r.jobs.join(" ")
+        );
+        if !r.replanned.is_empty() {
+            println!("split again: {}", r.replanned.join(" "));
+        }
+        Ok(())
+    }
+
     pub(super) fn history(&self, rows: &[HistoryView]) -> anyhow::Result<()> {
         if self.json {
             return print_json(rows);
@@ -240,4 +316,41 @@ impl Printer {
         }
         Ok(())
     }
+}
+
+fn job_cells(j: &JobView) -> Vec<String> {
+    vec![
+        j.id.clone(),
+        j.subtask.clone(),
+        j.attempt.to_string(),
+        j.state.clone(),
+        duration(j.seconds_in_state),
+        j.site.clone().unwrap_or_default(),
+        j.batch_job_id.clone().unwrap_or_default(),
+        j.stage.clone().unwrap_or_default(),
+        ms(j.cpu_ms),
+        ms(j.wall_ms),
+        kib(j.max_rss_kb),
+        j.failure.clone().unwrap_or_default(),
+    ]
+}
+
+/// `90` → `1m30s`, for time in state.
+fn duration(seconds: i64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+fn ms(v: Option<i64>) -> String {
+    v.map(|v| format!("{:.2}s", v as f64 / 1000.0))
+        .unwrap_or_default()
+}
+
+fn kib(v: Option<i64>) -> String {
+    v.map(|v| format!("{:.1}M", v as f64 / 1024.0))
+        .unwrap_or_default()
 }

@@ -1,8 +1,11 @@
 //! The pure domain: ids, state machines, the DAG, specs, roles. No I/O here.
 
+pub mod criteria;
 pub mod dag;
 pub mod ids;
+pub mod jobspec;
 pub mod request;
 pub mod role;
 pub mod spec;
+pub mod split;
 pub mod state;

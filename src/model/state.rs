@@ -149,8 +149,8 @@ lifecycle!(
         Held = "held" => [Waiting, Ready, Running, Cancelled],
         /// Its completion criteria hold.
         Succeeded = "succeeded" => [],
-        /// Jobs failed beyond their retries.
-        Failed = "failed" => [Running, Cancelled],
+        /// Jobs failed beyond their retries (or it could not be split).
+        Failed = "failed" => [Running, Ready, Cancelled],
         /// Aborted.
         Cancelled = "cancelled" => [],
     }

@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod directory;
+pub mod jobs;
 pub mod requests;
 pub mod views;
 

@@ -2,7 +2,7 @@
 //! prioritise, hold, release, cancel (J12–J16, W1–W6, X3, X6).
 
 use super::views::{
-    task_views, CampaignDetail, HistoryView, Progress, RequestDetail, RequestSummary,
+    progress, task_views, CampaignDetail, HistoryView, RequestDetail, RequestSummary,
 };
 use super::{Ops, OpsError};
 use crate::model::dag::Dag;
@@ -635,14 +635,17 @@ impl Ops {
         let row = camp::get_campaign(&mut conn, id.0).await?;
         let tasks = camp::tasks_of(&mut conn, id.0).await?;
         let subtasks = camp::subtasks_of_campaign(&mut conn, id.0).await?;
-        let done = subtasks
+        let counts = crate::store::jobs::job_counts_of_campaign(&mut conn, id.0).await?;
+        let requested = spec_of(&row)?
+            .stages
             .iter()
-            .filter(|s| s.state == SubtaskState::Succeeded.as_str())
-            .count() as i64;
+            .filter_map(|s| s.generation.as_ref())
+            .map(|g| g.events)
+            .max();
         Ok(CampaignDetail {
             request: RequestSummary::from(&row),
-            progress: Progress::of("subtasks", done, subtasks.len() as i64),
-            tasks: task_views(&tasks, &subtasks),
+            progress: progress(&subtasks, &counts, requested),
+            tasks: task_views(&tasks, &subtasks, &counts),
         })
     }
 

@@ -2,8 +2,10 @@
 
 use crate::model::ids::{CampaignId, SubtaskId, TaskId};
 use crate::store::campaigns::{CampaignRow, SubtaskRow, TaskRow};
+use crate::store::jobs::JobCounts;
 use crate::store::states::HistoryEntry;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-23T09:00:00.000Z`).
 pub fn iso(ms: i64) -> String {
@@ -107,6 +109,8 @@ pub struct SubtaskView {
     pub state_since: String,
     /// Names of the subtasks it waits for.
     pub after: Vec<String>,
+    /// Its current jobs.
+    pub jobs: JobCounts,
 }
 
 /// A task inside a campaign view.
@@ -129,30 +133,63 @@ pub struct TaskView {
 /// How far a campaign has come (M1).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Progress {
-    /// What is counted: `subtasks` until jobs exist.
+    /// What `done` and `total` count: `events` for Monte-Carlo, else `jobs`.
     pub unit: String,
     /// Done so far.
     pub done: i64,
-    /// Total.
+    /// Total known so far (jobs are known once their subtask is split).
     pub total: i64,
-    /// `done / total` in percent, 0 when there is nothing yet.
+    /// Overall percent: each subtask weighs the same; a subtask counts its
+    /// succeeded jobs over its jobs, 100 once succeeded, 0 before it is split.
     pub percent: f64,
 }
 
-impl Progress {
-    /// Progress counted in `unit`.
-    pub fn of(unit: &str, done: i64, total: i64) -> Progress {
-        let percent = if total > 0 {
-            (done as f64 * 1000.0 / total as f64).round() / 10.0
-        } else {
-            0.0
-        };
-        Progress {
-            unit: unit.to_string(),
-            done,
-            total,
-            percent,
+/// Computes campaign progress from its subtasks and their job counts.
+pub fn progress(
+    subtasks: &[SubtaskRow],
+    counts: &HashMap<i64, JobCounts>,
+    requested_events: Option<i64>,
+) -> Progress {
+    let fraction = |s: &SubtaskRow| -> f64 {
+        if s.state == "succeeded" {
+            return 1.0;
         }
+        match counts.get(&s.id) {
+            Some(c) if c.total > 0 => c.succeeded as f64 / c.total as f64,
+            _ => 0.0,
+        }
+    };
+    let percent = if subtasks.is_empty() {
+        0.0
+    } else {
+        let sum: f64 = subtasks.iter().map(fraction).sum();
+        (sum * 1000.0 / subtasks.len() as f64).round() / 10.0
+    };
+    let jobs = counts
+        .values()
+        .fold(JobCounts::default(), |a, c| JobCounts {
+            total: a.total + c.total,
+            succeeded: a.succeeded + c.succeeded,
+            ..a
+        });
+    match requested_events {
+        Some(requested) => Progress {
+            unit: "events".to_string(),
+            done: counts
+                .values()
+                .map(|c| c.events)
+                .max()
+                .unwrap_or(0)
+                .min(requested),
+            total: requested,
+            percent,
+        },
+        None => Progress {
+            unit: "jobs".to_string(),
+            done: jobs.succeeded,
+            total: jobs.total,
+            percent,
+        },
     }
 }
 
@@ -169,7 +206,11 @@ pub struct CampaignDetail {
 }
 
 /// Builds the task tree of a campaign from its rows.
-pub fn task_views(tasks: &[TaskRow], subtasks: &[SubtaskRow]) -> Vec<TaskView> {
+pub fn task_views(
+    tasks: &[TaskRow],
+    subtasks: &[SubtaskRow],
+    counts: &HashMap<i64, JobCounts>,
+) -> Vec<TaskView> {
     tasks
         .iter()
         .map(|t| TaskView {
@@ -192,6 +233,7 @@ pub fn task_views(tasks: &[TaskRow], subtasks: &[SubtaskRow]) -> Vec<TaskView> {
                         .filter_map(|p| subtasks.iter().find(|x| x.id == *p))
                         .map(|x| x.name.clone())
                         .collect(),
+                    jobs: counts.get(&s.id).copied().unwrap_or_default(),
                 })
                 .collect(),
         })

@@ -7,6 +7,9 @@
 pub mod audit;
 pub mod campaigns;
 pub mod directory;
+pub mod jobs;
+pub mod lease;
+pub mod queue;
 pub mod states;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -34,6 +34,11 @@ pub async fn current_state<S: Lifecycle>(tx: &mut Tx, id: i64) -> Result<S, Stor
 
 /// Moves an entity to `to` if the table allows it, recording who and why.
 /// Returns the state it left. Nothing is written when the move is refused.
+///
+/// Two statements: the history row is inserted from the entity's current
+/// state only if that state may move to `to` (returning it), then the state
+/// is compare-and-set from it. A refused move reads the state once more to
+/// say why.
 pub async fn set_state<S: Lifecycle>(
     tx: &mut Tx,
     id: i64,
@@ -41,9 +46,23 @@ pub async fn set_state<S: Lifecycle>(
     reason: &str,
     user: &str,
 ) -> Result<S, StoreError> {
-    let from: S = current_state(tx, id).await?;
-    check_transition(from, to)?;
+    let entity = EntityRef { kind: S::KIND, id };
+    let from: Vec<&str> = S::ALL
+        .iter()
+        .filter(|s| s.next().contains(&to))
+        .map(|s| s.as_str())
+        .collect();
     let now = now_ms();
+    let Some(old) = record_if_allowed(tx, entity, &from, to.as_str(), reason, user, now).await?
+    else {
+        let current: S = current_state(tx, id).await?;
+        check_transition(current, to)?;
+        return Err(StoreError::Conflict(format!(
+            "{entity} changed while this was being done; look again and retry"
+        )));
+    };
+    let old = S::parse(&old)
+        .ok_or_else(|| StoreError::Corrupt(format!("state of {entity}"), old.clone()))?;
     let sql = format!(
         "UPDATE {} SET state = $1, state_since = $2 WHERE id = $3 AND state = $4",
         table_of(S::KIND)
@@ -52,26 +71,49 @@ pub async fn set_state<S: Lifecycle>(
         .bind(to.as_str())
         .bind(now)
         .bind(id)
-        .bind(from.as_str())
+        .bind(old.as_str())
         .execute(&mut **tx)
         .await?;
     if done.rows_affected() != 1 {
         return Err(StoreError::Conflict(format!(
-            "{} changed while this was being done; look again and retry",
-            EntityRef { kind: S::KIND, id }
+            "{entity} changed while this was being done; look again and retry"
         )));
     }
-    record(
-        tx,
-        EntityRef { kind: S::KIND, id },
-        Some(from.as_str()),
-        to.as_str(),
-        reason,
-        user,
-        now,
-    )
-    .await?;
-    Ok(from)
+    Ok(old)
+}
+
+/// Inserts the history row of `entity` moving to `new` when its current state
+/// is one of `from`; returns that state, or `None` when nothing was written.
+async fn record_if_allowed(
+    tx: &mut Tx,
+    entity: EntityRef,
+    from: &[&str],
+    new: &str,
+    reason: &str,
+    user: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    if from.is_empty() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "INSERT INTO history (ts, entity_kind, entity_id, old_state, new_state, reason, user_name)
+         SELECT $1, $2, id, state, $3, $4, $5 FROM {} WHERE id = $6 AND state IN ({})
+         RETURNING old_state",
+        table_of(entity.kind),
+        super::campaigns::placeholders(7, from.len())
+    );
+    let mut q = sqlx::query_scalar::<_, String>(&sql)
+        .bind(now)
+        .bind(entity.kind.as_str())
+        .bind(new)
+        .bind(reason)
+        .bind(user)
+        .bind(entity.id);
+    for state in from {
+        q = q.bind(*state);
+    }
+    Ok(q.fetch_optional(&mut **tx).await?)
 }
 
 /// Records the first state of a newly inserted entity (old state empty).

@@ -1,0 +1,220 @@
+//! The batch-system abstraction (X10): one trait, one file per batch system.
+//!
+//! The worker is the only caller. Every submission carries our [`JobKey`] in
+//! the batch system's job name, so a restarted worker can [`BatchSystem::find`]
+//! what it submitted before a crash instead of submitting it twice.
+
+pub mod local;
+
+use crate::model::ids::JobId;
+use crate::model::jobspec::JobRunSpec;
+use crate::model::spec::{Resources, Sites};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A batch system's own id for a job (`prodops-j12-a1`, `1234_5`, `123.0@schedd`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BatchJobId(pub String);
+
+impl fmt::Display for BatchJobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One attempt of one of our jobs; its [`JobKey::name`] is the batch job's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobKey {
+    /// Our job id.
+    pub job: JobId,
+    /// Attempt number, from 1.
+    pub attempt: i64,
+}
+
+impl JobKey {
+    /// The name given to the batch job: `prodops-j<job>-a<attempt>`.
+    pub fn name(&self) -> String {
+        format!("prodops-j{}-a{}", self.job.0, self.attempt)
+    }
+
+    /// Reads a name written by [`JobKey::name`] back.
+    pub fn parse_name(name: &str) -> Option<JobKey> {
+        let rest = name.strip_prefix("prodops-j")?;
+        let (job, attempt) = rest.split_once("-a")?;
+        Some(JobKey {
+            job: JobId(job.parse().ok()?),
+            attempt: attempt.parse().ok()?,
+        })
+    }
+}
+
+/// One job to launch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobLaunch {
+    /// Which attempt of which job.
+    pub key: JobKey,
+    /// What the job side runs.
+    pub spec: JobRunSpec,
+    /// Slot needs.
+    pub resources: Resources,
+    /// Site selection, passed through (J11).
+    pub sites: Sites,
+}
+
+/// Jobs of one subtask submitted together (one array / cluster where the system has them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobGroup {
+    /// Experiment, for accounting and group/role options.
+    pub experiment: String,
+    /// The jobs.
+    pub jobs: Vec<JobLaunch>,
+}
+
+/// A job the batch system has accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// Our key.
+    pub key: JobKey,
+    /// Its id there.
+    pub batch_id: BatchJobId,
+}
+
+/// A job's state as the batch system reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObservedState {
+    /// Waiting for a slot.
+    Queued,
+    /// Running.
+    Running,
+    /// Held (by a person or the system).
+    Held,
+    /// Ended with success.
+    Succeeded,
+    /// Ended with failure.
+    Failed,
+    /// Removed before it ended.
+    Removed,
+    /// The batch system does not know the id (any more).
+    Unknown,
+}
+
+/// What the batch system says about one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// Its id there.
+    pub batch_id: BatchJobId,
+    /// Its state.
+    pub state: ObservedState,
+    /// Exit code, once ended by exit.
+    pub exit_code: Option<i64>,
+    /// Signal, once killed by one.
+    pub signal: Option<i64>,
+    /// Killed for exceeding its memory.
+    pub oom: bool,
+    /// Node it runs or ran on.
+    pub node: Option<String>,
+    /// Site or facility.
+    pub site: Option<String>,
+    /// Hold reason or failure text from the batch system.
+    pub reason: Option<String>,
+}
+
+impl Observed {
+    /// An observation with only a state.
+    pub fn state(batch_id: BatchJobId, state: ObservedState) -> Observed {
+        Observed {
+            batch_id,
+            state,
+            exit_code: None,
+            signal: None,
+            oom: false,
+            node: None,
+            site: None,
+            reason: None,
+        }
+    }
+}
+
+/// A finished (or running) job's logs, as fetched from where it ran.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogBundle {
+    /// Standard output (may be truncated to its last part).
+    pub stdout: String,
+    /// Standard error (may be truncated to its last part).
+    pub stderr: String,
+    /// `stages.jsonl`.
+    pub stages: String,
+    /// `result.json`, once written.
+    pub result: Option<String>,
+}
+
+/// Why a batch system call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The command or service refused or failed.
+    #[error("{system}: {message}")]
+    Failed {
+        /// Which batch system.
+        system: String,
+        /// What it said.
+        message: String,
+    },
+    /// Local I/O around the batch system.
+    #[error("{system}: {path}: {source}")]
+    Io {
+        /// Which batch system.
+        system: String,
+        /// The file involved.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A batch system prodops can drive.
+#[async_trait]
+pub trait BatchSystem: Send + Sync {
+    /// Its name as used in request files (`local`, `slurm`, …).
+    fn name(&self) -> &str;
+    /// The site jobs land on when the system does not say.
+    fn default_site(&self) -> &str;
+    /// Submits a group. Idempotent per [`JobKey`]: submitting a key it already
+    /// has returns the existing id instead of starting a second job.
+    async fn submit(&self, group: &JobGroup) -> Result<Vec<Submitted>, BatchError>;
+    /// Finds jobs submitted under these keys (adoption after a crash).
+    async fn find(&self, keys: &[JobKey]) -> Result<Vec<Submitted>, BatchError>;
+    /// Reports the state of these jobs; ids it does not know are `Unknown`.
+    async fn poll(&self, ids: &[BatchJobId]) -> Result<Vec<Observed>, BatchError>;
+    /// Removes jobs, killing those running.
+    async fn cancel(&self, ids: &[BatchJobId]) -> Result<(), BatchError>;
+    /// Holds jobs: queued ones do not start, running ones are suspended.
+    async fn hold(&self, ids: &[BatchJobId]) -> Result<(), BatchError>;
+    /// Releases held jobs.
+    async fn release(&self, ids: &[BatchJobId]) -> Result<(), BatchError>;
+    /// Fetches a job's logs, stage records and result.
+    async fn fetch_logs(&self, id: &BatchJobId) -> Result<LogBundle, BatchError>;
+    /// Jobs queued or running in this system (for throttling, P3).
+    async fn queue_depth(&self) -> Result<u64, BatchError>;
+    /// Resolves when some job may have changed state, so the worker can react at
+    /// once; systems without notifications resolve after their poll interval.
+    async fn changed(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_key_names_round_trip() {
+        let key = JobKey {
+            job: JobId(12),
+            attempt: 3,
+        };
+        assert_eq!(key.name(), "prodops-j12-a3");
+        assert_eq!(JobKey::parse_name("prodops-j12-a3"), Some(key));
+        assert_eq!(JobKey::parse_name("prodops-jx-a3"), None);
+        assert_eq!(JobKey::parse_name("other"), None);
+    }
+}

@@ -1,0 +1,245 @@
+//! `prodops job-run`: the job-side runner (M10).
+//!
+//! Runs on the batch node in the job's working directory (the directory of
+//! `job.json`). It executes the job as named stages — `stage-in` (copy the
+//! inputs into `in/`), `unpack` (the tarball, if any), `run` (the script) and
+//! `copy-out` (move what the script left in `out/` to the output directory) —
+//! measuring wall, CPU and peak RSS of each, appending them to
+//! `stages.jsonl`, and writes `result.json` last. A script opens stages of its
+//! own by printing `PRODOPS_STAGE <name>` and reports events with
+//! `PRODOPS_EVENTS <n>` (see `docs/cli.md`).
+//!
+//! Exit status: 0 when every stage succeeded; the script's exit code when it
+//! failed; 128 + signal when it was killed (137 for memory or wall time); 1
+//! when one of our own stages failed; 2 when `job.json` is unreadable.
+
+mod measure;
+mod script;
+mod stages;
+
+use crate::model::jobspec::{files, JobResult, JobRunSpec, OutputFile};
+use script::{Places, ScriptOutcome};
+use stages::{now_ms, SelfMeter, StageLog};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Exit status when one of the runner's own stages failed.
+const EXIT_STAGE_FAILED: i32 = 1;
+/// Exit status when the spec cannot be read.
+const EXIT_BAD_SPEC: i32 = 2;
+
+/// Runs the job described by `spec_path` and returns the process exit code.
+pub fn main(spec_path: &Path) -> i32 {
+    let work = work_dir_of(spec_path);
+    let mut result = JobResult {
+        exit_code: None,
+        signal: None,
+        oom: false,
+        timed_out: false,
+        failed_stage: None,
+        events: None,
+        outputs: Vec::new(),
+        node: hostname(),
+        start_ms: now_ms(),
+        end_ms: 0,
+    };
+    let code = match read_spec(spec_path) {
+        Ok(spec) => run_job(&spec, &work, &mut result),
+        Err(e) => {
+            eprintln!("job-run: {e}");
+            result.failed_stage = Some("setup".into());
+            EXIT_BAD_SPEC
+        }
+    };
+    result.end_ms = now_ms();
+    if let Err(e) = write_result(&work, &result) {
+        eprintln!("job-run: cannot write {}: {e}", files::RESULT);
+        return EXIT_STAGE_FAILED.max(code);
+    }
+    code
+}
+
+/// The directory holding `job.json`: where the job works and leaves its records.
+fn work_dir_of(spec_path: &Path) -> PathBuf {
+    match spec_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn read_spec(path: &Path) -> Result<JobRunSpec, String> {
+    let text = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| format!("{} is not a valid job spec: {e}", path.display()))
+}
+
+/// Runs the stages in order, stopping at the first that fails; returns the exit status.
+fn run_job(spec: &JobRunSpec, work: &Path, result: &mut JobResult) -> i32 {
+    let mut log = StageLog::open(&work.join(files::STAGES));
+    let inputs = match measured(&mut log, "stage-in", false, || stage_in(spec, work)) {
+        Ok(inputs) => inputs,
+        Err(()) => return stage_failed(result, "stage-in"),
+    };
+    if measured(&mut log, "unpack", true, || unpack(spec, work)).is_err() {
+        return stage_failed(result, "unpack");
+    }
+    let out = work.join("out");
+    if let Err(e) = fs::create_dir_all(&out) {
+        eprintln!("job-run: cannot create {}: {e}", out.display());
+        return stage_failed(result, "run");
+    }
+    let places = Places {
+        work,
+        inputs: &inputs,
+        out: &out,
+    };
+    let outcome = script::run(spec, &places, &mut log);
+    let code = exit_status_of(&outcome);
+    copy_outcome(&outcome, result);
+    if !outcome.ok() {
+        return code;
+    }
+    match measured(&mut log, "copy-out", false, || {
+        copy_out(&out, Path::new(&spec.output_dir))
+    }) {
+        Ok(outputs) => {
+            result.outputs = outputs;
+            0
+        }
+        Err(()) => stage_failed(result, "copy-out"),
+    }
+}
+
+/// Runs one of our own stages between a start and an end record.
+fn measured<T>(
+    log: &mut StageLog,
+    name: &str,
+    with_children: bool,
+    body: impl FnOnce() -> Result<T, String>,
+) -> Result<T, ()> {
+    let stage = log.start(name);
+    let meter = SelfMeter::start(with_children);
+    let outcome = body();
+    log.end(stage, meter.usage(), outcome.is_ok());
+    outcome.map_err(|e| eprintln!("job-run: {name} failed: {e}"))
+}
+
+fn stage_failed(result: &mut JobResult, stage: &str) -> i32 {
+    result.failed_stage = Some(stage.to_string());
+    EXIT_STAGE_FAILED
+}
+
+fn copy_outcome(outcome: &ScriptOutcome, result: &mut JobResult) {
+    result.exit_code = outcome.exit_code;
+    result.signal = outcome.signal;
+    result.oom = outcome.oom;
+    result.timed_out = outcome.timed_out;
+    result.events = outcome.events;
+    result.failed_stage = outcome.failed_stage.clone();
+}
+
+/// Our exit status for how the script ended (see the module doc).
+fn exit_status_of(outcome: &ScriptOutcome) -> i32 {
+    match (outcome.exit_code, outcome.signal) {
+        _ if outcome.ok() => 0,
+        (_, Some(signal)) => 128 + signal as i32,
+        (Some(code), None) if code != 0 => code as i32,
+        _ => 128 + libc::SIGKILL,
+    }
+}
+
+/// `stage-in`: copies every input into `in/`; names that collide get their index prefixed.
+fn stage_in(spec: &JobRunSpec, work: &Path) -> Result<Vec<PathBuf>, String> {
+    let dir = work.join("in");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut staged = Vec::with_capacity(spec.inputs.len());
+    for (i, input) in spec.inputs.iter().enumerate() {
+        let source = Path::new(input);
+        let name = source
+            .file_name()
+            .ok_or_else(|| format!("input {input:?} names no file"))?;
+        let mut target = dir.join(name);
+        if target.exists() {
+            target = dir.join(format!("{i}_{}", name.to_string_lossy()));
+        }
+        fs::copy(source, &target).map_err(|e| format!("cannot copy {input}: {e}"))?;
+        staged.push(target);
+    }
+    Ok(staged)
+}
+
+/// `unpack`: extracts the tarball into the working directory, when there is one.
+fn unpack(spec: &JobRunSpec, work: &Path) -> Result<(), String> {
+    let Some(tarball) = &spec.tarball else {
+        return Ok(());
+    };
+    let status = Command::new("tar")
+        .arg("-xf")
+        .arg(tarball)
+        .arg("-C")
+        .arg(work)
+        .status()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("tar -xf {tarball} ended with {status}"))
+    }
+}
+
+/// `copy-out`: moves every file in `out/` to `target`, listing them by name.
+fn copy_out(out: &Path, target: &Path) -> Result<Vec<OutputFile>, String> {
+    fs::create_dir_all(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    let mut names: Vec<_> = fs::read_dir(out)
+        .map_err(|e| format!("cannot list {}: {e}", out.display()))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .map(|entry| entry.file_name())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let (from, to) = (out.join(&name), target.join(&name));
+            move_file(&from, &to)
+                .map_err(|e| format!("cannot move {} to {}: {e}", from.display(), to.display()))?;
+            let size = fs::metadata(&to)
+                .map_err(|e| format!("cannot stat {}: {e}", to.display()))?
+                .len();
+            Ok(OutputFile {
+                name: name.to_string_lossy().into_owned(),
+                path: to.display().to_string(),
+                size: size as i64,
+            })
+        })
+        .collect()
+}
+
+/// Renames, or copies and removes when the target is on another file system.
+fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    if fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    fs::copy(from, to)?;
+    fs::remove_file(from)
+}
+
+/// Writes `result.json` through a temporary file so a reader never sees half of it.
+fn write_result(work: &Path, result: &JobResult) -> std::io::Result<()> {
+    let tmp = work.join(format!("{}.tmp", files::RESULT));
+    fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(result).expect("a job result serialises"),
+    )?;
+    fs::rename(&tmp, work.join(files::RESULT))
+}
+
+/// This machine's name, for the job's record (M9).
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}

@@ -1,0 +1,323 @@
+//! Actions on running work: resubmit what failed (D3), sign off (T5), and the
+//! job views (M2, M3, M9, M10).
+
+use super::views::iso;
+use super::{Ops, OpsError};
+use crate::model::ids::{CampaignId, EntityKind, EntityRef, JobId, SubtaskId};
+use crate::model::role::{Action, Target};
+use crate::model::spec::TaskKind;
+use crate::model::state::{
+    BatchState, CampaignState, JobState, Lifecycle, SubtaskState, TaskState,
+};
+use crate::store::jobs::{self, JobRow, StageRow};
+use crate::store::states::{current_state, set_state};
+use crate::store::{now_ms, StoreError, Tx};
+use serde::Serialize;
+use sqlx::Row;
+
+/// A job as shown in listings, with how long it has been in its state (M3).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobView {
+    /// `J<n>`.
+    pub id: String,
+    /// `S<n>`.
+    pub subtask: String,
+    /// Index within the subtask.
+    pub seq: i64,
+    /// Attempt.
+    pub attempt: i64,
+    /// State.
+    pub state: String,
+    /// Since when.
+    pub state_since: String,
+    /// Seconds in the current state.
+    pub seconds_in_state: i64,
+    /// Backend.
+    pub backend: String,
+    /// Site.
+    pub site: Option<String>,
+    /// Node.
+    pub node: Option<String>,
+    /// Batch system id.
+    pub batch_job_id: Option<String>,
+    /// Ongoing or last stage.
+    pub stage: Option<String>,
+    /// Exit code.
+    pub exit_code: Option<i64>,
+    /// Signal.
+    pub signal: Option<i64>,
+    /// Out of memory.
+    pub oom: bool,
+    /// Why it failed.
+    pub failure: Option<String>,
+    /// Events produced.
+    pub events: Option<i64>,
+    /// CPU, ms.
+    pub cpu_ms: Option<i64>,
+    /// Wall, ms.
+    pub wall_ms: Option<i64>,
+    /// Peak RSS, KiB.
+    pub max_rss_kb: Option<i64>,
+    /// The split plan (seed, events, inputs).
+    pub plan: serde_json::Value,
+    /// The attempt this one retries.
+    pub retry_of: Option<String>,
+}
+
+impl From<&JobRow> for JobView {
+    fn from(j: &JobRow) -> Self {
+        JobView {
+            id: JobId(j.id).to_string(),
+            subtask: SubtaskId(j.subtask_id).to_string(),
+            seq: j.seq,
+            attempt: j.attempt,
+            state: j.state.clone(),
+            state_since: iso(j.state_since),
+            seconds_in_state: ((now_ms() - j.state_since) / 1000).max(0),
+            backend: j.backend.clone(),
+            site: j.site.clone(),
+            node: j.node.clone(),
+            batch_job_id: j.batch_job_id.clone(),
+            stage: j.current_stage.clone(),
+            exit_code: j.exit_code,
+            signal: j.signal,
+            oom: j.oom,
+            failure: j.failure.clone(),
+            events: j.events,
+            cpu_ms: j.cpu_ms,
+            wall_ms: j.wall_ms,
+            max_rss_kb: j.max_rss_kb,
+            plan: serde_json::from_str(&j.params_json).unwrap_or(serde_json::Value::Null),
+            retry_of: j.retry_of.map(|r| JobId(r).to_string()),
+        }
+    }
+}
+
+/// A job with its stages (M10).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobDetail {
+    /// The job.
+    #[serde(flatten)]
+    pub job: JobView,
+    /// Its stages with resources.
+    pub stages: Vec<StageRow>,
+}
+
+/// What a resubmission did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resubmitted {
+    /// The new attempts, `J<n>`.
+    pub jobs: Vec<String>,
+    /// Subtasks split again because they failed before any job ran.
+    pub replanned: Vec<String>,
+}
+
+impl Ops {
+    /// Jobs of a campaign, a page at a time, optionally only in some states.
+    pub async fn jobs(
+        &self,
+        campaign: CampaignId,
+        states: &[String],
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<JobView>, OpsError> {
+        for s in states {
+            if JobState::parse(s).is_none() {
+                let all: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+                return Err(OpsError::Invalid(format!(
+                    "--state: unknown job state `{s}`; use one of {}",
+                    all.join(", ")
+                )));
+            }
+        }
+        let mut conn = self.store.pool().acquire().await?;
+        crate::store::campaigns::get_campaign(&mut conn, campaign.0).await?;
+        let rows = jobs::jobs_of_campaign(&mut conn, campaign.0, states, limit, offset).await?;
+        Ok(rows.iter().map(JobView::from).collect())
+    }
+
+    /// One job with its stages.
+    pub async fn job(&self, id: JobId) -> Result<JobDetail, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let row = jobs::get_job(&mut conn, id.0).await?;
+        let stages = jobs::stages_of(&mut conn, id.0).await?;
+        Ok(JobDetail {
+            job: JobView::from(&row),
+            stages,
+        })
+    }
+
+    /// Resubmits only the failed or removed jobs under a campaign, task, subtask or
+    /// batch as new attempts linked to the originals (D3); nothing else reruns.
+    pub async fn resubmit(&self, scope: EntityRef, reason: &str) -> Result<Resubmitted, OpsError> {
+        let result = self.resubmit_inner(scope, reason).await;
+        self.finish(Action::Resubmit, &scope.to_string(), result)
+            .await
+    }
+
+    async fn resubmit_inner(
+        &self,
+        scope: EntityRef,
+        reason: &str,
+    ) -> Result<Resubmitted, OpsError> {
+        let mut tx = self.store.begin().await?;
+        let (campaign, experiment, kind) = owner_of(&mut tx, scope).await?;
+        let target = Target {
+            experiment: Some(&experiment),
+            kind: TaskKind::parse(&kind),
+            actor_is_creator: false,
+        };
+        self.authorize(&mut tx, Action::Resubmit, target, &scope.to_string())
+            .await?;
+        let who = self.actor.display();
+        let why = if reason.trim().is_empty() {
+            format!("resubmitted by {who}")
+        } else {
+            reason.trim().to_string()
+        };
+        let mut done = Resubmitted {
+            jobs: Vec::new(),
+            replanned: Vec::new(),
+        };
+        for sub in subtasks_in_scope(&mut tx, scope).await? {
+            let failed: Vec<JobRow> = jobs::current_jobs_of_subtask(&mut tx, sub)
+                .await?
+                .into_iter()
+                .filter(|j| {
+                    matches!(
+                        JobState::parse(&j.state),
+                        Some(JobState::Failed | JobState::Removed)
+                    )
+                })
+                .filter(|j| scope.kind != EntityKind::Batch || j.batch_id == scope.id)
+                .collect();
+            let state: SubtaskState = current_state(&mut tx, sub).await?;
+            let has_jobs = !jobs::current_jobs_of_subtask(&mut tx, sub)
+                .await?
+                .is_empty();
+            if state == SubtaskState::Failed && !has_jobs {
+                set_state(&mut tx, sub, SubtaskState::Ready, &why, &who).await?;
+                done.replanned.push(SubtaskId(sub).to_string());
+                continue;
+            }
+            for job in &failed {
+                let id = crate::worker::retry_job(&mut tx, job, &who).await?;
+                done.jobs.push(JobId(id).to_string());
+                reopen_batch(&mut tx, job.batch_id, &why, &who).await?;
+            }
+            if !failed.is_empty() && state == SubtaskState::Failed {
+                set_state(&mut tx, sub, SubtaskState::Running, &why, &who).await?;
+            }
+        }
+        if done.jobs.is_empty() && done.replanned.is_empty() {
+            return Err(OpsError::Invalid(format!(
+                "{scope} has no failed or removed jobs to resubmit"
+            )));
+        }
+        reopen_parents(&mut tx, campaign, &why, &who).await?;
+        let detail = format!(
+            "{} new attempts, {} subtasks replanned",
+            done.jobs.len(),
+            done.replanned.len()
+        );
+        self.audit_ok(&mut tx, Action::Resubmit, &scope.to_string(), &detail)
+            .await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Signs a subtask off so a `signoff` criterion can be met (T5).
+    pub async fn signoff(&self, subtask: SubtaskId, reason: &str) -> Result<(), OpsError> {
+        let result = self.signoff_inner(subtask, reason).await;
+        self.finish(Action::SignOff, &subtask.to_string(), result)
+            .await
+    }
+
+    async fn signoff_inner(&self, subtask: SubtaskId, reason: &str) -> Result<(), OpsError> {
+        let scope = subtask.entity();
+        let mut tx = self.store.begin().await?;
+        let (_, experiment, kind) = owner_of(&mut tx, scope).await?;
+        let target = Target {
+            experiment: Some(&experiment),
+            kind: TaskKind::parse(&kind),
+            actor_is_creator: false,
+        };
+        self.authorize(&mut tx, Action::SignOff, target, &scope.to_string())
+            .await?;
+        let state: SubtaskState = current_state(&mut tx, subtask.0).await?;
+        if state.is_terminal() {
+            return Err(OpsError::Invalid(format!(
+                "{subtask} is `{state}`: there is nothing to sign off"
+            )));
+        }
+        sqlx::query("UPDATE subtasks SET signed_off_by = $1, signed_off_at = $2 WHERE id = $3")
+            .bind(self.actor.display())
+            .bind(now_ms())
+            .bind(subtask.0)
+            .execute(&mut *tx)
+            .await?;
+        self.audit_ok(&mut tx, Action::SignOff, &scope.to_string(), reason)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The campaign, experiment and kind that own an entity.
+async fn owner_of(tx: &mut Tx, scope: EntityRef) -> Result<(i64, String, String), OpsError> {
+    let sql = match scope.kind {
+        EntityKind::Campaign => "SELECT c.id, e.name, c.kind FROM campaigns c JOIN experiments e ON e.id = c.experiment_id WHERE c.id = $1",
+        EntityKind::Task => "SELECT c.id, e.name, c.kind FROM tasks t JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE t.id = $1",
+        EntityKind::Subtask => "SELECT c.id, e.name, c.kind FROM subtasks s JOIN tasks t ON t.id = s.task_id JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE s.id = $1",
+        EntityKind::Batch => "SELECT c.id, e.name, c.kind FROM batches b JOIN subtasks s ON s.id = b.subtask_id JOIN tasks t ON t.id = s.task_id JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE b.id = $1",
+        EntityKind::Job => return Err(OpsError::Invalid(format!("{scope}: resubmit a campaign, task, subtask or batch (C, T, S or B id)"))),
+    };
+    let row = sqlx::query(sql)
+        .bind(scope.id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| OpsError::Store(StoreError::NotFound(scope.to_string())))?;
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+}
+
+async fn subtasks_in_scope(tx: &mut Tx, scope: EntityRef) -> Result<Vec<i64>, OpsError> {
+    let sql = match scope.kind {
+        EntityKind::Campaign => "SELECT s.id FROM subtasks s JOIN tasks t ON t.id = s.task_id WHERE t.campaign_id = $1 ORDER BY s.id",
+        EntityKind::Task => "SELECT id FROM subtasks WHERE task_id = $1 ORDER BY id",
+        EntityKind::Subtask => "SELECT id FROM subtasks WHERE id = $1",
+        EntityKind::Batch | EntityKind::Job => "SELECT subtask_id FROM batches WHERE id = $1",
+    };
+    let rows = sqlx::query(sql).bind(scope.id).fetch_all(&mut **tx).await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
+}
+
+async fn reopen_batch(tx: &mut Tx, batch: i64, why: &str, who: &str) -> Result<(), OpsError> {
+    let state: BatchState = current_state(tx, batch).await?;
+    if state == BatchState::Failed {
+        set_state(tx, batch, BatchState::Submitted, why, who).await?;
+    }
+    Ok(())
+}
+
+/// A failed task and campaign run again when some of their work is resubmitted.
+async fn reopen_parents(tx: &mut Tx, campaign: i64, why: &str, who: &str) -> Result<(), OpsError> {
+    let tasks: Vec<i64> =
+        sqlx::query("SELECT id FROM tasks WHERE campaign_id = $1 AND state = 'failed'")
+            .bind(campaign)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+    for task in tasks {
+        set_state(tx, task, TaskState::Running, why, who).await?;
+    }
+    let state: CampaignState = current_state(tx, campaign).await?;
+    if state == CampaignState::Failed {
+        set_state(tx, campaign, CampaignState::Running, why, who).await?;
+    }
+    Ok(())
+}

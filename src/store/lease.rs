@@ -1,0 +1,107 @@
+//! The worker lease: one worker at a time submits; the others only watch (S3).
+//!
+//! The lease is a row with a holder and an expiry, taken with a compare-and-set,
+//! renewed every pass, and taken over when it expires or its holder's process
+//! on this host is gone.
+
+use super::{now_ms, Store, StoreError};
+use sqlx::Row;
+
+const NAME: &str = "worker";
+
+/// Who holds the lease: `host:pid:start`.
+pub fn holder_id() -> String {
+    format!("{}:{}:{}", hostname(), std::process::id(), now_ms())
+}
+
+/// This machine's name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length and gethostname NUL-terminates within it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// True when `holder` names a process on this host that no longer exists.
+fn holder_is_gone(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks whether the process exists.
+    host == hostname()
+        && pid > 0
+        && unsafe { libc::kill(pid, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Takes or renews the lease for `ttl_ms`; false when another live worker holds it.
+pub async fn acquire(store: &Store, holder: &str, ttl_ms: i64) -> Result<bool, StoreError> {
+    let mut tx = store.begin().await?;
+    let now = now_ms();
+    let current = sqlx::query("SELECT holder, expires_at FROM leases WHERE name = $1")
+        .bind(NAME)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let taken = match current {
+        None => {
+            sqlx::query("INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                .bind(NAME)
+                .bind(holder)
+                .bind(now + ttl_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1
+        }
+        Some(row) => {
+            let other: String = row.try_get(0)?;
+            let expires: i64 = row.try_get(1)?;
+            if other == holder || expires < now || holder_is_gone(&other) {
+                sqlx::query("UPDATE leases SET holder = $1, expires_at = $2 WHERE name = $3 AND holder = $4")
+                    .bind(holder)
+                    .bind(now + ttl_ms)
+                    .bind(NAME)
+                    .bind(&other)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1
+            } else {
+                false
+            }
+        }
+    };
+    tx.commit().await?;
+    Ok(taken)
+}
+
+/// Gives the lease up so another worker may start at once.
+pub async fn release(store: &Store, holder: &str) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+        .bind(NAME)
+        .bind(holder)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The current holder, if the lease is held and not expired.
+pub async fn current_holder(store: &Store) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT holder, expires_at FROM leases WHERE name = $1")
+        .bind(NAME)
+        .fetch_optional(store.pool())
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let expires: i64 = row.try_get(1)?;
+    Ok((expires >= now_ms()).then(|| row.try_get(0)).transpose()?)
+}

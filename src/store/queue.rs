@@ -1,0 +1,320 @@
+//! The worker's view of the queue: what is ready, what may be submitted, what is
+//! in flight where, and which jobs must follow a held or cancelled campaign.
+
+use super::campaigns::placeholders;
+use super::StoreError;
+use crate::model::state::{JobState, Lifecycle, SubtaskState};
+use sqlx::{AnyConnection, Row};
+use std::collections::HashMap;
+
+/// A subtask with what the worker needs to act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedSubtask {
+    /// Subtask id.
+    pub id: i64,
+    /// Its task.
+    pub task_id: i64,
+    /// Its campaign.
+    pub campaign_id: i64,
+    /// Experiment name.
+    pub experiment: String,
+    /// Stage spec JSON.
+    pub spec_json: String,
+    /// Parent subtask ids.
+    pub parents: Vec<i64>,
+    /// Campaign state.
+    pub campaign_state: String,
+    /// Task state.
+    pub task_state: String,
+    /// Signed off by someone.
+    pub signed_off: bool,
+}
+
+/// Subtasks in `state`, in queue order: campaign priority (high first), then age (J16, J14).
+pub async fn subtasks_in_state(
+    conn: &mut AnyConnection,
+    state: SubtaskState,
+) -> Result<Vec<QueuedSubtask>, StoreError> {
+    queued_subtasks(conn, state, "").await
+}
+
+/// Waiting subtasks whose every parent succeeded: the ones to release now (J1).
+pub async fn releasable_subtasks(
+    conn: &mut AnyConnection,
+) -> Result<Vec<QueuedSubtask>, StoreError> {
+    let all_parents_succeeded =
+        " AND NOT EXISTS (SELECT 1 FROM subtask_deps d JOIN subtasks p ON p.id = d.parent_id
+        WHERE d.subtask_id = s.id AND p.state <> 'succeeded')";
+    queued_subtasks(conn, SubtaskState::Waiting, all_parents_succeeded).await
+}
+
+/// Running subtasks none of whose jobs can still change: the ones to decide now (T5).
+pub async fn settled_subtasks(conn: &mut AnyConnection) -> Result<Vec<QueuedSubtask>, StoreError> {
+    let active: Vec<String> = JobState::ALL
+        .iter()
+        .filter(|s| !s.is_terminal())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    let no_active_job = format!(
+        " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.subtask_id = s.id AND j.state IN ({}))",
+        active.join(", ")
+    );
+    queued_subtasks(conn, SubtaskState::Running, &no_active_job).await
+}
+
+/// Subtasks in `state` matching the extra SQL condition `and_where`, with their parents.
+async fn queued_subtasks(
+    conn: &mut AnyConnection,
+    state: SubtaskState,
+    and_where: &str,
+) -> Result<Vec<QueuedSubtask>, StoreError> {
+    let sql = format!(
+        "SELECT s.id, s.task_id, c.id, e.name, s.spec_json, c.state, t.state, s.signed_off_by
+         FROM subtasks s JOIN tasks t ON t.id = s.task_id JOIN campaigns c ON c.id = t.campaign_id
+         JOIN experiments e ON e.id = c.experiment_id
+         WHERE s.state = $1{and_where} ORDER BY c.priority DESC, c.created_at, c.id, s.id"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(state.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut parents = parents_of_subtasks_in(conn, state).await?;
+    rows.iter()
+        .map(|r| {
+            let id: i64 = r.try_get(0)?;
+            Ok(QueuedSubtask {
+                id,
+                task_id: r.try_get(1)?,
+                campaign_id: r.try_get(2)?,
+                experiment: r.try_get(3)?,
+                spec_json: r.try_get(4)?,
+                parents: parents.remove(&id).unwrap_or_default(),
+                campaign_state: r.try_get(5)?,
+                task_state: r.try_get(6)?,
+                signed_off: r.try_get::<Option<String>, _>(7)?.is_some(),
+            })
+        })
+        .collect()
+}
+
+/// Parent ids (ascending) of every subtask in `state`, in one query.
+async fn parents_of_subtasks_in(
+    conn: &mut AnyConnection,
+    state: SubtaskState,
+) -> Result<HashMap<i64, Vec<i64>>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT d.subtask_id, d.parent_id FROM subtask_deps d JOIN subtasks s ON s.id = d.subtask_id
+         WHERE s.state = $1 ORDER BY d.subtask_id, d.parent_id",
+    )
+    .bind(state.as_str())
+    .fetch_all(conn)
+    .await?;
+    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
+    for r in &rows {
+        out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+    }
+    Ok(out)
+}
+
+/// A created job the worker may submit, with where it would count against throttles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submittable {
+    /// Job id.
+    pub job_id: i64,
+    /// Attempt.
+    pub attempt: i64,
+    /// Its batch.
+    pub batch_id: i64,
+    /// Its subtask.
+    pub subtask_id: i64,
+    /// Its campaign.
+    pub campaign_id: i64,
+    /// Experiment name.
+    pub experiment: String,
+    /// Backend name.
+    pub backend: String,
+    /// Split plan JSON.
+    pub params_json: String,
+}
+
+/// Created jobs of running, unheld campaigns in queue order, at most `limit`.
+pub async fn submittable_jobs(
+    conn: &mut AnyConnection,
+    limit: i64,
+) -> Result<Vec<Submittable>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT j.id, j.attempt, j.batch_id, j.subtask_id, c.id, e.name, j.backend, j.params_json
+         FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
+         JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id
+         WHERE j.state = 'created' AND c.state = 'running' AND t.state = 'running' AND s.state = 'running'
+         ORDER BY c.priority DESC, c.created_at, c.id, j.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Submittable {
+                job_id: r.try_get(0)?,
+                attempt: r.try_get(1)?,
+                batch_id: r.try_get(2)?,
+                subtask_id: r.try_get(3)?,
+                campaign_id: r.try_get(4)?,
+                experiment: r.try_get(5)?,
+                backend: r.try_get(6)?,
+                params_json: r.try_get(7)?,
+            })
+        })
+        .collect()
+}
+
+/// Jobs in flight (submitting, queued, running, held) per experiment, backend and site.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InFlight {
+    /// Per experiment name.
+    pub experiment: HashMap<String, usize>,
+    /// Per backend name.
+    pub backend: HashMap<String, usize>,
+    /// Per site (jobs not yet placed count under their backend's default site).
+    pub site: HashMap<String, usize>,
+    /// In all.
+    pub total: usize,
+}
+
+/// Counts jobs in flight (X5).
+pub async fn in_flight(conn: &mut AnyConnection) -> Result<InFlight, StoreError> {
+    let active = [
+        JobState::Submitting,
+        JobState::Queued,
+        JobState::Running,
+        JobState::Held,
+    ];
+    let sql = format!(
+        "SELECT e.name, j.backend, COALESCE(j.site, j.backend), COUNT(*)
+         FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
+         JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id
+         WHERE j.state IN ({}) GROUP BY e.name, j.backend, COALESCE(j.site, j.backend)",
+        placeholders(1, active.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for s in active {
+        q = q.bind(s.as_str());
+    }
+    let mut out = InFlight::default();
+    for r in q.fetch_all(conn).await? {
+        let n = r.try_get::<i64, _>(3)? as usize;
+        *out.experiment.entry(r.try_get(0)?).or_default() += n;
+        *out.backend.entry(r.try_get(1)?).or_default() += n;
+        *out.site.entry(r.try_get(2)?).or_default() += n;
+        out.total += n;
+    }
+    Ok(out)
+}
+
+/// A job whose campaign's desired state differs from what the job is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Job id.
+    pub job_id: i64,
+    /// Job state.
+    pub job_state: String,
+    /// Batch system id, if submitted.
+    pub batch_job_id: Option<String>,
+    /// Backend.
+    pub backend: String,
+    /// Campaign state.
+    pub campaign_state: String,
+    /// Subtask state.
+    pub subtask_state: String,
+}
+
+/// Jobs that must be held, released or removed to follow their campaign or subtask.
+pub async fn mismatched_jobs(conn: &mut AnyConnection) -> Result<Vec<Mismatch>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT j.id, j.state, j.batch_job_id, j.backend, c.state, s.state
+         FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
+         JOIN campaigns c ON c.id = t.campaign_id
+         WHERE (j.state IN ('created', 'queued', 'running', 'held') AND (c.state IN ('held', 'cancelled') OR s.state IN ('held', 'cancelled')))
+            OR (j.state = 'held' AND c.state = 'running' AND s.state = 'running')
+         ORDER BY j.id",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Mismatch {
+                job_id: r.try_get(0)?,
+                job_state: r.try_get(1)?,
+                batch_job_id: r.try_get(2)?,
+                backend: r.try_get(3)?,
+                campaign_state: r.try_get(4)?,
+                subtask_state: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// States of a campaign's tasks, or of a task's subtasks, as `(id, state)`.
+pub async fn child_states(
+    conn: &mut AnyConnection,
+    table: ChildTable,
+    parent: i64,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let sql = match table {
+        ChildTable::TasksOfCampaign => {
+            "SELECT id, state FROM tasks WHERE campaign_id = $1 ORDER BY id"
+        }
+        ChildTable::SubtasksOfTask => {
+            "SELECT id, state FROM subtasks WHERE task_id = $1 ORDER BY id"
+        }
+        ChildTable::BatchesOfSubtask => {
+            "SELECT id, state FROM batches WHERE subtask_id = $1 ORDER BY id"
+        }
+    };
+    sqlx::query(sql)
+        .bind(parent)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Which children [`child_states`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildTable {
+    /// Tasks of a campaign.
+    TasksOfCampaign,
+    /// Subtasks of a task.
+    SubtasksOfTask,
+    /// Batches of a subtask.
+    BatchesOfSubtask,
+}
+
+/// Ids of rows of `table` (campaigns or tasks) in `state`.
+pub async fn ids_in_state(
+    conn: &mut AnyConnection,
+    table: ParentTable,
+    state: &str,
+) -> Result<Vec<i64>, StoreError> {
+    let sql = match table {
+        ParentTable::Campaigns => "SELECT id FROM campaigns WHERE state = $1 ORDER BY id",
+        ParentTable::Tasks => "SELECT id FROM tasks WHERE state = $1 ORDER BY id",
+    };
+    sqlx::query(sql)
+        .bind(state)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+}
+
+/// Tables whose state follows their children's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParentTable {
+    /// Campaigns (from tasks).
+    Campaigns,
+    /// Tasks (from subtasks).
+    Tasks,
+}

@@ -1,0 +1,219 @@
+//! The worker: a reconcile loop that turns desired state into batch-system actions.
+//!
+//! Each pass is idempotent and may be cut anywhere by a crash:
+//! recover orphans → follow holds/cancels → ingest job states and logs →
+//! evaluate completion → release DAG successors → split ready subtasks →
+//! submit within throttles. It runs in-process as a tokio task or headless
+//! (`prodops --batch`), guarded by a lease so only one worker submits.
+
+mod enforce;
+pub mod failpoint;
+mod ingest;
+mod plan;
+mod recover;
+mod rollup;
+mod submit;
+
+pub use ingest::retry_job;
+
+use crate::batch::{BatchError, BatchSystem};
+use crate::store::{lease, Store, StoreError};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The name under which the worker appears in history rows.
+pub const WORKER_USER: &str = "worker";
+
+/// Caps on jobs in flight so queues are not overwhelmed (X5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttles {
+    /// Per experiment.
+    pub per_experiment: Option<usize>,
+    /// Per backend.
+    pub per_backend: Option<usize>,
+    /// Per site.
+    pub per_site: Option<usize>,
+    /// Submissions per pass.
+    pub per_pass: usize,
+}
+
+impl Default for Throttles {
+    fn default() -> Self {
+        Throttles {
+            per_experiment: None,
+            per_backend: None,
+            per_site: None,
+            per_pass: 500,
+        }
+    }
+}
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Throttles.
+    pub throttles: Throttles,
+    /// Where job outputs are collected: `<root>/C<c>/S<s>/J<j>-a<n>/`.
+    pub output_root: PathBuf,
+    /// How long the lease lasts without renewal.
+    pub lease_ttl: Duration,
+}
+
+/// What went wrong in a pass. The pass stops; the next one starts over.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A batch system.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+}
+
+impl From<sqlx::Error> for WorkerError {
+    fn from(e: sqlx::Error) -> Self {
+        WorkerError::Store(StoreError::Db(e))
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// This worker holds the lease (otherwise it only watched).
+    pub leader: bool,
+    /// Orphans adopted or returned to the queue.
+    pub recovered: usize,
+    /// Jobs held, released or removed to follow their campaign.
+    pub enforced: usize,
+    /// Job state changes seen in batch systems.
+    pub observed: usize,
+    /// Retries created.
+    pub retried: usize,
+    /// Subtasks, tasks, campaigns and batches whose state was rolled up.
+    pub rolled_up: usize,
+    /// Subtasks released by their parents (J1).
+    pub released: usize,
+    /// Jobs created by splitting.
+    pub split: usize,
+    /// Jobs submitted.
+    pub submitted: usize,
+    /// Jobs in flight after the pass.
+    pub in_flight: usize,
+    /// Problems that did not stop the pass (a backend refusing a submission).
+    pub warnings: Vec<String>,
+}
+
+impl PassReport {
+    /// True when the pass changed something.
+    pub fn changed(&self) -> bool {
+        self.recovered
+            + self.enforced
+            + self.observed
+            + self.retried
+            + self.rolled_up
+            + self.released
+            + self.split
+            + self.submitted
+            > 0
+    }
+
+    /// True when nothing is in flight and the pass found nothing to do.
+    pub fn idle(&self) -> bool {
+        self.leader && !self.changed() && self.in_flight == 0
+    }
+}
+
+/// The worker: a store, the batch systems it may use, and its configuration.
+pub struct Worker {
+    store: Store,
+    backends: BTreeMap<String, Arc<dyn BatchSystem>>,
+    config: WorkerConfig,
+    holder: String,
+}
+
+impl Worker {
+    /// A worker using `backends`, keyed by their names.
+    pub fn new(store: Store, backends: Vec<Arc<dyn BatchSystem>>, config: WorkerConfig) -> Worker {
+        Worker {
+            store,
+            backends: backends
+                .into_iter()
+                .map(|b| (b.name().to_string(), b))
+                .collect(),
+            config,
+            holder: lease::holder_id(),
+        }
+    }
+
+    /// The store the worker uses.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// One reconcile pass. Without the lease it only reports what is in flight.
+    pub async fn pass(&self) -> Result<PassReport, WorkerError> {
+        let ttl = self.config.lease_ttl.as_millis() as i64;
+        let mut report = PassReport {
+            leader: lease::acquire(&self.store, &self.holder, ttl).await?,
+            ..PassReport::default()
+        };
+        if report.leader {
+            report.recovered = recover::adopt_or_requeue(self).await?;
+            report.enforced = enforce::follow_desired_state(self).await?;
+            let ingested = ingest::ingest(self).await?;
+            report.observed = ingested.observed;
+            report.retried = ingested.retried;
+            report.rolled_up = rollup::roll_up(self).await?;
+            report.released = rollup::release_successors(self).await?;
+            report.split = plan::split_ready(self).await?;
+            report.rolled_up += rollup::roll_up(self).await?;
+            let (submitted, warnings) = submit::submit(self).await?;
+            report.submitted = submitted;
+            report.warnings = warnings;
+        }
+        let mut conn = self.store.pool().acquire().await?;
+        report.in_flight = crate::store::queue::in_flight(&mut conn).await?.total;
+        Ok(report)
+    }
+
+    /// Runs passes until nothing is in flight and nothing is left to do (`--batch`).
+    /// Without the lease it waits for the holder to finish. `on_pass` sees every report.
+    pub async fn run_until_idle(
+        &self,
+        mut on_pass: impl FnMut(&PassReport),
+    ) -> Result<PassReport, WorkerError> {
+        loop {
+            let report = self.pass().await?;
+            on_pass(&report);
+            if report.idle() {
+                lease::release(&self.store, &self.holder).await?;
+                return Ok(report);
+            }
+            if !report.changed() {
+                self.wait_for_change().await;
+            }
+        }
+    }
+
+    /// Waits until a batch system reports a change (or its poll interval passes).
+    pub async fn wait_for_change(&self) {
+        let waits: Vec<_> = self.backends.values().map(|b| b.changed()).collect();
+        if waits.is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        } else {
+            futures::future::select_all(waits).await;
+        }
+    }
+
+    /// Gives up the lease (on shutdown).
+    pub async fn release_lease(&self) -> Result<(), WorkerError> {
+        lease::release(&self.store, &self.holder).await?;
+        Ok(())
+    }
+
+    fn backend(&self, name: &str) -> Option<&Arc<dyn BatchSystem>> {
+        self.backends.get(name)
+    }
+}

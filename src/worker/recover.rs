@@ -1,0 +1,54 @@
+//! After a crash: jobs left `submitting` are adopted if their batch system has
+//! them, or returned to `created` if it never got them (S3). Nothing is
+//! submitted twice and nothing is forgotten.
+
+use super::{Worker, WorkerError, WORKER_USER};
+use crate::batch::JobKey;
+use crate::model::ids::JobId;
+use crate::model::state::JobState;
+use crate::store::jobs::{jobs_in_states, set_batch_job_id};
+use crate::store::states::set_state;
+use std::collections::BTreeMap;
+
+/// Adopts or requeues every job caught mid-submission; returns how many.
+pub(super) async fn adopt_or_requeue(worker: &Worker) -> Result<usize, WorkerError> {
+    let mut conn = worker.store.pool().acquire().await?;
+    let orphans = jobs_in_states(&mut conn, &[JobState::Submitting], None).await?;
+    drop(conn);
+    if orphans.is_empty() {
+        return Ok(0);
+    }
+    let mut by_backend: BTreeMap<&str, Vec<JobKey>> = BTreeMap::new();
+    for job in &orphans {
+        by_backend
+            .entry(job.backend.as_str())
+            .or_default()
+            .push(JobKey {
+                job: JobId(job.id),
+                attempt: job.attempt,
+            });
+    }
+    let mut tx = worker.store.begin().await?;
+    for (name, keys) in by_backend {
+        let Some(backend) = worker.backend(name) else {
+            continue;
+        };
+        let found = backend.find(&keys).await?;
+        for key in &keys {
+            match found.iter().find(|s| s.key == *key) {
+                Some(s) => {
+                    set_batch_job_id(&mut tx, key.job.0, &s.batch_id.0, backend.default_site())
+                        .await?;
+                    let why = format!("adopted {} after a worker restart", s.batch_id);
+                    set_state(&mut tx, key.job.0, JobState::Queued, &why, WORKER_USER).await?;
+                }
+                None => {
+                    let why = "not submitted before a worker restart; will submit again";
+                    set_state(&mut tx, key.job.0, JobState::Created, why, WORKER_USER).await?;
+                }
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(orphans.len())
+}

@@ -1,0 +1,244 @@
+//! Submission within throttles (X5), crash-safe: a `submitting` intent is
+//! committed before the batch system is called, and the batch job id after it
+//! answers. A crash in between is resolved by `recover` on the next pass.
+
+use super::failpoint;
+use super::{Worker, WorkerError, WORKER_USER};
+use crate::batch::{BatchSystem, JobGroup, JobKey, JobLaunch, Submitted};
+use crate::model::ids::JobId;
+use crate::model::jobspec::JobRunSpec;
+use crate::model::spec::{Executable, StageSpec};
+use crate::model::split::JobPlan;
+use crate::model::state::{BatchState, JobState, Lifecycle};
+use crate::store::jobs::{files_by_id, set_batch_job_id};
+use crate::store::queue::{in_flight, submittable_jobs, InFlight, Submittable};
+use crate::store::states::{current_state, set_state};
+use crate::store::StoreError;
+use sqlx::AnyConnection;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Submits created jobs in queue order within throttles; returns how many and any warnings.
+pub(super) async fn submit(worker: &Worker) -> Result<(usize, Vec<String>), WorkerError> {
+    let mut conn = worker.store.pool().acquire().await?;
+    let mut flight = in_flight(&mut conn).await?;
+    let candidates =
+        submittable_jobs(&mut conn, worker.config.throttles.per_pass as i64 * 4).await?;
+    drop(conn);
+    let picked = within_throttles(worker, &mut flight, candidates);
+    if picked.is_empty() {
+        return Ok((0, Vec::new()));
+    }
+    let mut tx = worker.store.begin().await?;
+    for job in &picked {
+        let why = format!("submitting to {}", job.backend);
+        set_state(&mut tx, job.job_id, JobState::Submitting, &why, WORKER_USER).await?;
+    }
+    tx.commit().await?;
+    failpoint::hit("submit:after-intent");
+    let mut groups: BTreeMap<(String, i64), Vec<&Submittable>> = BTreeMap::new();
+    for job in &picked {
+        groups
+            .entry((job.backend.clone(), job.subtask_id))
+            .or_default()
+            .push(job);
+    }
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    let mut conn = worker.store.pool().acquire().await?;
+    for ((backend_name, _), jobs) in groups {
+        let backend = worker
+            .backend(&backend_name)
+            .expect("split only plans jobs for configured backends");
+        let group = job_group(worker, &mut conn, &jobs).await?;
+        match backend.submit(&group).await {
+            Ok(ids) => {
+                failpoint::hit("submit:after-backend");
+                accepted.push((backend, ids, jobs));
+            }
+            Err(e) => refused.push((jobs, e.to_string())),
+        }
+    }
+    drop(conn);
+    let submitted = record_submissions(worker, &accepted, &refused).await?;
+    failpoint::hit("submit:after-record");
+    Ok((submitted, refused.into_iter().map(|(_, e)| e).collect()))
+}
+
+/// Groups the batch system accepted, with their batch ids.
+type Accepted<'a> = (
+    &'a Arc<dyn BatchSystem>,
+    Vec<Submitted>,
+    Vec<&'a Submittable>,
+);
+
+/// Records every accepted job's batch id and every refused job's return to
+/// `created`, in one transaction; returns how many were accepted.
+async fn record_submissions(
+    worker: &Worker,
+    accepted: &[Accepted<'_>],
+    refused: &[(Vec<&Submittable>, String)],
+) -> Result<usize, WorkerError> {
+    let mut tx = worker.store.begin().await?;
+    let mut submitted = 0;
+    for (backend, ids, jobs) in accepted {
+        for s in ids {
+            set_batch_job_id(&mut tx, s.key.job.0, &s.batch_id.0, backend.default_site()).await?;
+            let why = format!("submitted as {}", s.batch_id);
+            set_state(&mut tx, s.key.job.0, JobState::Queued, &why, WORKER_USER).await?;
+        }
+        mark_batches_submitted(&mut tx, jobs).await?;
+        submitted += ids.len();
+    }
+    for (jobs, error) in refused {
+        let why = format!("submission failed, will retry: {error}");
+        for job in jobs {
+            set_state(&mut tx, job.job_id, JobState::Created, &why, WORKER_USER).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(submitted)
+}
+
+/// Picks candidates in order while every cap (experiment, backend, site, per pass) has room.
+fn within_throttles(
+    worker: &Worker,
+    flight: &mut InFlight,
+    candidates: Vec<Submittable>,
+) -> Vec<Submittable> {
+    let t = &worker.config.throttles;
+    let room = |map: &HashMap<String, usize>, key: &str, cap: Option<usize>| {
+        cap.is_none_or(|cap| map.get(key).copied().unwrap_or(0) < cap)
+    };
+    let mut picked = Vec::new();
+    for job in candidates {
+        if picked.len() >= t.per_pass {
+            break;
+        }
+        let site = worker
+            .backend(&job.backend)
+            .map(|b| b.default_site().to_string())
+            .unwrap_or_else(|| job.backend.clone());
+        if room(&flight.experiment, &job.experiment, t.per_experiment)
+            && room(&flight.backend, &job.backend, t.per_backend)
+            && room(&flight.site, &site, t.per_site)
+        {
+            *flight.experiment.entry(job.experiment.clone()).or_default() += 1;
+            *flight.backend.entry(job.backend.clone()).or_default() += 1;
+            *flight.site.entry(site).or_default() += 1;
+            picked.push(job);
+        }
+    }
+    picked
+}
+
+/// Builds what the batch system needs for each job: the job-side spec, resources, sites.
+async fn job_group(
+    worker: &Worker,
+    conn: &mut AnyConnection,
+    jobs: &[&Submittable],
+) -> Result<JobGroup, WorkerError> {
+    let subtask = jobs[0].subtask_id;
+    let json: String = sqlx::query_scalar("SELECT spec_json FROM subtasks WHERE id = $1")
+        .bind(subtask)
+        .fetch_one(&mut *conn)
+        .await?;
+    let stage: StageSpec = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("spec of S{subtask}"), e.to_string()))?;
+    let mut launches = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let plan: JobPlan = serde_json::from_str(&job.params_json)
+            .map_err(|e| StoreError::Corrupt(format!("plan of J{}", job.job_id), e.to_string()))?;
+        let inputs = files_by_id(conn, &plan.inputs).await?;
+        launches.push(JobLaunch {
+            key: JobKey {
+                job: JobId(job.job_id),
+                attempt: job.attempt,
+            },
+            spec: run_spec(
+                worker,
+                job,
+                &stage,
+                &plan,
+                inputs.into_iter().map(|f| f.path).collect(),
+            ),
+            resources: stage.resources.clone(),
+            sites: stage.sites.clone(),
+        });
+    }
+    Ok(JobGroup {
+        experiment: jobs[0].experiment.clone(),
+        jobs: launches,
+    })
+}
+
+fn run_spec(
+    worker: &Worker,
+    job: &Submittable,
+    stage: &StageSpec,
+    plan: &JobPlan,
+    inputs: Vec<String>,
+) -> JobRunSpec {
+    let (executable, args) = match &stage.executable {
+        Executable::Script { path, args } => (path.clone(), args.clone()),
+        Executable::Launch(l) => (l.command.clone(), l.args.clone()),
+    };
+    let mut env = BTreeMap::new();
+    env.insert("PRODOPS_STAGE".to_string(), stage.name.clone());
+    env.insert("PRODOPS_SUBTASK_ID".to_string(), job.subtask_id.to_string());
+    env.insert("PRODOPS_RELEASE".to_string(), stage.release.clone());
+    env.insert(
+        "PRODOPS_PARAMS".to_string(),
+        serde_json::Value::Object(stage.params.clone()).to_string(),
+    );
+    for (key, value) in [
+        ("PRODOPS_SEED", plan.seed),
+        ("PRODOPS_EVENTS", plan.events),
+        ("PRODOPS_FIRST_EVENT", plan.first_event),
+    ] {
+        if let Some(v) = value {
+            env.insert(key.to_string(), v.to_string());
+        }
+    }
+    let output_dir = worker
+        .config
+        .output_root
+        .join(format!("C{}", job.campaign_id))
+        .join(format!("S{}", job.subtask_id))
+        .join(format!("J{}-a{}", job.job_id, job.attempt));
+    JobRunSpec {
+        job: job.job_id,
+        attempt: job.attempt,
+        executable,
+        args,
+        env,
+        inputs,
+        tarball: None,
+        output_dir: output_dir.display().to_string(),
+        memory_mb: stage.resources.memory_mb,
+        wall_seconds: (stage.resources.wall_hours * 3600.0).ceil() as i64,
+    }
+}
+
+/// Batches of the submitted jobs are `submitted` (T6).
+async fn mark_batches_submitted(
+    tx: &mut crate::store::Tx,
+    jobs: &[&Submittable],
+) -> Result<(), WorkerError> {
+    let mut batches: Vec<i64> = jobs.iter().map(|j| j.batch_id).collect();
+    batches.dedup();
+    for batch in batches {
+        let state: BatchState = current_state(tx, batch).await?;
+        if state.next().contains(&BatchState::Submitted) {
+            set_state(
+                tx,
+                batch,
+                BatchState::Submitted,
+                "jobs submitted",
+                WORKER_USER,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,518 @@
+//! The `local` batch system (X10): jobs run as child processes of the worker,
+//! at most `slots` at once (X5), idempotently and crash-safely (S3). The real
+//! `prodops job-run` is replaced by `tests/fixtures/local_backend/fake-runner.sh`.
+
+use prodops::batch::local::{default_runner, LocalBatch};
+use prodops::batch::{
+    BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, Observed, ObservedState,
+};
+use prodops::model::ids::JobId;
+use prodops::model::jobspec::JobRunSpec;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The stand-in runner, run through `sh` so a lost executable bit does not matter.
+fn fake_runner() -> Vec<String> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/local_backend/fake-runner.sh"
+    );
+    vec!["/bin/sh".into(), script.into()]
+}
+
+/// Attempt 1 of job `job`.
+fn key(job: i64) -> JobKey {
+    JobKey {
+        job: JobId(job),
+        attempt: 1,
+    }
+}
+
+/// A launch of job `job` running `script` with `sh -c` in its directory.
+fn launch(job: i64, script: &str) -> JobLaunch {
+    JobLaunch {
+        key: key(job),
+        spec: JobRunSpec {
+            job,
+            attempt: 1,
+            executable: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: BTreeMap::new(),
+            inputs: Vec::new(),
+            tarball: None,
+            output_dir: "/nonexistent".into(),
+            memory_mb: 100,
+            wall_seconds: 60,
+        },
+        resources: Default::default(),
+        sites: Default::default(),
+    }
+}
+
+/// A group of jobs numbered from 1, each running its script.
+fn group(scripts: &[&str]) -> JobGroup {
+    JobGroup {
+        experiment: "test".into(),
+        jobs: (1..)
+            .zip(scripts)
+            .map(|(job, script)| launch(job, script))
+            .collect(),
+    }
+}
+
+/// The batch id of job `job`.
+fn id(job: i64) -> BatchJobId {
+    BatchJobId(key(job).name())
+}
+
+/// Opens a backend on `root` with the fake runner.
+async fn open(root: &Path, slots: usize) -> Arc<LocalBatch> {
+    LocalBatch::open(root.to_path_buf(), slots, fake_runner())
+        .await
+        .expect("open")
+}
+
+/// True for states a job never leaves.
+fn ended(state: ObservedState) -> bool {
+    matches!(
+        state,
+        ObservedState::Succeeded
+            | ObservedState::Failed
+            | ObservedState::Removed
+            | ObservedState::Unknown
+    )
+}
+
+/// Polls `ids` (waking on `changed()`) until `done` holds for all, or panics after 20 s.
+async fn wait_for(
+    batch: &LocalBatch,
+    ids: &[BatchJobId],
+    done: impl Fn(&Observed) -> bool,
+) -> Vec<Observed> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = batch.poll(ids).await.expect("poll");
+        if seen.iter().all(&done) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting: {seen:?}");
+        tokio::time::timeout(Duration::from_millis(200), batch.changed())
+            .await
+            .ok();
+    }
+}
+
+/// Waits until all `ids` ended.
+async fn wait_ended(batch: &LocalBatch, ids: &[BatchJobId]) -> Vec<Observed> {
+    wait_for(batch, ids, |o| ended(o.state)).await
+}
+
+/// Waits until `id` is in `state`.
+async fn wait_state(batch: &LocalBatch, id: &BatchJobId, state: ObservedState) {
+    wait_for(batch, std::slice::from_ref(id), |o| o.state == state).await;
+}
+
+/// Waits until `queue_depth()` is `depth`, or panics after 5 s.
+async fn wait_depth(batch: &LocalBatch, depth: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while batch.queue_depth().await.unwrap() != depth {
+        assert!(Instant::now() < deadline, "queue depth stays above {depth}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Lines of `root/launched.log`.
+fn launches(root: &Path) -> Vec<String> {
+    std::fs::read_to_string(root.join("launched.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The job directory of `id`.
+fn job_dir(root: &Path, id: &BatchJobId) -> PathBuf {
+    root.join(&id.0)
+}
+
+/// The runner pid recorded in the job directory.
+fn runner_pid(root: &Path, id: &BatchJobId) -> i32 {
+    let text = std::fs::read_to_string(job_dir(root, id).join("pid")).expect("pid file");
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The state letter of a process, `None` once it is gone.
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Lines in `file` of a job directory (0 when absent).
+fn line_count(root: &Path, id: &BatchJobId, file: &str) -> usize {
+    std::fs::read_to_string(job_dir(root, id).join(file))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x10_submitted_jobs_run_and_report_success_failure_and_logs() {
+    let root = tempfile::tempdir().unwrap();
+    let batch = open(root.path(), 2).await;
+    assert_eq!(batch.name(), "local");
+    assert_eq!(batch.default_site(), "local");
+    let submitted = batch
+        .submit(&group(&["echo hello; echo oops >&2", "exit 3"]))
+        .await
+        .unwrap();
+    assert_eq!(submitted[0].batch_id, BatchJobId("prodops-j1-a1".into()));
+    let ids: Vec<_> = submitted.iter().map(|s| s.batch_id.clone()).collect();
+
+    let seen = wait_ended(&batch, &ids).await;
+    assert_eq!(seen[0].state, ObservedState::Succeeded, "{:?}", seen[0]);
+    assert_eq!(seen[0].exit_code, Some(0));
+    assert_eq!(seen[0].site.as_deref(), Some("local"));
+    assert!(seen[0].node.is_some());
+    assert_eq!(seen[0].reason, None);
+    assert_eq!(seen[1].state, ObservedState::Failed, "{:?}", seen[1]);
+    assert_eq!(seen[1].exit_code, Some(3));
+    assert_eq!(seen[1].reason.as_deref(), Some("exit code 3"));
+
+    let logs = batch.fetch_logs(&ids[0]).await.unwrap();
+    assert_eq!(logs.stdout, "hello\n");
+    assert_eq!(logs.stderr, "oops\n");
+    assert!(logs.stages.contains(r#""stage": "run""#), "{}", logs.stages);
+    assert!(logs.result.unwrap().contains(r#""exit_code": 0"#));
+    // A runner holds its slot until it has exited, just after writing its result.
+    wait_depth(&batch, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_logs_keeps_only_the_last_256_kib() {
+    let root = tempfile::tempdir().unwrap();
+    let batch = open(root.path(), 1).await;
+    let ids = [id(1)];
+    batch
+        .submit(&group(&["head -c 400000 /dev/zero | tr '\\0' a; echo END"]))
+        .await
+        .unwrap();
+    wait_ended(&batch, &ids).await;
+    let logs = batch.fetch_logs(&ids[0]).await.unwrap();
+    assert_eq!(logs.stdout.len(), 256 * 1024);
+    assert!(logs.stdout.ends_with("aaaEND\n"));
+    assert!(batch.fetch_logs(&id(99)).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_ends_without_a_result_is_failed_with_its_exit_code() {
+    let root = tempfile::tempdir().unwrap();
+    let runner = vec!["/bin/sh".into(), "-c".into(), "exit 7".into(), "sh".into()];
+    let batch = LocalBatch::open(root.path().to_path_buf(), 1, runner)
+        .await
+        .unwrap();
+    batch.submit(&group(&["true"])).await.unwrap();
+    let seen = wait_ended(&batch, &[id(1)]).await;
+    assert_eq!(seen[0].state, ObservedState::Failed);
+    assert_eq!(seen[0].exit_code, Some(7));
+    assert_eq!(
+        seen[0].reason.as_deref(),
+        Some("runner ended without a result")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_cannot_start_fails_the_job_with_the_error() {
+    let root = tempfile::tempdir().unwrap();
+    let runner = vec!["/nonexistent/prodops".into()];
+    let batch = LocalBatch::open(root.path().to_path_buf(), 1, runner)
+        .await
+        .unwrap();
+    batch.submit(&group(&["true"])).await.unwrap();
+    let seen = wait_ended(&batch, &[id(1)]).await;
+    assert_eq!(seen[0].state, ObservedState::Failed);
+    assert!(
+        seen[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("runner failed to start"),
+        "{:?}",
+        seen[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_submitting_the_same_key_twice_starts_one_job() {
+    let root = tempfile::tempdir().unwrap();
+    let batch = open(root.path(), 2).await;
+    let jobs = group(&["sleep 0.2"]);
+    let first = batch.submit(&jobs).await.unwrap();
+    let second = batch.submit(&jobs).await.unwrap();
+    assert_eq!(first, second);
+    wait_ended(&batch, &[id(1)]).await;
+    let third = batch.submit(&jobs).await.unwrap();
+    assert_eq!(first, third);
+    let found = batch.find(&[key(1), key(2)]).await.unwrap();
+    assert_eq!(found, first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        launches(root.path()).len(),
+        1,
+        "{:?}",
+        launches(root.path())
+    );
+    assert_eq!(
+        batch.poll(&[id(1)]).await.unwrap()[0].state,
+        ObservedState::Succeeded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_submit_that_crashed_before_its_spec_is_completed_on_resubmit() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("prodops-j1-a1")).unwrap();
+    let batch = open(root.path(), 1).await;
+    assert!(batch.find(&[key(1)]).await.unwrap().is_empty());
+    assert_eq!(
+        batch.poll(&[id(1)]).await.unwrap()[0].state,
+        ObservedState::Unknown
+    );
+    batch.submit(&group(&["true"])).await.unwrap();
+    let seen = wait_ended(&batch, &[id(1)]).await;
+    assert_eq!(seen[0].state, ObservedState::Succeeded);
+    assert_eq!(launches(root.path()).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x5_never_more_than_slots_jobs_run_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let batch = open(root.path(), 2).await;
+    let script = "date +%s%N > started; sleep 0.3; date +%s%N > finished";
+    let submitted = batch.submit(&group(&[script; 8])).await.unwrap();
+    let ids: Vec<_> = submitted.into_iter().map(|s| s.batch_id).collect();
+    assert!(batch.queue_depth().await.unwrap() <= 8);
+    let seen = wait_ended(&batch, &ids).await;
+    assert!(seen.iter().all(|o| o.state == ObservedState::Succeeded));
+
+    let read = |id: &BatchJobId, file: &str| -> i128 {
+        let text = std::fs::read_to_string(job_dir(root.path(), id).join(file)).unwrap();
+        text.trim().parse().unwrap()
+    };
+    let mut edges: Vec<(i128, i32)> = ids
+        .iter()
+        .flat_map(|id| [(read(id, "started"), 1), (read(id, "finished"), -1)])
+        .collect();
+    // Ends sort before starts at the same instant.
+    edges.sort();
+    let mut running = 0;
+    let mut most = 0;
+    for (_, change) in edges {
+        running += change;
+        most = most.max(running);
+    }
+    assert!(most <= 2, "{most} jobs ran at once");
+    assert_eq!(launches(root.path()).len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_kills_a_running_job_and_a_queued_one_never_starts() {
+    let root = tempfile::tempdir().unwrap();
+    let batch = open(root.path(), 1).await;
+    batch
+        .submit(&group(&["sleep 30", "touch ran"]))
+        .await
+        .unwrap();
+    wait_state(&batch, &id(1), ObservedState::Running).await;
+    let pid = runner_pid(root.path(), &id(1));
+    batch.cancel(&[id(1), id(2)]).await.unwrap();
+
+    let seen = wait_ended(&batch, &[id(1), id(2)]).await;
+    assert!(
+        seen.iter().all(|o| o.state == ObservedState::Removed),
+        "{seen:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while matches!(process_state(pid), Some(state) if state != 'Z') {
+        assert!(Instant::now() < deadline, "runner {pid} still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(launches(root.path()).len(), 1);
+    assert!(!job_dir(root.path(), &id(2)).join("ran").exists());
+    wait_depth(&batch, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_keeps_a_queued_job_from_starting_and_release_lets_it_run() {
+    let root = tempfile::tempdir().unwrap();
+    let batch = open(root.path(), 1).await;
+    batch.submit(&group(&["sleep 0.5", "true"])).await.unwrap();
+    batch.hold(&[id(2)]).await.unwrap();
+    assert_eq!(
+        batch.poll(&[id(2)]).await.unwrap()[0].state,
+        ObservedState::Held
+    );
+    wait_state(&batch, &id(1), ObservedState::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        batch.poll(&[id(2)]).await.unwrap()[0].state,
+        ObservedState::Held
+    );
+    assert_eq!(launches(root.path()).len(), 1);
+
+    batch.release(&[id(2)]).await.unwrap();
+    wait_state(&batch, &id(2), ObservedState::Succeeded).await;
+    assert_eq!(launches(root.path()).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_suspends_a_running_job_and_release_resumes_it() {
+    let root = tempfile::tempdir().unwrap();
+    let batch = open(root.path(), 1).await;
+    let script = "i=0; while [ $i -lt 15 ]; do echo $i >> ticks; i=$((i+1)); sleep 0.1; done";
+    batch.submit(&group(&[script])).await.unwrap();
+    let job = id(1);
+    wait_for(&batch, std::slice::from_ref(&job), |_| {
+        line_count(root.path(), &job, "ticks") >= 2
+    })
+    .await;
+
+    batch.hold(std::slice::from_ref(&job)).await.unwrap();
+    assert_eq!(
+        batch.poll(std::slice::from_ref(&job)).await.unwrap()[0].state,
+        ObservedState::Held
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = runner_pid(root.path(), &job);
+    assert_eq!(process_state(pid), Some('T'), "runner is stopped");
+    let ticks = line_count(root.path(), &job, "ticks");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        line_count(root.path(), &job, "ticks"),
+        ticks,
+        "no progress while held"
+    );
+
+    batch.release(std::slice::from_ref(&job)).await.unwrap();
+    assert_eq!(
+        batch.poll(std::slice::from_ref(&job)).await.unwrap()[0].state,
+        ObservedState::Running
+    );
+    wait_state(&batch, &job, ObservedState::Succeeded).await;
+    assert_eq!(line_count(root.path(), &job, "ticks"), 15);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_new_localbatch_on_the_same_root_adopts_running_and_queued_jobs() {
+    let root = tempfile::tempdir().unwrap();
+    let ids = [id(1), id(2), id(3)];
+    let first = open(root.path(), 1).await;
+    first.submit(&group(&["sleep 1"; 3])).await.unwrap();
+    wait_state(&first, &ids[0], ObservedState::Running).await;
+    // The worker crashes: its tasks stop, the running job keeps going.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(launches(root.path()).len(), 1);
+
+    let second = open(root.path(), 1).await;
+    assert_eq!(second.queue_depth().await.unwrap(), 3, "adopted + 2 queued");
+    let seen = second.poll(&ids).await.unwrap();
+    assert_eq!(seen[0].state, ObservedState::Running);
+    assert_eq!(seen[1].state, ObservedState::Queued);
+    let seen = wait_ended(&second, &ids).await;
+    assert!(
+        seen.iter().all(|o| o.state == ObservedState::Succeeded),
+        "{seen:?}"
+    );
+    let launched = launches(root.path());
+    assert_eq!(launched.len(), 3, "{launched:?}");
+    let names: Vec<_> = launched
+        .iter()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(names, ["prodops-j1-a1", "prodops-j2-a1", "prodops-j3-a1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_files_are_failed_with_a_reason_and_unknown_ids_are_unknown() {
+    let root = tempfile::tempdir().unwrap();
+    let spec = serde_json::to_vec(&launch(1, "true").spec).unwrap();
+    for (name, file, garbage) in [
+        ("prodops-j1-a1", "result.json", "{not json"),
+        ("prodops-j2-a1", "pid", "garbage"),
+        ("prodops-j3-a1", "exit_status", "\u{0}\u{1}"),
+    ] {
+        let dir = root.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("job.json"), &spec).unwrap();
+        std::fs::write(dir.join(file), garbage).unwrap();
+    }
+    let batch = open(root.path(), 1).await;
+    let ids = [
+        id(1),
+        id(2),
+        id(3),
+        id(4),
+        BatchJobId("../../etc".into()),
+        BatchJobId("".into()),
+    ];
+    let seen = batch.poll(&ids).await.unwrap();
+    for (observed, file) in seen.iter().zip(["result.json", "pid", "exit_status"]) {
+        assert_eq!(observed.state, ObservedState::Failed, "{observed:?}");
+        let reason = observed.reason.as_deref().unwrap();
+        assert!(reason.starts_with(file), "{reason}");
+    }
+    assert!(seen[3..].iter().all(|o| o.state == ObservedState::Unknown));
+    // Nothing was launched for them, and the backend still works.
+    assert_eq!(batch.queue_depth().await.unwrap(), 0);
+    batch.cancel(&ids).await.unwrap();
+    batch.hold(&ids).await.unwrap();
+    batch.release(&ids).await.unwrap();
+    assert!(launches(root.path()).is_empty());
+}
+
+#[test]
+fn the_default_runner_is_this_binary_job_run_spec() {
+    let runner = default_runner();
+    assert_eq!(runner.len(), 3);
+    assert_eq!(runner[1..], ["job-run", "--spec"]);
+    assert_eq!(
+        Path::new(&runner[0]),
+        std::env::current_exe().unwrap().as_path()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_refuses_zero_slots_or_an_empty_runner() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().to_path_buf();
+    assert!(LocalBatch::open(path.clone(), 0, fake_runner())
+        .await
+        .is_err());
+    assert!(LocalBatch::open(path, 1, Vec::new()).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_wakes_on_a_job_end_and_loses_none_that_happened_before_the_call() {
+    let root = tempfile::tempdir().unwrap();
+    let batch = open(root.path(), 2).await;
+    batch.submit(&group(&["true", "sleep 0.8"])).await.unwrap();
+    batch.poll(&[id(1), id(2)]).await.unwrap();
+    // Job 1 ends after that poll while nobody waits: changed() returns at once.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let started = Instant::now();
+    batch.changed().await;
+    assert!(started.elapsed() < Duration::from_millis(100));
+    let seen = batch.poll(&[id(1), id(2)]).await.unwrap();
+    assert_eq!(seen[0].state, ObservedState::Succeeded);
+    assert_eq!(seen[1].state, ObservedState::Running);
+    // Nothing new since: changed() waits for job 2's end, not the full second.
+    let started = Instant::now();
+    batch.changed().await;
+    let waited = started.elapsed();
+    let job2 = batch.poll(&[id(2)]).await.unwrap();
+    assert!(waited < Duration::from_millis(900), "{waited:?}");
+    assert_eq!(job2[0].state, ObservedState::Succeeded);
+}
