@@ -341,13 +341,21 @@ impl Inner {
         }
     }
 
-    /// Takes the first queued job that is not held, dropping removed ones.
+    /// Takes the first queued job that is not held, dropping removed or
+    /// already launched ones it passes (only the jobs up to it are looked at).
     fn next_launchable(&self, state: &mut State) -> Option<String> {
-        state
-            .queue
-            .retain(|name| !self.has(name, REMOVED) && !self.has(name, PID));
-        let at = state.queue.iter().position(|name| !self.has(name, HELD))?;
-        state.queue.remove(at)
+        let mut at = 0;
+        while at < state.queue.len() {
+            let name = &state.queue[at];
+            if self.has(name, REMOVED) || self.has(name, PID) {
+                state.queue.remove(at);
+            } else if self.has(name, HELD) {
+                at += 1;
+            } else {
+                return state.queue.remove(at);
+            }
+        }
+        None
     }
 
     /// Starts job `name` and a task reaping it; a runner that cannot start

@@ -323,16 +323,8 @@ pub fn main() -> i32 {
         eprintln!("\nerror: give a command, or --batch to run the worker");
         return EXIT_USAGE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_ERROR;
-        }
+    let Some(runtime) = runtime() else {
+        return EXIT_ERROR;
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => EXIT_OK,
@@ -350,18 +342,20 @@ pub fn main() -> i32 {
     }
 }
 
-/// Runs a benchmark in a temporary directory (no configured database is touched).
-fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// The async runtime every command runs on; `None` (reported) when it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_ERROR;
-        }
+        .map_err(|e| eprintln!("error: cannot start the async runtime: {e}"))
+        .ok()
+}
+
+/// Runs a benchmark in a temporary directory (no configured database is touched).
+fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
+    let Some(runtime) = runtime() else {
+        return EXIT_ERROR;
     };
     let BenchCmd::Dag {
         chains,

@@ -18,8 +18,9 @@ mod script;
 mod stages;
 
 use crate::model::jobspec::{files, JobResult, JobRunSpec, OutputFile};
+use crate::store::now_ms;
 use script::{Places, ScriptOutcome};
-use stages::{now_ms, SelfMeter, StageLog};
+use stages::{SelfMeter, StageLog};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,18 +2,11 @@
 //! end, so a job killed half-way still shows how far it got.
 
 use crate::model::jobspec::StageEvent;
+use crate::store::now_ms;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// The append-only stage record of one job attempt.
 pub struct StageLog {
