@@ -33,6 +33,7 @@ async fn local_worker(store: &Store, work: &Path, slots: usize, throttles: Throt
         throttles,
         output_root: work.join("outputs"),
         lease_ttl: Duration::from_secs(30),
+        min_pass_interval: prodops::worker::MIN_PASS_INTERVAL,
     };
     Worker::new(store.clone(), backends, config)
 }

@@ -7,15 +7,17 @@
 //! | file           | written by  | meaning                                          |
 //! |----------------|-------------|--------------------------------------------------|
 //! | `job.json`     | submit      | the [`JobRunSpec`]; present = submitted |
-//! | `launching`    | launcher    | a runner is being started (before the spawn)      |
+//! | `stdout.log`   | launcher    | created exclusively before the spawn: the launch claim; then the runner's output |
 //! | `pid`          | launcher    | `<pid> <start time>` of the runner (its process group) |
-//! | `stdout.log`, `stderr.log` | runner | its output                               |
+//! | `stderr.log`   | runner      | its error output                                  |
 //! | `stages.jsonl`, `result.json` | runner | see [`crate::model::jobspec`]          |
 //! | `exit_status`  | reaper      | how the runner ended when it wrote no result      |
 //! | `held`, `removed` | hold, cancel | markers                                     |
 //!
-//! `root/launched.log` gets one line `<name> <unix ms>` per launch. A worker
-//! killed between `launching` and `pid` is repaired by the next `open`: the
+//! `root/launched.log` gets one line `<name> <unix ms>` per launch. Creating
+//! `stdout.log` with `O_EXCL` claims the launch, so two launchers (even in two
+//! processes) never start one job twice. A worker killed between the claim
+//! and `pid` is repaired by the next `open`: the
 //! runner is found by its spec path in `/proc` and adopted, or the job is
 //! started again if it never ran.
 
@@ -51,9 +53,6 @@ const EXIT_STATUS: &str = "exit_status";
 const HELD: &str = "held";
 /// Marker: removed.
 const REMOVED: &str = "removed";
-/// Marker: a runner is being started (written before the spawn, so a worker
-/// killed before it records the `pid` leaves a trace to recover from).
-const LAUNCHING: &str = "launching";
 /// One line per launch, in the root.
 const LAUNCHED_LOG: &str = "launched.log";
 /// How much of each output log [`BatchSystem::fetch_logs`] returns.
@@ -325,7 +324,7 @@ impl Inner {
     fn enqueue(&self, name: &str) {
         let mut state = self.state();
         let known = state.queue.iter().any(|n| n == name) || state.running.contains_key(name);
-        if !known && !self.has(name, PID) {
+        if !known && !self.has(name, files::STDOUT) {
             state.queue.push_back(name.to_string());
         }
     }
@@ -347,7 +346,7 @@ impl Inner {
         let mut at = 0;
         while at < state.queue.len() {
             let name = &state.queue[at];
-            if self.has(name, REMOVED) || self.has(name, PID) {
+            if self.has(name, REMOVED) || self.has(name, files::STDOUT) {
                 state.queue.remove(at);
             } else if self.has(name, HELD) {
                 at += 1;
@@ -358,10 +357,16 @@ impl Inner {
         None
     }
 
-    /// Starts job `name` and a task reaping it; a runner that cannot start
-    /// ends the job at once with an `exit_status` naming the error.
+    /// Starts job `name` and a task reaping it, unless another launcher
+    /// claimed it first; a runner that cannot start ends the job at once
+    /// with an `exit_status` naming the error.
     fn launch(self: &Arc<Self>, state: &mut State, name: String) {
-        match self.spawn_runner(&name) {
+        let started = match claim_launch(&self.root.join(&name)) {
+            Ok(Some(stdout)) => self.spawn_runner(&name, stdout),
+            Ok(None) => return,
+            Err(e) => Err(e),
+        };
+        match started {
             Ok((child, proc)) => {
                 state.running.insert(name.clone(), proc);
                 spawn_task(state, reap(self.clone(), name, child));
@@ -378,17 +383,17 @@ impl Inner {
         }
     }
 
-    /// Spawns the runner for `name` in its own process group and records
-    /// `pid` and the launch; the child survives our drop.
-    fn spawn_runner(&self, name: &str) -> io::Result<(Child, Proc)> {
+    /// Spawns the runner for `name` in its own process group, its output
+    /// going to the claimed `stdout`, and records `pid` and the launch; the
+    /// child survives our drop.
+    fn spawn_runner(&self, name: &str, stdout: fs::File) -> io::Result<(Child, Proc)> {
         let dir = self.root.join(name);
-        fs::File::create(dir.join(LAUNCHING))?;
         let child = Command::new(&self.runner[0])
             .args(&self.runner[1..])
             .arg(dir.join(files::SPEC))
             .current_dir(&dir)
             .stdin(Stdio::null())
-            .stdout(fs::File::create(dir.join(files::STDOUT))?)
+            .stdout(stdout)
             .stderr(fs::File::create(dir.join(files::STDERR))?)
             .process_group(0)
             .kill_on_drop(false)
@@ -642,7 +647,7 @@ fn classify(dir: &Path) -> Option<Found> {
 
 /// Finishes launches a killed worker left half-recorded (S3): a runner that
 /// started gets its `pid` and its `launched.log` line; one that never started
-/// loses its `launching` marker and is started again.
+/// loses its claim (`stdout.log`) and is started again.
 struct LaunchRecovery<'a> {
     root: &'a Path,
     logged: HashSet<String>,
@@ -666,7 +671,7 @@ impl<'a> LaunchRecovery<'a> {
     fn complete(&mut self, name: &str) {
         let dir = self.root.join(name);
         let has = |file: &str| dir.join(file).exists();
-        if !has(LAUNCHING) || (has(PID) && self.logged.contains(name)) {
+        if !has(files::STDOUT) || (has(PID) && self.logged.contains(name)) {
             return;
         }
         if !has(PID) {
@@ -684,7 +689,7 @@ impl<'a> LaunchRecovery<'a> {
                 }
                 None if has(files::RESULT) || has(EXIT_STATUS) => {}
                 None => {
-                    let _ = fs::remove_file(dir.join(LAUNCHING));
+                    let _ = fs::remove_file(dir.join(files::STDOUT));
                     return;
                 }
             }
@@ -752,6 +757,20 @@ fn terminate(proc: Proc) {
             signal_group(proc.pid, libc::SIGKILL);
         }
     });
+}
+
+/// Claims the launch of the job in `dir` by creating its `stdout.log`
+/// exclusively: `None` when it exists (launched, or being launched, already).
+fn claim_launch(dir: &Path) -> io::Result<Option<fs::File>> {
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.join(files::STDOUT))
+    {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes `pid` and appends the launch to `launched.log`.

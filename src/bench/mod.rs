@@ -4,12 +4,14 @@
 //! `dag`: N chains of K trivial jobs (`/bin/true`), job k of a chain after job
 //! k−1, run `slots` at a time on the local backend with every transition,
 //! stage and result recorded in SQLite. The same N×K job-run processes are
-//! also run `slots` at a time by a bare scheduler (no database, no worker):
-//! that is the process-spawn floor, and the difference per job is prodops's
-//! overhead.
+//! also run `slots` at a time by a bare scheduler (no database, no worker),
+//! each in a fresh directory with its spec and output files: that is the
+//! launch floor, and the difference per job is prodops's overhead. The two alternate for several rounds and the medians are
+//! reported, so a slow moment of the machine does not decide the figure.
 
 use crate::batch::local::LocalBatch;
 use crate::batch::BatchSystem;
+use crate::jobrun::stages::SelfMeter;
 use crate::model::ids::CampaignId;
 use crate::model::jobspec::{files, JobRunSpec};
 use crate::ops::{Actor, Ops};
@@ -21,19 +23,39 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The figures of one `dag` run.
+/// The shape of a `dag` run.
+#[derive(Debug, Clone, Copy)]
+pub struct DagShape {
+    /// Independent chains.
+    pub chains: usize,
+    /// Jobs per chain, each after the previous.
+    pub length: usize,
+    /// Jobs at once.
+    pub slots: usize,
+    /// Rounds of prodops and floor, alternating; medians are reported.
+    pub rounds: usize,
+}
+
+/// The figures of a `dag` run (medians over its rounds).
 #[derive(Debug, Clone, Serialize)]
 pub struct DagFigures {
-    /// Jobs run.
+    /// Jobs run per round.
     pub jobs: usize,
     /// Jobs at once.
     pub slots: usize,
+    /// Rounds measured.
+    pub rounds: usize,
     /// Wall time of prodops from approval to campaign succeeded, seconds.
     pub prodops_seconds: f64,
     /// Wall time of the bare scheduler running the same job-run processes, seconds.
     pub spawn_floor_seconds: f64,
-    /// (prodops − floor) × slots / jobs, milliseconds: what each job costs beyond its spawn.
+    /// (prodops − floor) × slots / jobs per round, milliseconds: what each
+    /// job costs beyond its spawn.
     pub overhead_ms_per_job: f64,
+    /// CPU time (user + system) of the worker's own process per job,
+    /// milliseconds: the part of the overhead that does not depend on how
+    /// busy the machine is.
+    pub worker_cpu_ms_per_job: f64,
     /// History rows written.
     pub history_rows: i64,
     /// Stage rows written.
@@ -58,14 +80,65 @@ fn dag_request(chains: usize, length: usize) -> String {
     out
 }
 
-/// Runs the `dag` scenario in `dir` and checks that every job succeeded.
-pub async fn dag(
-    dir: &Path,
-    chains: usize,
-    length: usize,
-    slots: usize,
-    runner: Vec<String>,
-) -> anyhow::Result<DagFigures> {
+/// One round of prodops: wall seconds, worker CPU ms, history and stage rows.
+struct ProdopsRound {
+    seconds: f64,
+    worker_cpu_ms: f64,
+    history_rows: i64,
+    stage_rows: i64,
+}
+
+/// Runs the `dag` scenario in `dir`, `shape.rounds` times alternating with
+/// the floor, and checks that every job of every round succeeded.
+pub async fn dag(dir: &Path, shape: DagShape, runner: Vec<String>) -> anyhow::Result<DagFigures> {
+    let jobs = shape.chains * shape.length;
+    let mut prodops = Vec::new();
+    let mut floors = Vec::new();
+    let mut overheads = Vec::new();
+    for round in 0..shape.rounds.max(1) {
+        let run = dag_round(&dir.join(format!("round{round}")), shape, &runner).await?;
+        let floor = spawn_floor(
+            &dir.join(format!("floor{round}")),
+            jobs,
+            shape.slots,
+            &runner,
+        )
+        .await?;
+        overheads.push((run.seconds - floor) * 1000.0 * shape.slots as f64 / jobs as f64);
+        floors.push(floor);
+        prodops.push(run);
+    }
+    let last = prodops.last().context("no round ran")?;
+    let (history_rows, stage_rows) = (last.history_rows, last.stage_rows);
+    Ok(DagFigures {
+        jobs,
+        slots: shape.slots,
+        rounds: prodops.len(),
+        prodops_seconds: median(prodops.iter().map(|r| r.seconds).collect()),
+        spawn_floor_seconds: median(floors),
+        overhead_ms_per_job: median(overheads),
+        worker_cpu_ms_per_job: median(prodops.iter().map(|r| r.worker_cpu_ms).collect())
+            / jobs as f64,
+        history_rows,
+        stage_rows,
+    })
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// One prodops round in a fresh `dir`: a new database and backend root.
+async fn dag_round(dir: &Path, shape: DagShape, runner: &[String]) -> anyhow::Result<ProdopsRound> {
+    std::fs::create_dir_all(dir)?;
+    let (chains, length, slots) = (shape.chains, shape.length, shape.slots);
     let jobs = chains * length;
     let store = Store::open(&dir.join("bench.db").display().to_string()).await?;
     let ops = Ops::new(store.clone(), Actor::named("bench"));
@@ -90,18 +163,21 @@ pub async fn dag(
     let request = dir.join("dag.toml");
     std::fs::write(&request, dag_request(chains, length))?;
     let id: CampaignId = ops.request_new(&request).await?.summary.id.parse()?;
-    let local = LocalBatch::open(dir.join("local"), slots, runner.clone()).await?;
+    let local = LocalBatch::open(dir.join("local"), slots, runner.to_vec()).await?;
     let backends: Vec<Arc<dyn BatchSystem>> = vec![local];
     let config = WorkerConfig {
         throttles: Throttles::default(),
         output_root: dir.join("outputs"),
         lease_ttl: Duration::from_secs(60),
+        min_pass_interval: crate::worker::MIN_PASS_INTERVAL,
     };
     let worker = Worker::new(store.clone(), backends, config);
     ops.approve(id, "bench").await?;
+    let cpu = SelfMeter::start(false);
     let started = Instant::now();
     worker.run_until_idle(|_| {}).await?;
-    let prodops_seconds = started.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
+    let worker_cpu_ms = cpu.usage().cpu_ms as f64;
 
     let c = ops.campaign(id).await?;
     ensure!(
@@ -127,58 +203,31 @@ pub async fn dag(
         "only {stage_rows} stage rows for {jobs} jobs"
     );
     store.close().await;
-
-    let spawn_floor_seconds = spawn_floor(&dir.join("floor"), jobs, slots, &runner).await?;
-    Ok(DagFigures {
-        jobs,
-        slots,
-        prodops_seconds,
-        spawn_floor_seconds,
-        overhead_ms_per_job: (prodops_seconds - spawn_floor_seconds) * 1000.0 * slots as f64
-            / jobs as f64,
+    Ok(ProdopsRound {
+        seconds,
+        worker_cpu_ms,
         history_rows,
         stage_rows,
     })
 }
 
-/// Runs `jobs` job-run processes of `/bin/true`, `slots` at a time, with no database.
+/// Runs `jobs` job-run processes of `/bin/true`, `slots` at a time, with no
+/// database: each in its own directory with its spec and its two output
+/// files, made just before its launch (what any local executor that keeps a
+/// job's output must do), and nothing else.
 async fn spawn_floor(
     dir: &Path,
     jobs: usize,
     slots: usize,
     runner: &[String],
 ) -> anyhow::Result<f64> {
-    let mut dirs = Vec::with_capacity(jobs);
-    for i in 0..jobs {
-        let job_dir = dir.join(format!("j{i}"));
-        std::fs::create_dir_all(&job_dir)?;
-        let spec = JobRunSpec {
-            job: i as i64,
-            attempt: 1,
-            executable: "/bin/true".into(),
-            args: Vec::new(),
-            env: Default::default(),
-            inputs: Vec::new(),
-            tarball: None,
-            output_dir: job_dir.join("outputs").display().to_string(),
-            memory_mb: 100,
-            wall_seconds: 3600,
-        };
-        std::fs::write(job_dir.join(files::SPEC), serde_json::to_vec(&spec)?)?;
-        dirs.push(job_dir);
-    }
     let started = Instant::now();
-    let mut queue = dirs.into_iter();
+    let mut queue = 0..jobs;
     let mut running = tokio::task::JoinSet::new();
     loop {
         while running.len() < slots {
-            let Some(job_dir) = queue.next() else { break };
-            let mut cmd = tokio::process::Command::new(&runner[0]);
-            cmd.args(&runner[1..])
-                .arg(files::SPEC)
-                .current_dir(&job_dir);
-            cmd.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
+            let Some(i) = queue.next() else { break };
+            let mut cmd = floor_job(&dir.join(format!("j{i}")), i, runner)?;
             running.spawn(async move { cmd.status().await });
         }
         match running.join_next().await {
@@ -190,4 +239,33 @@ async fn spawn_floor(
         }
     }
     Ok(started.elapsed().as_secs_f64())
+}
+
+/// Makes floor job `i`'s directory, spec and output files; returns its command.
+fn floor_job(
+    job_dir: &Path,
+    i: usize,
+    runner: &[String],
+) -> anyhow::Result<tokio::process::Command> {
+    std::fs::create_dir_all(job_dir)?;
+    let spec = JobRunSpec {
+        job: i as i64,
+        attempt: 1,
+        executable: "/bin/true".into(),
+        args: Vec::new(),
+        env: Default::default(),
+        inputs: Vec::new(),
+        tarball: None,
+        output_dir: job_dir.join("outputs").display().to_string(),
+        memory_mb: 100,
+        wall_seconds: 3600,
+    };
+    std::fs::write(job_dir.join(files::SPEC), serde_json::to_vec(&spec)?)?;
+    let mut cmd = tokio::process::Command::new(&runner[0]);
+    cmd.args(&runner[1..])
+        .arg(files::SPEC)
+        .current_dir(job_dir)
+        .stdout(std::fs::File::create(job_dir.join(files::STDOUT))?)
+        .stderr(std::fs::File::create(job_dir.join(files::STDERR))?);
+    Ok(cmd)
 }

@@ -292,6 +292,9 @@ enum BenchCmd {
         /// Jobs at once.
         #[arg(long = "parallel", default_value_t = 2)]
         parallel: usize,
+        /// Rounds of prodops and the floor, alternating; medians are printed.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -361,17 +364,17 @@ fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
         chains,
         length,
         parallel,
+        rounds,
     } = cmd;
+    let shape = crate::bench::DagShape {
+        chains: *chains,
+        length: *length,
+        slots: (*parallel).max(1),
+        rounds: (*rounds).max(1),
+    };
     let result = runtime.block_on(async {
         let dir = tempfile_dir()?;
-        let figures = crate::bench::dag(
-            &dir,
-            *chains,
-            *length,
-            (*parallel).max(1),
-            crate::batch::local::default_runner(),
-        )
-        .await;
+        let figures = crate::bench::dag(&dir, shape, crate::batch::local::default_runner()).await;
         let _ = std::fs::remove_dir_all(&dir);
         figures
     });
@@ -382,22 +385,27 @@ fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
         }
         Ok(f) => {
             println!(
-                "dag: {} jobs ({chains} chains of {length}), {} at a time, on {} cores",
+                "dag: {} jobs ({chains} chains of {length}), {} at a time, on {} cores; medians of {} rounds",
                 f.jobs,
                 f.slots,
-                num_cpus()
+                num_cpus(),
+                f.rounds
             );
             println!(
                 "  prodops (local backend, SQLite, all recorded)  {:>8.3} s",
                 f.prodops_seconds
             );
             println!(
-                "  bare job-run spawns, same parallelism          {:>8.3} s",
+                "  bare job-run launches, same parallelism        {:>8.3} s",
                 f.spawn_floor_seconds
             );
             println!(
                 "  overhead per job beyond the spawn              {:>8.3} ms",
                 f.overhead_ms_per_job
+            );
+            println!(
+                "  worker CPU per job                             {:>8.3} ms",
+                f.worker_cpu_ms_per_job
             );
             println!(
                 "  history rows {} · stage rows {}",

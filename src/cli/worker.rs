@@ -77,6 +77,7 @@ impl WorkerArgs {
             },
             output_root: work.join("outputs"),
             lease_ttl: Duration::from_secs(30),
+            min_pass_interval: crate::worker::MIN_PASS_INTERVAL,
         };
         Ok(Worker::new(store, backends, config))
     }
@@ -134,11 +135,7 @@ pub(super) async fn run_campaign(
             worker.release_lease().await?;
             return Ok(c.request.state == "succeeded");
         }
-        if !report.changed() {
-            tokio::time::timeout(Duration::from_secs(1), worker.wait_for_change())
-                .await
-                .ok();
-        }
+        worker.pace(&report).await;
     }
 }
 

@@ -15,7 +15,7 @@
 
 mod measure;
 mod script;
-mod stages;
+pub mod stages;
 
 use crate::model::jobspec::{files, JobResult, JobRunSpec, OutputFile};
 use crate::store::now_ms;

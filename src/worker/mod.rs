@@ -20,8 +20,8 @@ use crate::batch::{BatchError, BatchSystem};
 use crate::store::{lease, Store, StoreError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 /// The name under which the worker appears in history rows.
 pub const WORKER_USER: &str = "worker";
@@ -59,7 +59,14 @@ pub struct WorkerConfig {
     pub output_root: PathBuf,
     /// How long the lease lasts without renewal.
     pub lease_ttl: Duration,
+    /// Shortest time from one pass's start to the next: job ends that arrive
+    /// together are then handled by one pass, not one pass each.
+    pub min_pass_interval: Duration,
 }
+
+/// The default [`WorkerConfig::min_pass_interval`]: successors start within
+/// this of their parents' end, and a busy worker passes at most 100 times a second.
+pub const MIN_PASS_INTERVAL: Duration = Duration::from_millis(10);
 
 /// What went wrong in a pass. The pass stops; the next one starts over.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +138,8 @@ pub struct Worker {
     backends: BTreeMap<String, Arc<dyn BatchSystem>>,
     config: WorkerConfig,
     holder: String,
+    /// When the last pass began (for [`Worker::pace`]).
+    last_pass: std::sync::Mutex<Instant>,
 }
 
 impl Worker {
@@ -144,6 +153,7 @@ impl Worker {
                 .collect(),
             config,
             holder: lease::holder_id(),
+            last_pass: std::sync::Mutex::new(Instant::now()),
         }
     }
 
@@ -154,6 +164,10 @@ impl Worker {
 
     /// One reconcile pass. Without the lease it only reports what is in flight.
     pub async fn pass(&self) -> Result<PassReport, WorkerError> {
+        *self
+            .last_pass
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
         let ttl = self.config.lease_ttl.as_millis() as i64;
         let mut report = PassReport {
             leader: lease::acquire(&self.store, &self.holder, ttl).await?,
@@ -191,10 +205,22 @@ impl Worker {
                 lease::release(&self.store, &self.holder).await?;
                 return Ok(report);
             }
-            if !report.changed() {
-                self.wait_for_change().await;
-            }
+            self.pace(&report).await;
         }
+    }
+
+    /// Waits before the next pass: for a change when `report` found nothing
+    /// to do, and in any case until [`WorkerConfig::min_pass_interval`] after
+    /// the last pass began.
+    pub async fn pace(&self, report: &PassReport) {
+        if !report.changed() {
+            self.wait_for_change().await;
+        }
+        let last = *self
+            .last_pass
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        tokio::time::sleep_until((last + self.config.min_pass_interval).into()).await;
     }
 
     /// Waits until a batch system reports a change (or its poll interval passes).
