@@ -31,14 +31,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -239,14 +238,9 @@ impl BatchSystem for LocalBatch {
             .job_dir(id)
             .filter(|dir| dir.is_dir())
             .ok_or_else(|| failed(&format!("unknown job {id}")))?;
-        Ok(LogBundle {
-            stdout: read_tail(&dir.join(files::STDOUT)).await?,
-            stderr: read_tail(&dir.join(files::STDERR)).await?,
-            stages: read_optional(&dir.join(files::STAGES))
-                .await?
-                .unwrap_or_default(),
-            result: read_optional(&dir.join(files::RESULT)).await?,
-        })
+        tokio::task::spawn_blocking(move || read_bundle(&dir))
+            .await
+            .map_err(|e| failed(&format!("reading the logs of {id}: {e}")))?
     }
 
     async fn queue_depth(&self) -> Result<u64, BatchError> {
@@ -314,7 +308,7 @@ impl Inner {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io_error(&dir, e)),
         }
-        let json = serde_json::to_vec_pretty(spec).map_err(|e| failed(&e.to_string()))?;
+        let json = serde_json::to_vec(spec).map_err(|e| failed(&e.to_string()))?;
         write_atomic(&spec_path, &json)?;
         self.enqueue(name);
         Ok(())
@@ -886,35 +880,41 @@ fn touch(path: &Path) -> Result<(), BatchError> {
         .map_err(|e| io_error(path, e))
 }
 
+/// A job's logs, stage records and result, read in one go (one blocking task).
+fn read_bundle(dir: &Path) -> Result<LogBundle, BatchError> {
+    Ok(LogBundle {
+        stdout: read_tail(&dir.join(files::STDOUT))?,
+        stderr: read_tail(&dir.join(files::STDERR))?,
+        stages: read_optional(&dir.join(files::STAGES))?.unwrap_or_default(),
+        result: read_optional(&dir.join(files::RESULT))?,
+    })
+}
+
 /// The last [`LOG_TAIL_BYTES`] of a log; empty when it does not exist.
-async fn read_tail(path: &Path) -> Result<String, BatchError> {
-    let mut file = match tokio::fs::File::open(path).await {
+fn read_tail(path: &Path) -> Result<String, BatchError> {
+    let mut file = match fs::File::open(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
         other => other.map_err(|e| io_error(path, e))?,
     };
-    let len = file.metadata().await.map_err(|e| io_error(path, e))?.len();
-    let from = len.saturating_sub(LOG_TAIL_BYTES);
-    file.seek(io::SeekFrom::Start(from))
-        .await
+    let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+    file.seek(io::SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))
         .map_err(|e| io_error(path, e))?;
     let mut bytes = Vec::new();
     file.take(LOG_TAIL_BYTES)
         .read_to_end(&mut bytes)
-        .await
         .map_err(|e| io_error(path, e))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// A whole file as text, `None` when it does not exist.
-async fn read_optional(path: &Path) -> Result<Option<String>, BatchError> {
-    match tokio::fs::read(path).await {
+/// A whole file, `None` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<String>, BatchError> {
+    match fs::read(path) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error(path, e)),
     }
 }
 
-/// This host's name, for the node of running jobs.
 fn hostname() -> Option<String> {
     let name = fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
     Some(name.trim().to_string()).filter(|name| !name.is_empty())

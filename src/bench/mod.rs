@@ -56,6 +56,9 @@ pub struct DagFigures {
     /// milliseconds: the part of the overhead that does not depend on how
     /// busy the machine is.
     pub worker_cpu_ms_per_job: f64,
+    /// CPU time of the floor's own process per job, milliseconds: what
+    /// launching alone costs the launcher (directories, files, spawns).
+    pub launcher_cpu_ms_per_job: f64,
     /// History rows written.
     pub history_rows: i64,
     /// Stage rows written.
@@ -78,6 +81,12 @@ fn dag_request(chains: usize, length: usize) -> String {
         }
     }
     out
+}
+
+/// One round of the floor: wall seconds and the launcher's own CPU ms.
+struct FloorRound {
+    seconds: f64,
+    launcher_cpu_ms: f64,
 }
 
 /// One round of prodops: wall seconds, worker CPU ms, history and stage rows.
@@ -104,7 +113,7 @@ pub async fn dag(dir: &Path, shape: DagShape, runner: Vec<String>) -> anyhow::Re
             &runner,
         )
         .await?;
-        overheads.push((run.seconds - floor) * 1000.0 * shape.slots as f64 / jobs as f64);
+        overheads.push((run.seconds - floor.seconds) * 1000.0 * shape.slots as f64 / jobs as f64);
         floors.push(floor);
         prodops.push(run);
     }
@@ -115,7 +124,9 @@ pub async fn dag(dir: &Path, shape: DagShape, runner: Vec<String>) -> anyhow::Re
         slots: shape.slots,
         rounds: prodops.len(),
         prodops_seconds: median(prodops.iter().map(|r| r.seconds).collect()),
-        spawn_floor_seconds: median(floors),
+        spawn_floor_seconds: median(floors.iter().map(|f| f.seconds).collect()),
+        launcher_cpu_ms_per_job: median(floors.iter().map(|f| f.launcher_cpu_ms).collect())
+            / jobs as f64,
         overhead_ms_per_job: median(overheads),
         worker_cpu_ms_per_job: median(prodops.iter().map(|r| r.worker_cpu_ms).collect())
             / jobs as f64,
@@ -220,7 +231,8 @@ async fn spawn_floor(
     jobs: usize,
     slots: usize,
     runner: &[String],
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<FloorRound> {
+    let cpu = SelfMeter::start(false);
     let started = Instant::now();
     let mut queue = 0..jobs;
     let mut running = tokio::task::JoinSet::new();
@@ -238,7 +250,10 @@ async fn spawn_floor(
             None => break,
         }
     }
-    Ok(started.elapsed().as_secs_f64())
+    Ok(FloorRound {
+        seconds: started.elapsed().as_secs_f64(),
+        launcher_cpu_ms: cpu.usage().cpu_ms as f64,
+    })
 }
 
 /// Makes floor job `i`'s directory, spec and output files; returns its command.

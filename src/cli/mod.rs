@@ -408,6 +408,10 @@ fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
                 f.worker_cpu_ms_per_job
             );
             println!(
+                "  bare launcher CPU per job                      {:>8.3} ms",
+                f.launcher_cpu_ms_per_job
+            );
+            println!(
                 "  history rows {} · stage rows {}",
                 f.history_rows, f.stage_rows
             );

@@ -78,7 +78,11 @@ async fn queued_subtasks(
         .bind(state.as_str())
         .fetch_all(&mut *conn)
         .await?;
-    let mut parents = parents_of_subtasks_in(conn, state).await?;
+    let ids = rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<Vec<i64>, _>>()?;
+    let mut parents = parents_of(conn, &ids).await?;
     rows.iter()
         .map(|r| {
             let id: i64 = r.try_get(0)?;
@@ -97,21 +101,25 @@ async fn queued_subtasks(
         .collect()
 }
 
-/// Parent ids (ascending) of every subtask in `state`, in one query.
-async fn parents_of_subtasks_in(
+/// The parents of each of `subtasks` (only those with parents appear).
+async fn parents_of(
     conn: &mut AnyConnection,
-    state: SubtaskState,
+    subtasks: &[i64],
 ) -> Result<HashMap<i64, Vec<i64>>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT d.subtask_id, d.parent_id FROM subtask_deps d JOIN subtasks s ON s.id = d.subtask_id
-         WHERE s.state = $1 ORDER BY d.subtask_id, d.parent_id",
-    )
-    .bind(state.as_str())
-    .fetch_all(conn)
-    .await?;
     let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
-    for r in &rows {
-        out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+    for chunk in subtasks.chunks(500) {
+        let sql = format!(
+            "SELECT subtask_id, parent_id FROM subtask_deps WHERE subtask_id IN ({})
+             ORDER BY subtask_id, parent_id",
+            super::campaigns::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in &q.fetch_all(&mut *conn).await? {
+            out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+        }
     }
     Ok(out)
 }
@@ -277,6 +285,28 @@ pub async fn child_states(
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// The distinct states among a parent's children (what a roll-up needs,
+/// without reading every child).
+pub async fn distinct_child_states(
+    conn: &mut AnyConnection,
+    table: ChildTable,
+    parent: i64,
+) -> Result<Vec<String>, StoreError> {
+    let (children, column) = match table {
+        ChildTable::TasksOfCampaign => ("tasks", "campaign_id"),
+        ChildTable::SubtasksOfTask => ("subtasks", "task_id"),
+        ChildTable::BatchesOfSubtask => ("batches", "subtask_id"),
+    };
+    let sql = format!("SELECT DISTINCT state FROM {children} WHERE {column} = $1");
+    sqlx::query(&sql)
+        .bind(parent)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
         .collect()
 }
 

@@ -32,6 +32,34 @@ pub async fn current_state<S: Lifecycle>(tx: &mut Tx, id: i64) -> Result<S, Stor
     S::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("state of {entity}"), text))
 }
 
+/// The current states of entities of one kind (missing ids are left out).
+pub async fn states_of<S: Lifecycle>(
+    tx: &mut Tx,
+    ids: &[i64],
+) -> Result<Vec<(i64, S)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(STATES_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT id, state FROM {} WHERE id IN ({}) ORDER BY id",
+            table_of(S::KIND),
+            super::campaigns::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            let id: i64 = r.try_get(0)?;
+            let text: String = r.try_get(1)?;
+            let entity = EntityRef { kind: S::KIND, id };
+            let state = S::parse(&text)
+                .ok_or_else(|| StoreError::Corrupt(format!("state of {entity}"), text))?;
+            out.push((id, state));
+        }
+    }
+    Ok(out)
+}
+
 /// Moves an entity to `to` if the table allows it, recording who and why.
 /// Returns the state it left. Nothing is written when the move is refused.
 ///
@@ -80,6 +108,184 @@ pub async fn set_state<S: Lifecycle>(
         )));
     }
     Ok(old)
+}
+
+/// How many entities one statement of [`set_states`] moves.
+const STATES_PER_STATEMENT: usize = 200;
+
+/// Moves many entities of one kind to `to`, each with its own reason, as
+/// [`set_state`] does one: the same checks and history rows, but one
+/// history statement and one compare-and-set per old state for up to
+/// [`STATES_PER_STATEMENT`] entities. All move or the call fails (the caller's
+/// transaction is then not to be committed). `changes` holds each id once.
+pub async fn set_states<S: Lifecycle>(
+    tx: &mut Tx,
+    changes: &[(i64, String)],
+    to: S,
+    user: &str,
+) -> Result<(), StoreError> {
+    let from: Vec<&str> = S::ALL
+        .iter()
+        .filter(|s| s.next().contains(&to))
+        .map(|s| s.as_str())
+        .collect();
+    for chunk in changes.chunks(STATES_PER_STATEMENT) {
+        let now = now_ms();
+        let moved =
+            record_many_if_allowed(tx, S::KIND, chunk, &from, to.as_str(), user, now).await?;
+        if moved.len() != chunk.len() {
+            return Err(first_refusal::<S>(tx, chunk, &moved, to).await);
+        }
+        compare_and_set_many(tx, S::KIND, &moved, to.as_str(), now).await?;
+    }
+    Ok(())
+}
+
+/// Inserts the history rows of the entities in `chunk` whose current state is
+/// one of `from`; returns `(id, old state)` of each row written.
+async fn record_many_if_allowed(
+    tx: &mut Tx,
+    kind: EntityKind,
+    chunk: &[(i64, String)],
+    from: &[&str],
+    new: &str,
+    user: &str,
+    now: i64,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    if from.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values: Vec<String> = (0..chunk.len())
+        .map(|i| format!("(${}, ${})", 5 + 2 * i, 6 + 2 * i))
+        .collect();
+    let sql = format!(
+        "INSERT INTO history (ts, entity_kind, entity_id, old_state, new_state, reason, user_name)
+         SELECT $1, $2, t.id, t.state, $3, v.column2, $4
+         FROM {} t JOIN (VALUES {}) AS v ON t.id = v.column1
+         WHERE t.state IN ({})
+         RETURNING entity_id, old_state",
+        table_of(kind),
+        values.join(", "),
+        super::campaigns::placeholders(5 + 2 * chunk.len(), from.len())
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(now)
+        .bind(kind.as_str())
+        .bind(new)
+        .bind(user);
+    for (id, reason) in chunk {
+        q = q.bind(*id).bind(reason.as_str());
+    }
+    for state in from {
+        q = q.bind(*state);
+    }
+    q.fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Sets `new` on every `(id, old)` of `moved` still in `old`, one statement
+/// per distinct old state; any other outcome is a conflict.
+async fn compare_and_set_many(
+    tx: &mut Tx,
+    kind: EntityKind,
+    moved: &[(i64, String)],
+    new: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut by_old: std::collections::BTreeMap<&str, Vec<i64>> = Default::default();
+    for (id, old) in moved {
+        by_old.entry(old.as_str()).or_default().push(*id);
+    }
+    for (old, ids) in by_old {
+        let sql = format!(
+            "UPDATE {} SET state = $1, state_since = $2 WHERE state = $3 AND id IN ({})",
+            table_of(kind),
+            super::campaigns::placeholders(4, ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(new).bind(now).bind(old);
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        if q.execute(&mut **tx).await?.rows_affected() != ids.len() as u64 {
+            return Err(StoreError::Conflict(format!(
+                "{} {} changed while this was being done; look again and retry",
+                ids.len(),
+                table_of(kind)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why the first entity of `chunk` missing from `moved` could not move to `to`.
+async fn first_refusal<S: Lifecycle>(
+    tx: &mut Tx,
+    chunk: &[(i64, String)],
+    moved: &[(i64, String)],
+    to: S,
+) -> StoreError {
+    let Some(&(id, _)) = chunk
+        .iter()
+        .find(|(id, _)| !moved.iter().any(|(m, _)| m == id))
+    else {
+        return StoreError::Conflict("the same entity was named twice in one change".into());
+    };
+    let entity = EntityRef { kind: S::KIND, id };
+    match current_state::<S>(tx, id).await {
+        Err(e) => e,
+        Ok(current) => match check_transition(current, to) {
+            Err(e) => e.into(),
+            Ok(()) => StoreError::Conflict(format!(
+                "{entity} changed while this was being done; look again and retry"
+            )),
+        },
+    }
+}
+
+/// State changes of many entities of one kind, gathered during a phase and
+/// written together by [`set_states`], one call per target state.
+#[derive(Debug)]
+pub struct Moves<S: Lifecycle>(std::collections::BTreeMap<&'static str, (S, Vec<Change>)>);
+
+/// One entity's change in [`set_states`]: its id and the reason.
+pub type Change = (i64, String);
+
+impl<S: Lifecycle> Default for Moves<S> {
+    fn default() -> Self {
+        Moves(Default::default())
+    }
+}
+
+impl<S: Lifecycle> Moves<S> {
+    /// Notes that entity `id` moves to `to` because of `why`.
+    pub fn add(&mut self, id: i64, to: S, why: impl Into<String>) {
+        self.0
+            .entry(to.as_str())
+            .or_insert_with(|| (to, Vec::new()))
+            .1
+            .push((id, why.into()));
+    }
+
+    /// How many moves are noted.
+    pub fn len(&self) -> usize {
+        self.0.values().map(|(_, v)| v.len()).sum()
+    }
+
+    /// True when nothing is noted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes every noted move with its history row, as `user`.
+    pub async fn write(self, tx: &mut Tx, user: &str) -> Result<(), StoreError> {
+        for (to, changes) in self.0.into_values() {
+            set_states(tx, &changes, to, user).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Inserts the history row of `entity` moving to `new` when its current state

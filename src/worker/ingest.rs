@@ -9,7 +9,7 @@ use crate::model::spec::StageSpec;
 use crate::model::split::JobPlan;
 use crate::model::state::{JobState, Lifecycle};
 use crate::store::jobs::{self, JobEnd, JobRow, NewJob, Provenance};
-use crate::store::states::set_state;
+use crate::store::states::Moves;
 use crate::store::{now_ms, Tx};
 use std::collections::{BTreeMap, HashMap};
 
@@ -72,15 +72,21 @@ pub(super) async fn ingest(worker: &Worker) -> Result<Ingested, WorkerError> {
     }
     let mut specs = StageCache::default();
     let mut done = Ingested::default();
+    let mut moves = Moves::<JobState>::default();
+    let mut failed = Vec::new();
     let mut tx = worker.store.begin().await?;
     for (job, obs, logs) in &changes {
         done.observed += 1;
-        if record(&mut tx, job, obs, logs.as_ref()).await? == Some(JobState::Failed) {
-            let stage = specs.get(&mut tx, job.subtask_id).await?;
-            if job.attempt < stage.max_attempts {
-                retry(&mut tx, job).await?;
-                done.retried += 1;
-            }
+        if record(&mut tx, job, obs, logs.as_ref(), &mut moves).await? == Some(JobState::Failed) {
+            failed.push(*job);
+        }
+    }
+    moves.write(&mut tx, WORKER_USER).await?;
+    for job in failed {
+        let stage = specs.get(&mut tx, job.subtask_id).await?;
+        if job.attempt < stage.max_attempts {
+            retry(&mut tx, job).await?;
+            done.retried += 1;
         }
     }
     tx.commit().await?;
@@ -116,20 +122,21 @@ async fn record(
     job: &JobRow,
     obs: &Observed,
     logs: Option<&LogBundle>,
+    moves: &mut Moves<JobState>,
 ) -> Result<Option<JobState>, WorkerError> {
     let now = now_ms();
     match obs.state {
         ObservedState::Queued => {}
         ObservedState::Running => {
             jobs::set_started(tx, job.id, obs.node.as_deref(), now).await?;
-            set_state(tx, job.id, JobState::Running, "running", WORKER_USER).await?;
+            moves.add(job.id, JobState::Running, "running");
         }
         ObservedState::Held => {
             let why = obs
                 .reason
                 .clone()
                 .unwrap_or_else(|| "held by the batch system".into());
-            set_state(tx, job.id, JobState::Held, &why, WORKER_USER).await?;
+            moves.add(job.id, JobState::Held, why);
         }
         ObservedState::Succeeded
         | ObservedState::Failed
@@ -144,7 +151,7 @@ async fn record(
             if to == JobState::Succeeded {
                 register_outputs(tx, job, result.as_ref()).await?;
             }
-            set_state(tx, job.id, to, &why, WORKER_USER).await?;
+            moves.add(job.id, to, why);
             return Ok(Some(to));
         }
     }

@@ -8,8 +8,9 @@ use crate::model::split::{plan_jobs, JobPlan};
 use crate::model::state::{CampaignState, SubtaskState, TaskState};
 use crate::store::jobs::{self, NewJob, Provenance};
 use crate::store::queue::{subtasks_in_state, QueuedSubtask};
-use crate::store::states::{current_state, set_state};
+use crate::store::states::{current_state, set_state, Moves};
 use crate::store::{StoreError, Tx};
+use std::collections::HashSet;
 
 /// Splits every ready subtask of an active campaign, in one transaction; returns how many jobs were made.
 pub(super) async fn split_ready(worker: &Worker) -> Result<usize, WorkerError> {
@@ -21,27 +22,34 @@ pub(super) async fn split_ready(worker: &Worker) -> Result<usize, WorkerError> {
     if startable.is_empty() {
         return Ok(0);
     }
+    let mut running = Moves::default();
+    let mut parents = StartedParents::default();
     let mut tx = worker.store.begin().await?;
     for sub in startable {
         let stage: StageSpec = serde_json::from_str(&sub.spec_json)
             .map_err(|e| StoreError::Corrupt(format!("spec of S{}", sub.id), e.to_string()))?;
         match plan_subtask(worker, &mut tx, sub, &stage).await? {
             Ok(plans) => {
+                let batch = batch_of(&mut tx, sub.id).await?;
                 for plan in &plans {
-                    insert_planned_job(&mut tx, sub, &stage, plan).await?;
+                    insert_planned_job(&mut tx, sub, batch, &stage, plan).await?;
                 }
-                let why = format!("split into {} jobs", plans.len());
-                set_state(&mut tx, sub.id, SubtaskState::Running, &why, WORKER_USER).await?;
-                start_parents(&mut tx, sub).await?;
+                running.add(
+                    sub.id,
+                    SubtaskState::Running,
+                    format!("split into {} jobs", plans.len()),
+                );
+                parents.start(&mut tx, sub).await?;
                 made += plans.len();
             }
             Err(why) => {
                 set_state(&mut tx, sub.id, SubtaskState::Running, "split", WORKER_USER).await?;
                 set_state(&mut tx, sub.id, SubtaskState::Failed, &why, WORKER_USER).await?;
-                start_parents(&mut tx, sub).await?;
+                parents.start(&mut tx, sub).await?;
             }
         }
     }
+    running.write(&mut tx, WORKER_USER).await?;
     tx.commit().await?;
     Ok(made)
 }
@@ -154,22 +162,27 @@ fn resolve_paths(input: &InputSpec) -> Result<Vec<(String, i64)>, String> {
         .collect()
 }
 
+/// The batch a subtask's new jobs go to: its latest, or a new one.
+async fn batch_of(tx: &mut Tx, subtask: i64) -> Result<i64, WorkerError> {
+    let latest = sqlx::query_scalar::<_, i64>(
+        "SELECT id FROM batches WHERE subtask_id = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(subtask)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match latest {
+        Some(b) => b,
+        None => jobs::insert_batch(tx, subtask, WORKER_USER).await?,
+    })
+}
+
 async fn insert_planned_job(
     tx: &mut Tx,
     sub: &QueuedSubtask,
+    batch: i64,
     stage: &StageSpec,
     plan: &JobPlan,
 ) -> Result<i64, WorkerError> {
-    let batch = match sqlx::query_scalar::<_, i64>(
-        "SELECT id FROM batches WHERE subtask_id = $1 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(sub.id)
-    .fetch_optional(&mut **tx)
-    .await?
-    {
-        Some(b) => b,
-        None => jobs::insert_batch(tx, sub.id, WORKER_USER).await?,
-    };
     let params = serde_json::to_string(plan).expect("a plan always serialises");
     let new = NewJob {
         batch_id: batch,
@@ -184,28 +197,40 @@ async fn insert_planned_job(
     Ok(jobs::insert_job(tx, &new, "split from its subtask", WORKER_USER).await?)
 }
 
-/// The task and campaign of a subtask that starts begin running too (their
-/// states are read afresh: an earlier subtask this pass may have started them).
-async fn start_parents(tx: &mut Tx, sub: &QueuedSubtask) -> Result<(), WorkerError> {
-    if current_state::<TaskState>(tx, sub.task_id).await? == TaskState::Queued {
-        set_state(
-            tx,
-            sub.task_id,
-            TaskState::Running,
-            "a subtask started",
-            WORKER_USER,
-        )
-        .await?;
+/// Tasks and campaigns already seen running this pass, so each is read once.
+#[derive(Default)]
+struct StartedParents {
+    tasks: HashSet<i64>,
+    campaigns: HashSet<i64>,
+}
+
+impl StartedParents {
+    /// The task and campaign of a subtask that starts begin running too.
+    async fn start(&mut self, tx: &mut Tx, sub: &QueuedSubtask) -> Result<(), WorkerError> {
+        if self.tasks.insert(sub.task_id)
+            && current_state::<TaskState>(tx, sub.task_id).await? == TaskState::Queued
+        {
+            set_state(
+                tx,
+                sub.task_id,
+                TaskState::Running,
+                "a subtask started",
+                WORKER_USER,
+            )
+            .await?;
+        }
+        if self.campaigns.insert(sub.campaign_id)
+            && current_state::<CampaignState>(tx, sub.campaign_id).await? == CampaignState::Approved
+        {
+            set_state(
+                tx,
+                sub.campaign_id,
+                CampaignState::Running,
+                "the worker started it",
+                WORKER_USER,
+            )
+            .await?;
+        }
+        Ok(())
     }
-    if current_state::<CampaignState>(tx, sub.campaign_id).await? == CampaignState::Approved {
-        set_state(
-            tx,
-            sub.campaign_id,
-            CampaignState::Running,
-            "the worker started it",
-            WORKER_USER,
-        )
-        .await?;
-    }
-    Ok(())
 }

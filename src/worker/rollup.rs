@@ -11,10 +11,10 @@ use crate::model::state::{
 };
 use crate::store::jobs::{current_jobs_of_subtask, file_counts, output_paths};
 use crate::store::queue::{
-    child_states, ids_in_state, releasable_subtasks, settled_subtasks, ChildTable, ParentTable,
-    QueuedSubtask,
+    child_states, distinct_child_states, ids_in_state, releasable_subtasks, settled_subtasks,
+    ChildTable, ParentTable, QueuedSubtask,
 };
-use crate::store::states::set_state;
+use crate::store::states::{set_state, Moves};
 use crate::store::StoreError;
 use sqlx::AnyConnection;
 use std::time::Duration;
@@ -46,15 +46,24 @@ async fn decide_subtasks(worker: &Worker) -> Result<usize, WorkerError> {
     if decisions.is_empty() {
         return Ok(0);
     }
-    let mut changed = 0;
+    let mut subtasks = Moves::default();
+    let mut batches = Moves::default();
+    let mut closed = Moves::default();
     let mut tx = worker.store.begin().await?;
     for (id, (to, why)) in decisions {
-        set_state(&mut tx, id, to, &why, WORKER_USER).await?;
+        subtasks.add(id, to, why);
         for (batch, state) in child_states(&mut tx, ChildTable::BatchesOfSubtask, id).await? {
-            changed += close_batch(&mut tx, batch, &state, to == SubtaskState::Succeeded).await?;
+            if BatchState::parse(&state) == Some(BatchState::Submitted) {
+                batches.add(batch, BatchState::JobsCompleted, "every job ended");
+                let (outcome, why) = batch_outcome(to == SubtaskState::Succeeded);
+                closed.add(batch, outcome, why);
+            }
         }
-        changed += 1;
     }
+    let changed = subtasks.len() + batches.len();
+    subtasks.write(&mut tx, WORKER_USER).await?;
+    batches.write(&mut tx, WORKER_USER).await?;
+    closed.write(&mut tx, WORKER_USER).await?;
     tx.commit().await?;
     Ok(changed)
 }
@@ -97,31 +106,13 @@ async fn decide(
     })
 }
 
-/// A batch whose jobs all ended: jobs completed, then completed or failed (T6).
-async fn close_batch(
-    tx: &mut crate::store::Tx,
-    batch: i64,
-    state: &str,
-    ok: bool,
-) -> Result<usize, WorkerError> {
-    if BatchState::parse(state) != Some(BatchState::Submitted) {
-        return Ok(0);
-    }
-    set_state(
-        tx,
-        batch,
-        BatchState::JobsCompleted,
-        "every job ended",
-        WORKER_USER,
-    )
-    .await?;
-    let (to, why) = if ok {
+/// Where a batch whose jobs all ended goes after `jobs_completed` (T6).
+fn batch_outcome(ok: bool) -> (BatchState, &'static str) {
+    if ok {
         (BatchState::Completed, "completion criteria met")
     } else {
         (BatchState::Failed, "completion criteria not met")
-    };
-    set_state(tx, batch, to, why, WORKER_USER).await?;
-    Ok(1)
+    }
 }
 
 /// Gathers what a subtask's current jobs achieved.
@@ -177,12 +168,11 @@ async fn roll_up_parents(worker: &Worker, table: ParentTable) -> Result<usize, W
     let mut changed = 0;
     for id in running {
         let children = match table {
-            ParentTable::Tasks => child_states(&mut conn, ChildTable::SubtasksOfTask, id).await?,
-            ParentTable::Campaigns => {
-                child_states(&mut conn, ChildTable::TasksOfCampaign, id).await?
-            }
+            ParentTable::Tasks => ChildTable::SubtasksOfTask,
+            ParentTable::Campaigns => ChildTable::TasksOfCampaign,
         };
-        let Some(outcome) = outcome_of(children.iter().map(|(_, s)| s.as_str())) else {
+        let states = distinct_child_states(&mut conn, children, id).await?;
+        let Some(outcome) = outcome_of(states.iter().map(String::as_str)) else {
             continue;
         };
         let mut tx = worker.store.begin().await?;
@@ -263,17 +253,12 @@ pub(super) async fn release_successors(worker: &Worker) -> Result<usize, WorkerE
     if releasable.is_empty() {
         return Ok(0);
     }
-    let mut tx = worker.store.begin().await?;
+    let mut ready = Moves::default();
     for sub in &releasable {
-        set_state(
-            &mut tx,
-            sub.id,
-            SubtaskState::Ready,
-            "every parent succeeded",
-            WORKER_USER,
-        )
-        .await?;
+        ready.add(sub.id, SubtaskState::Ready, "every parent succeeded");
     }
+    let mut tx = worker.store.begin().await?;
+    ready.write(&mut tx, WORKER_USER).await?;
     tx.commit().await?;
     Ok(releasable.len())
 }

@@ -12,7 +12,7 @@ use crate::model::split::JobPlan;
 use crate::model::state::{BatchState, JobState, Lifecycle};
 use crate::store::jobs::{files_by_id, set_batch_job_id};
 use crate::store::queue::{in_flight, submittable_jobs, InFlight, Submittable};
-use crate::store::states::{current_state, set_state};
+use crate::store::states::{set_states, states_of};
 use crate::store::StoreError;
 use sqlx::AnyConnection;
 use std::collections::{BTreeMap, HashMap};
@@ -29,11 +29,12 @@ pub(super) async fn submit(worker: &Worker) -> Result<(usize, Vec<String>), Work
     if picked.is_empty() {
         return Ok((0, Vec::new()));
     }
+    let intents: Vec<(i64, String)> = picked
+        .iter()
+        .map(|job| (job.job_id, format!("submitting to {}", job.backend)))
+        .collect();
     let mut tx = worker.store.begin().await?;
-    for job in &picked {
-        let why = format!("submitting to {}", job.backend);
-        set_state(&mut tx, job.job_id, JobState::Submitting, &why, WORKER_USER).await?;
-    }
+    set_states(&mut tx, &intents, JobState::Submitting, WORKER_USER).await?;
     tx.commit().await?;
     failpoint::hit("submit:after-intent");
     let mut groups: BTreeMap<(String, i64), Vec<&Submittable>> = BTreeMap::new();
@@ -80,24 +81,27 @@ async fn record_submissions(
     refused: &[(Vec<&Submittable>, String)],
 ) -> Result<usize, WorkerError> {
     let mut tx = worker.store.begin().await?;
-    let mut submitted = 0;
+    let mut queued = Vec::new();
+    let mut batches = Vec::new();
     for (backend, ids, jobs) in accepted {
         for s in ids {
             set_batch_job_id(&mut tx, s.key.job.0, &s.batch_id.0, backend.default_site()).await?;
-            let why = format!("submitted as {}", s.batch_id);
-            set_state(&mut tx, s.key.job.0, JobState::Queued, &why, WORKER_USER).await?;
+            queued.push((s.key.job.0, format!("submitted as {}", s.batch_id)));
         }
-        mark_batches_submitted(&mut tx, jobs).await?;
-        submitted += ids.len();
+        batches.extend(jobs.iter().map(|j| j.batch_id));
     }
-    for (jobs, error) in refused {
-        let why = format!("submission failed, will retry: {error}");
-        for job in jobs {
-            set_state(&mut tx, job.job_id, JobState::Created, &why, WORKER_USER).await?;
-        }
-    }
+    set_states(&mut tx, &queued, JobState::Queued, WORKER_USER).await?;
+    mark_batches_submitted(&mut tx, batches).await?;
+    let back: Vec<(i64, String)> = refused
+        .iter()
+        .flat_map(|(jobs, error)| {
+            let why = format!("submission failed, will retry: {error}");
+            jobs.iter().map(move |job| (job.job_id, why.clone()))
+        })
+        .collect();
+    set_states(&mut tx, &back, JobState::Created, WORKER_USER).await?;
     tx.commit().await?;
-    Ok(submitted)
+    Ok(queued.len())
 }
 
 /// Picks candidates in order while every cap (experiment, backend, site, per pass) has room.
@@ -220,25 +224,19 @@ fn run_spec(
     }
 }
 
-/// Batches of the submitted jobs are `submitted` (T6).
+/// Batches of the submitted jobs that may be `submitted` become so (T6).
 async fn mark_batches_submitted(
     tx: &mut crate::store::Tx,
-    jobs: &[&Submittable],
+    mut batches: Vec<i64>,
 ) -> Result<(), WorkerError> {
-    let mut batches: Vec<i64> = jobs.iter().map(|j| j.batch_id).collect();
+    batches.sort_unstable();
     batches.dedup();
-    for batch in batches {
-        let state: BatchState = current_state(tx, batch).await?;
-        if state.next().contains(&BatchState::Submitted) {
-            set_state(
-                tx,
-                batch,
-                BatchState::Submitted,
-                "jobs submitted",
-                WORKER_USER,
-            )
-            .await?;
-        }
-    }
+    let changes: Vec<(i64, String)> = states_of::<BatchState>(tx, &batches)
+        .await?
+        .into_iter()
+        .filter(|(_, state)| state.next().contains(&BatchState::Submitted))
+        .map(|(id, _)| (id, "jobs submitted".to_string()))
+        .collect();
+    set_states(tx, &changes, BatchState::Submitted, WORKER_USER).await?;
     Ok(())
 }
