@@ -10,4 +10,5 @@ pub mod jobrun;
 pub mod model;
 pub mod ops;
 pub mod store;
+pub mod tui;
 pub mod worker;

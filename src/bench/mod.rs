@@ -9,6 +9,8 @@
 //! launch floor, and the difference per job is prodops's overhead. The two alternate for several rounds and the medians are
 //! reported, so a slow moment of the machine does not decide the figure.
 
+pub mod console;
+
 use crate::batch::local::LocalBatch;
 use crate::batch::BatchSystem;
 use crate::jobrun::stages::SelfMeter;

@@ -45,8 +45,28 @@ pub struct Cli {
     once: bool,
     #[command(flatten)]
     worker: worker::WorkerArgs,
+    #[command(flatten)]
+    console: ConsoleArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// How the console looks and behaves (`prodops` with no command, and `demo`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Console")]
+struct ConsoleArgs {
+    /// Keymap: default or vim (or your own in the config dir).
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    keymap: String,
+    /// Theme: dark, light or high-contrast (or your own). NO_COLOR is respected.
+    #[arg(long, default_value = "dark", value_name = "NAME")]
+    theme: String,
+    /// Hide and refuse every action that changes production state.
+    #[arg(long)]
+    readonly: bool,
+    /// Only watch: do not run the worker in the console's process.
+    #[arg(long)]
+    no_worker: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,9 +132,9 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCmd),
-    /// Resubmit only the failed parts of a campaign, task, subtask or batch (operators).
+    /// Resubmit only the failed parts of a campaign, task, subtask, batch or job (operators).
     Resubmit {
-        /// C, T, S or B id.
+        /// C, T, S, B or J id.
         scope: EntityRef,
         /// Why, recorded in history.
         #[arg(long, default_value = "")]
@@ -296,6 +316,15 @@ enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The console over a database of many jobs: first frame, frame times, memory.
+    Console {
+        /// Jobs in the database.
+        #[arg(long, default_value_t = 1_000_000)]
+        jobs: i64,
+        /// Frames measured while scrolling the jobs table.
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,9 +350,16 @@ pub fn main() -> i32 {
     if let Some(Command::Bench(cmd)) = &cli.command {
         return run_bench(cmd, cli.json);
     }
-    if cli.command.is_none() && !cli.batch {
-        let _ = <Cli as clap::CommandFactory>::command().print_help();
-        eprintln!("\nerror: give a command, or --batch to run the worker");
+    let wants_console = matches!(
+        cli.command,
+        None | Some(Command::Demo {
+            batch: false,
+            setup_only: false,
+            ..
+        })
+    ) && !cli.batch;
+    if wants_console && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        eprintln!("error: the console needs a terminal; give a command (see --help), or --batch to run the worker headless");
         return EXIT_USAGE;
     }
     let Some(runtime) = runtime() else {
@@ -360,12 +396,17 @@ fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
     let Some(runtime) = runtime() else {
         return EXIT_ERROR;
     };
-    let BenchCmd::Dag {
-        chains,
-        length,
-        parallel,
-        rounds,
-    } = cmd;
+    let (chains, length, parallel, rounds) = match cmd {
+        BenchCmd::Dag {
+            chains,
+            length,
+            parallel,
+            rounds,
+        } => (chains, length, parallel, rounds),
+        BenchCmd::Console { jobs, frames } => {
+            return run_console_bench(&runtime, *jobs, *frames, json)
+        }
+    };
     let shape = crate::bench::DagShape {
         chains: *chains,
         length: *length,
@@ -424,6 +465,64 @@ fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
     }
 }
 
+/// `bench console`: prints the console's figures over `jobs` jobs.
+fn run_console_bench(
+    runtime: &tokio::runtime::Runtime,
+    jobs: i64,
+    frames: usize,
+    json: bool,
+) -> i32 {
+    let result = runtime.block_on(async {
+        let dir = tempfile_dir()?;
+        let figures = crate::bench::console::console(&dir, jobs, frames.max(1)).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        figures
+    });
+    match result {
+        Ok(f) if json => {
+            println!("{}", serde_json::to_string_pretty(&f).unwrap_or_default());
+            EXIT_OK
+        }
+        Ok(f) => {
+            println!(
+                "console: {} jobs, {} frames at 200×60, on {} cores",
+                f.jobs,
+                f.frames,
+                num_cpus()
+            );
+            println!(
+                "  first frame (nothing loaded yet)      {:>9.1} ms",
+                f.first_frame_ms
+            );
+            println!(
+                "  first frame with the jobs page        {:>9.1} ms",
+                f.first_data_frame_ms
+            );
+            println!(
+                "  frame render, median                  {:>9.3} ms",
+                f.frame_median_ms
+            );
+            println!(
+                "  frame render, p99                     {:>9.3} ms",
+                f.frame_p99_ms
+            );
+            println!(
+                "  snapshot load (off the UI thread)     {:>9.1} ms median",
+                f.load_median_ms
+            );
+            println!(
+                "  resident memory                       {:>9.1} MiB",
+                f.rss_mib
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: bench failed: {}", one_line(&e));
+            EXIT_ERROR
+        }
+    }
+}
+
 fn num_cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -468,13 +567,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = output::Printer { json: cli.json };
     let result = match cli.command {
         Some(Command::Demo {
-            setup_only, worker, ..
-        }) => demo(&ops, &out, &worker, setup_only).await,
+            setup_only,
+            batch,
+            worker,
+        }) => {
+            demo(
+                &ops,
+                &out,
+                &worker,
+                &cli.console,
+                setup_only || batch,
+                setup_only,
+            )
+            .await
+        }
         Some(command) => dispatch(&ops, &out, command).await,
-        None => match cli.worker.worker(&ops).await {
+        None if cli.batch => match cli.worker.worker(&ops).await {
             Ok(w) => worker::run_batch(&w, cli.once).await,
             Err(e) => Err(e),
         },
+        None => console(&ops, &cli.worker, &cli.console, None).await,
     };
     ops.store().close().await;
     result
@@ -639,10 +751,34 @@ fn demo_dir() -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow!("no home directory for the demo: pass --db PATH"))
 }
 
+/// Opens the console on `ops`'s database, with the worker in-process unless `--no-worker`.
+async fn console(
+    ops: &Ops,
+    worker_args: &worker::WorkerArgs,
+    args: &ConsoleArgs,
+    select: Option<CampaignId>,
+) -> anyhow::Result<()> {
+    let worker = if args.no_worker {
+        None
+    } else {
+        Some(std::sync::Arc::new(worker_args.worker(ops).await?))
+    };
+    let options = crate::tui::Options {
+        keymap: args.keymap.clone(),
+        theme: args.theme.clone(),
+        readonly: args.readonly,
+        database: ops.store().location().to_string(),
+        select,
+    };
+    crate::tui::run(ops.clone(), worker, options).await
+}
+
 async fn demo(
     ops: &Ops,
     out: &output::Printer,
     args: &worker::WorkerArgs,
+    console_args: &ConsoleArgs,
+    headless: bool,
     setup_only: bool,
 ) -> anyhow::Result<()> {
     let dir = demo_dir()?;
@@ -653,6 +789,9 @@ async fn demo(
     );
     let campaign = ops.demo(&dir).await?;
     let id: CampaignId = campaign.request.id.parse()?;
+    if !headless {
+        return console(ops, args, console_args, Some(id)).await;
+    }
     let succeeded = if setup_only {
         true
     } else {

@@ -147,8 +147,8 @@ impl Ops {
         })
     }
 
-    /// Resubmits only the failed or removed jobs under a campaign, task, subtask or
-    /// batch as new attempts linked to the originals (D3); nothing else reruns.
+    /// Resubmits only the failed or removed jobs under a campaign, task, subtask,
+    /// batch or job as new attempts linked to the originals (D3); nothing else reruns.
     pub async fn resubmit(&self, scope: EntityRef, reason: &str) -> Result<Resubmitted, OpsError> {
         let result = self.resubmit_inner(scope, reason).await;
         self.finish(Action::Resubmit, &scope.to_string(), result)
@@ -190,12 +190,13 @@ impl Ops {
                     )
                 })
                 .filter(|j| scope.kind != EntityKind::Batch || j.batch_id == scope.id)
+                .filter(|j| scope.kind != EntityKind::Job || j.id == scope.id)
                 .collect();
             let state: SubtaskState = current_state(&mut tx, sub).await?;
             let has_jobs = !jobs::current_jobs_of_subtask(&mut tx, sub)
                 .await?
                 .is_empty();
-            if state == SubtaskState::Failed && !has_jobs {
+            if state == SubtaskState::Failed && !has_jobs && scope.kind != EntityKind::Job {
                 set_state(&mut tx, sub, SubtaskState::Ready, &why, &who).await?;
                 done.replanned.push(SubtaskId(sub).to_string());
                 continue;
@@ -270,7 +271,7 @@ async fn owner_of(tx: &mut Tx, scope: EntityRef) -> Result<(i64, String, String)
         EntityKind::Task => "SELECT c.id, e.name, c.kind FROM tasks t JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE t.id = $1",
         EntityKind::Subtask => "SELECT c.id, e.name, c.kind FROM subtasks s JOIN tasks t ON t.id = s.task_id JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE s.id = $1",
         EntityKind::Batch => "SELECT c.id, e.name, c.kind FROM batches b JOIN subtasks s ON s.id = b.subtask_id JOIN tasks t ON t.id = s.task_id JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE b.id = $1",
-        EntityKind::Job => return Err(OpsError::Invalid(format!("{scope}: resubmit a campaign, task, subtask or batch (C, T, S or B id)"))),
+        EntityKind::Job => "SELECT c.id, e.name, c.kind FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE j.id = $1",
     };
     let row = sqlx::query(sql)
         .bind(scope.id)
@@ -285,7 +286,8 @@ async fn subtasks_in_scope(tx: &mut Tx, scope: EntityRef) -> Result<Vec<i64>, Op
         EntityKind::Campaign => "SELECT s.id FROM subtasks s JOIN tasks t ON t.id = s.task_id WHERE t.campaign_id = $1 ORDER BY s.id",
         EntityKind::Task => "SELECT id FROM subtasks WHERE task_id = $1 ORDER BY id",
         EntityKind::Subtask => "SELECT id FROM subtasks WHERE id = $1",
-        EntityKind::Batch | EntityKind::Job => "SELECT subtask_id FROM batches WHERE id = $1",
+        EntityKind::Batch => "SELECT subtask_id FROM batches WHERE id = $1",
+        EntityKind::Job => "SELECT subtask_id FROM jobs WHERE id = $1",
     };
     let rows = sqlx::query(sql).bind(scope.id).fetch_all(&mut **tx).await?;
     Ok(rows

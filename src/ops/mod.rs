@@ -6,6 +6,7 @@
 pub mod demo;
 pub mod directory;
 pub mod jobs;
+pub mod overview;
 pub mod requests;
 pub mod views;
 

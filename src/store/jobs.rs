@@ -62,11 +62,11 @@ pub struct JobRow {
     pub ended_at: Option<i64>,
 }
 
-const JOB_COLUMNS: &str = "j.id, j.batch_id, j.subtask_id, j.seq, j.attempt, j.state, j.state_since, j.params_json, \
+pub(crate) const JOB_COLUMNS: &str = "j.id, j.batch_id, j.subtask_id, j.seq, j.attempt, j.state, j.state_since, j.params_json, \
      j.backend, j.site, j.node, j.batch_job_id, j.retry_of, j.current_stage, j.exit_code, j.signal, j.oom, \
      j.failure, j.events, j.cpu_ms, j.wall_ms, j.max_rss_kb, j.started_at, j.ended_at";
 
-fn job_from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
+pub(crate) fn job_from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
     Ok(JobRow {
         id: r.try_get(0)?,
         batch_id: r.try_get(1)?,

@@ -9,6 +9,7 @@ pub mod campaigns;
 pub mod directory;
 pub mod jobs;
 pub mod lease;
+pub mod overview;
 pub mod queue;
 pub mod states;
 

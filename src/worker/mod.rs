@@ -239,6 +239,21 @@ impl Worker {
         Ok(())
     }
 
+    /// The logs of a batch job, from the backend that ran it (for the console).
+    pub async fn logs(
+        &self,
+        backend: &str,
+        batch_id: &str,
+    ) -> Result<crate::batch::LogBundle, WorkerError> {
+        let system = self.backend(backend).ok_or_else(|| BatchError::Failed {
+            system: backend.to_string(),
+            message: "not configured in this worker".into(),
+        })?;
+        Ok(system
+            .fetch_logs(&crate::batch::BatchJobId(batch_id.to_string()))
+            .await?)
+    }
+
     fn backend(&self, name: &str) -> Option<&Arc<dyn BatchSystem>> {
         self.backends.get(name)
     }

@@ -1,0 +1,193 @@
+//! `console`: the console over a database of N jobs (1,000,000 by default):
+//! time to the first frame (empty, then with the first page of jobs loaded),
+//! render time of frames while scrolling the jobs table (median and p99) and
+//! resident memory. Rendering is measured on ratatui's `TestBackend` at
+//! 200×60: the UI thread's cost; loading runs on other tasks in the console,
+//! and its time is printed too.
+
+use crate::ops::{Actor, Ops};
+use crate::store::Store;
+use crate::tui::action::Action;
+use crate::tui::app::App;
+use crate::tui::data;
+use crate::tui::keymap::Keymap;
+use crate::tui::theme::Theme;
+use anyhow::{ensure, Context};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+/// The figures of a `console` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsoleFigures {
+    /// Jobs in the database.
+    pub jobs: i64,
+    /// Frames measured.
+    pub frames: usize,
+    /// From opening the database to the first frame drawn (nothing loaded yet), ms.
+    pub first_frame_ms: f64,
+    /// From opening the database to the first frame showing jobs, ms.
+    pub first_data_frame_ms: f64,
+    /// Median render time of a frame, ms.
+    pub frame_median_ms: f64,
+    /// 99th percentile render time of a frame, ms.
+    pub frame_p99_ms: f64,
+    /// Median time to load one snapshot (off the UI thread), ms.
+    pub load_median_ms: f64,
+    /// Resident memory after the run, MiB.
+    pub rss_mib: f64,
+}
+
+/// Seeds `dir/console.db` with `jobs` jobs, then measures the console on it.
+pub async fn console(dir: &Path, jobs: i64, frames: usize) -> anyhow::Result<ConsoleFigures> {
+    let db = dir.join("console.db").display().to_string();
+    seed(&db, dir, jobs).await?;
+    let started = Instant::now();
+    let store = Store::open(&db).await?;
+    let ops = Ops::new(store.clone(), Actor::named("bench"));
+    let mut app = App::new(
+        Keymap::default_map(),
+        Theme::default_theme(),
+        "bench",
+        &db,
+        false,
+    );
+    let mut terminal = Terminal::new(TestBackend::new(200, 60))?;
+    terminal.draw(|f| crate::tui::panes::draw(f, &mut app))?;
+    let first_frame_ms = ms(started);
+    app.apply(Action::ShowJobs);
+    let mut loads = Vec::new();
+    while app.snap.jobs.is_empty() {
+        let t = Instant::now();
+        let snap = data::load(&ops, None, &app.view()).await;
+        loads.push(ms(t));
+        if let Some(e) = &snap.error {
+            anyhow::bail!("loading failed: {e}");
+        }
+        app.on_snapshot(snap);
+        ensure!(loads.len() < 5, "no jobs after {} loads", loads.len());
+    }
+    terminal.draw(|f| crate::tui::panes::draw(f, &mut app))?;
+    let first_data_frame_ms = ms(started);
+    ensure!(
+        app.snap.jobs_total == jobs,
+        "the console counts {} jobs, not {jobs}",
+        app.snap.jobs_total
+    );
+    let mut times = Vec::with_capacity(frames);
+    for i in 0..frames {
+        let action = if i % 50 == 49 {
+            Action::PageDown
+        } else {
+            Action::Down
+        };
+        app.apply(action);
+        if app.view() != app.snap.view {
+            let t = Instant::now();
+            let snap = data::load_changes(&ops, None, &app.view(), Some(&app.snap)).await;
+            loads.push(ms(t));
+            app.on_snapshot(snap);
+        }
+        let t = Instant::now();
+        terminal.draw(|f| crate::tui::panes::draw(f, &mut app))?;
+        times.push(ms(t));
+    }
+    store.close().await;
+    times.sort_by(f64::total_cmp);
+    loads.sort_by(f64::total_cmp);
+    Ok(ConsoleFigures {
+        jobs,
+        frames,
+        first_frame_ms,
+        first_data_frame_ms,
+        frame_median_ms: times[times.len() / 2],
+        frame_p99_ms: times[(times.len() * 99 / 100).min(times.len() - 1)],
+        load_median_ms: loads[loads.len() / 2],
+        rss_mib: resident_mib().context("reading /proc/self/status")?,
+    })
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// VmRSS of this process, MiB.
+fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// One approved MC campaign whose single subtask has `jobs` jobs in mixed
+/// states (a tenth failed, a tenth running, the rest succeeded) over 7 sites.
+async fn seed(db: &str, dir: &Path, jobs: i64) -> anyhow::Result<()> {
+    let store = Store::open(db).await?;
+    let ops = Ops::new(store.clone(), Actor::named("bench"));
+    let grant = |role, experiment: &str| crate::model::role::Grant {
+        role,
+        experiment: experiment.to_string(),
+        kind: None,
+    };
+    ops.user_add(
+        "bench",
+        &grant(crate::model::role::Role::Operator, "*"),
+        None,
+        None,
+    )
+    .await?;
+    ops.experiment_add("bench", &[]).await?;
+    ops.user_add(
+        "bench",
+        &grant(crate::model::role::Role::Approver, "bench"),
+        None,
+        None,
+    )
+    .await?;
+    let request = dir.join("console.toml");
+    std::fs::write(
+        &request,
+        "experiment = \"bench\"\nkind = \"mc\"\ntitle = \"a million jobs\"\n[defaults]\nrelease = \"bench\"\n[[stage]]\nname = \"gen\"\nscript = \"/bin/true\"\nevents = 1000000\nevents_per_job = 1\nseed_base = 1\n",
+    )?;
+    let id = ops.request_new(&request).await?.summary.id.parse()?;
+    ops.approve(id, "bench").await?;
+    let subtask: i64 = sqlx::query_scalar("SELECT MIN(id) FROM subtasks")
+        .fetch_one(store.pool())
+        .await?;
+    let now = crate::store::now_ms();
+    let batch: i64 = sqlx::query_scalar(
+        "INSERT INTO batches (subtask_id, seq, state, state_since, created_at) VALUES ($1, 0, 'submitted', $2, $2) RETURNING id",
+    )
+    .bind(subtask)
+    .bind(now)
+    .fetch_one(store.pool())
+    .await?;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
+         INSERT INTO jobs (batch_id, subtask_id, seq, attempt, state, state_since, created_at, backend, site, node,
+                           batch_job_id, current_stage, exit_code, failure, cpu_ms, wall_ms, max_rss_kb)
+         SELECT $2, $3, i, 1,
+                CASE i % 10 WHEN 0 THEN 'failed' WHEN 1 THEN 'running' ELSE 'succeeded' END,
+                $4 - i, $4 - i, 'local', 'site' || (i % 7), 'node' || (i % 97), 'b' || i,
+                CASE i % 10 WHEN 1 THEN 'run' ELSE 'copy-out' END,
+                CASE i % 10 WHEN 0 THEN 3 + i % 3 ELSE 0 END,
+                CASE i % 10 WHEN 0 THEN 'exit code ' || (3 + i % 3) ELSE NULL END,
+                i % 5000, i % 9000, 20000 + i % 100000
+         FROM n",
+    )
+    .bind(jobs)
+    .bind(batch)
+    .bind(subtask)
+    .bind(now)
+    .execute(store.pool())
+    .await?;
+    store.close().await;
+    Ok(())
+}

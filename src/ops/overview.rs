@@ -1,0 +1,49 @@
+//! What the console reads: the campaign tree, pages of jobs, failure groups
+//! and who the user is. Reads need no role (every registered user may look).
+
+use super::jobs::JobView;
+use super::{Ops, OpsError};
+use crate::model::ids::CampaignId;
+use crate::model::role::Grant;
+use crate::store::overview::{self, BatchLine, CampaignLine, FailureGroup, JobQuery};
+
+impl Ops {
+    /// Every campaign as a line of the tree.
+    pub async fn campaign_lines(&self) -> Result<Vec<CampaignLine>, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(overview::campaign_lines(&mut conn).await?)
+    }
+
+    /// The batches of a campaign.
+    pub async fn batches(&self, campaign: CampaignId) -> Result<Vec<BatchLine>, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(overview::batches_of_campaign(&mut conn, campaign.0).await?)
+    }
+
+    /// One page of jobs and how many match.
+    pub async fn jobs_page(&self, query: &JobQuery) -> Result<(Vec<JobView>, i64), OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let (rows, total) = overview::jobs_page(&mut conn, query).await?;
+        Ok((rows.iter().map(JobView::from).collect(), total))
+    }
+
+    /// Current failures grouped by cause and site.
+    pub async fn failure_groups(
+        &self,
+        campaign: Option<CampaignId>,
+    ) -> Result<Vec<FailureGroup>, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(overview::failure_groups(&mut conn, campaign.map(|c| c.0)).await?)
+    }
+
+    /// The roles of the acting user (empty when not registered).
+    pub async fn my_grants(&self) -> Result<Vec<Grant>, OpsError> {
+        Ok(self
+            .users()
+            .await?
+            .into_iter()
+            .find(|u| u.name == self.actor.name)
+            .map(|u| u.grants)
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,343 @@
+//! Read models of the console: the campaign tree, a page of jobs sorted and
+//! filtered in the database (so a million jobs cost one page), and failures
+//! grouped by cause and site for triage.
+
+use super::campaigns::placeholders;
+use super::jobs::{job_from_row, JobRow, JOB_COLUMNS};
+use super::StoreError;
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+/// A campaign as a line of the tree, with how many of its subtasks ended how.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CampaignLine {
+    /// Campaign id.
+    pub id: i64,
+    /// Experiment.
+    pub experiment: String,
+    /// Kind (mc, reco, …).
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// State.
+    pub state: String,
+    /// Priority.
+    pub priority: i64,
+    /// Subtasks.
+    pub subtasks: i64,
+    /// Subtasks succeeded.
+    pub succeeded: i64,
+    /// Subtasks failed.
+    pub failed: i64,
+}
+
+/// Every campaign by experiment, then queue order (J16), with subtask counts.
+pub async fn campaign_lines(conn: &mut AnyConnection) -> Result<Vec<CampaignLine>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT c.id, e.name, c.kind, c.title, c.state, c.priority,
+                COUNT(s.id),
+                COALESCE(SUM(CASE WHEN s.state = 'succeeded' THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN s.state = 'failed' THEN 1 ELSE 0 END), 0)
+         FROM campaigns c JOIN experiments e ON e.id = c.experiment_id
+         LEFT JOIN tasks t ON t.campaign_id = c.id LEFT JOIN subtasks s ON s.task_id = t.id
+         GROUP BY c.id, e.name, c.kind, c.title, c.state, c.priority, c.created_at
+         ORDER BY e.name, c.priority DESC, c.created_at, c.id",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(CampaignLine {
+                id: r.try_get(0)?,
+                experiment: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                title: r.try_get(3)?,
+                state: r.try_get(4)?,
+                priority: r.try_get(5)?,
+                subtasks: r.try_get(6)?,
+                succeeded: r.try_get(7)?,
+                failed: r.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
+/// A batch as a line of the tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchLine {
+    /// Batch id.
+    pub id: i64,
+    /// Its subtask.
+    pub subtask_id: i64,
+    /// Its number within the subtask.
+    pub seq: i64,
+    /// State.
+    pub state: String,
+    /// Jobs (all attempts).
+    pub jobs: i64,
+}
+
+/// The batches of a campaign with their job counts.
+pub async fn batches_of_campaign(
+    conn: &mut AnyConnection,
+    campaign: i64,
+) -> Result<Vec<BatchLine>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT b.id, b.subtask_id, b.seq, b.state, (SELECT COUNT(*) FROM jobs j WHERE j.batch_id = b.id)
+         FROM batches b JOIN subtasks s ON s.id = b.subtask_id JOIN tasks t ON t.id = s.task_id
+         WHERE t.campaign_id = $1 ORDER BY b.id",
+    )
+    .bind(campaign)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(BatchLine {
+                id: r.try_get(0)?,
+                subtask_id: r.try_get(1)?,
+                seq: r.try_get(2)?,
+                state: r.try_get(3)?,
+                jobs: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// The column a job page is sorted by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum JobSort {
+    /// Job id (creation order).
+    #[default]
+    Id,
+    /// State, then id.
+    State,
+    /// Site, then id.
+    Site,
+    /// Time in the current state (longest first when descending).
+    Since,
+    /// CPU time.
+    Cpu,
+    /// Wall time.
+    Wall,
+    /// Peak memory.
+    Rss,
+    /// Attempt.
+    Attempt,
+}
+
+impl JobSort {
+    /// Every sort, in the order `sort_next` cycles through them.
+    pub const ALL: &'static [JobSort] = &[
+        JobSort::Id,
+        JobSort::State,
+        JobSort::Site,
+        JobSort::Since,
+        JobSort::Cpu,
+        JobSort::Wall,
+        JobSort::Rss,
+        JobSort::Attempt,
+    ];
+
+    /// The column's heading.
+    pub fn label(self) -> &'static str {
+        match self {
+            JobSort::Id => "job",
+            JobSort::State => "state",
+            JobSort::Site => "site",
+            JobSort::Since => "in state",
+            JobSort::Cpu => "cpu",
+            JobSort::Wall => "wall",
+            JobSort::Rss => "rss",
+            JobSort::Attempt => "att",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            JobSort::Id => "j.id",
+            JobSort::State => "j.state",
+            JobSort::Site => "j.site",
+            JobSort::Since => "j.state_since",
+            JobSort::Cpu => "j.cpu_ms",
+            JobSort::Wall => "j.wall_ms",
+            JobSort::Rss => "j.max_rss_kb",
+            JobSort::Attempt => "j.attempt",
+        }
+    }
+}
+
+/// Which jobs a page shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Only this campaign's (all when `None`).
+    pub campaign: Option<i64>,
+    /// Only these states (all when empty).
+    pub states: Vec<String>,
+    /// Text the job's id, batch job id, site, node or failure must contain.
+    pub text: String,
+    /// Sort column.
+    pub sort: JobSort,
+    /// Sort descending.
+    pub descending: bool,
+    /// Rows per page.
+    pub limit: i64,
+    /// Rows skipped.
+    pub offset: i64,
+}
+
+/// One page of jobs and how many match in all.
+pub async fn jobs_page(
+    conn: &mut AnyConnection,
+    query: &JobQuery,
+) -> Result<(Vec<JobRow>, i64), StoreError> {
+    let mut filters = Vec::new();
+    let mut binds: Vec<Bind> = Vec::new();
+    let from = match query.campaign {
+        Some(c) => {
+            binds.push(Bind::Int(c));
+            filters.push(format!("t.campaign_id = ${}", binds.len()));
+            "jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id"
+        }
+        None => "jobs j",
+    };
+    if !query.states.is_empty() {
+        filters.push(format!(
+            "j.state IN ({})",
+            placeholders(binds.len() + 1, query.states.len())
+        ));
+        binds.extend(query.states.iter().cloned().map(Bind::Text));
+    }
+    let text = query.text.trim().to_lowercase();
+    if !text.is_empty() {
+        binds.push(Bind::Text(format!("%{text}%")));
+        let n = binds.len();
+        let id = text.trim_start_matches('j').parse::<i64>().unwrap_or(-1);
+        binds.push(Bind::Int(id));
+        filters.push(format!(
+            "(j.id = ${} OR LOWER(COALESCE(j.batch_job_id, '')) LIKE ${n} OR LOWER(COALESCE(j.site, '')) LIKE ${n}
+              OR LOWER(COALESCE(j.node, '')) LIKE ${n} OR LOWER(COALESCE(j.failure, '')) LIKE ${n})",
+            n + 1
+        ));
+    }
+    let where_ = if filters.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", filters.join(" AND "))
+    };
+    let count_sql = format!("SELECT COUNT(*) FROM {from}{where_}");
+    let total: i64 = bind_all(sqlx::query(&count_sql), &binds)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    let dir = if query.descending { "DESC" } else { "ASC" };
+    let n = binds.len();
+    let page_sql = format!(
+        "SELECT {JOB_COLUMNS} FROM {from}{where_} ORDER BY {} {dir}, j.id {dir} LIMIT ${} OFFSET ${}",
+        query.sort.column(),
+        n + 1,
+        n + 2
+    );
+    let rows = bind_all(sqlx::query(&page_sql), &binds)
+        .bind(query.limit)
+        .bind(query.offset)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok((
+        rows.iter().map(job_from_row).collect::<Result<_, _>>()?,
+        total,
+    ))
+}
+
+/// A value bound into a built query.
+#[derive(Debug, Clone)]
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for b in binds {
+        q = match b {
+            Bind::Int(i) => q.bind(*i),
+            Bind::Text(t) => q.bind(t.as_str()),
+        };
+    }
+    q
+}
+
+/// Current failed jobs that share a cause and a site (D1, D2).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailureGroup {
+    /// The recorded failure reason (exit code, signal, memory, or the batch system's words).
+    pub cause: String,
+    /// Where they ran.
+    pub site: Option<String>,
+    /// How many jobs.
+    pub count: i64,
+    /// When the first of them ended (ms).
+    pub first_seen: i64,
+    /// When the last of them ended (ms).
+    pub last_seen: i64,
+    /// Their ids (at most [`GROUP_JOBS`]), oldest first.
+    pub jobs: Vec<i64>,
+}
+
+/// How many job ids a [`FailureGroup`] carries.
+pub const GROUP_JOBS: usize = 1000;
+
+/// Failed jobs not yet retried, grouped by cause and site, biggest group first.
+pub async fn failure_groups(
+    conn: &mut AnyConnection,
+    campaign: Option<i64>,
+) -> Result<Vec<FailureGroup>, StoreError> {
+    let (from, filter) = match campaign {
+        Some(_) => (
+            "jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id",
+            " AND t.campaign_id = $1",
+        ),
+        None => ("jobs j", ""),
+    };
+    let sql = format!(
+        "SELECT COALESCE(j.failure, 'failed'), j.site, j.id, COALESCE(j.ended_at, j.state_since)
+         FROM {from}
+         WHERE j.state IN ('failed', 'removed') AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.retry_of = j.id){filter}
+         ORDER BY j.id"
+    );
+    let mut q = sqlx::query(&sql);
+    if let Some(c) = campaign {
+        q = q.bind(c);
+    }
+    let mut groups: Vec<FailureGroup> = Vec::new();
+    for r in q.fetch_all(conn).await? {
+        let cause: String = r.try_get(0)?;
+        let site: Option<String> = r.try_get(1)?;
+        let id: i64 = r.try_get(2)?;
+        let at: i64 = r.try_get(3)?;
+        match groups
+            .iter_mut()
+            .find(|g| g.cause == cause && g.site == site)
+        {
+            Some(g) => {
+                g.count += 1;
+                g.first_seen = g.first_seen.min(at);
+                g.last_seen = g.last_seen.max(at);
+                if g.jobs.len() < GROUP_JOBS {
+                    g.jobs.push(id);
+                }
+            }
+            None => groups.push(FailureGroup {
+                cause,
+                site,
+                count: 1,
+                first_seen: at,
+                last_seen: at,
+                jobs: vec![id],
+            }),
+        }
+    }
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.first_seen.cmp(&b.first_seen)));
+    Ok(groups)
+}
