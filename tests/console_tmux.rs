@@ -84,6 +84,71 @@ fn prodops(home: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Starts the console in tmux on `db`; the pane runs a shell that records
+/// the exit status in `exit` and stays open, so the restored screen can be read.
+fn start_console(tmux: &Tmux, home: &Path, db: &str, exit: &Path, extra: &str) {
+    let command = format!(
+        "env XDG_DATA_HOME={h}/data XDG_CONFIG_HOME={h}/config {BIN} --db {db} {extra}; echo EXIT=$? > {exit}; echo console-ended; sleep 30",
+        h = home.display(),
+        exit = exit.display()
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "200",
+        "-y",
+        "50",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+}
+
+/// Waits for the exit file and returns its `EXIT=` line.
+fn exit_status(exit: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !exit.exists() {
+        assert!(Instant::now() < deadline, "the console did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::read_to_string(exit).unwrap().trim().to_string()
+}
+
+/// The pid of the console running on `db` (the prodops process itself, not
+/// the shell around it, whose command line names the database too).
+fn console_pid(db: &str) -> String {
+    let out = Command::new("pgrep")
+        .args(["-f", "--", &format!("--db {db}")])
+        .output()
+        .unwrap();
+    let binary = std::fs::canonicalize(BIN).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary))
+        .unwrap_or_else(|| panic!("no console process for {db}"))
+        .to_string()
+}
+
+/// True (with a notice) when tmux is missing on a developer's machine; in CI it fails.
+fn skip_without_tmux() -> bool {
+    if tmux_available() {
+        return false;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but tmux is missing: .ci/run must install it"
+    );
+    eprintln!("NOTE: tmux is not installed: the console end-to-end tests are skipped");
+    true
+}
+
 fn state_of(home: &Path, db: &str, id: &str) -> String {
     let json = prodops(home, &["--db", db, "--json", "request", "show", id]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -92,12 +157,7 @@ fn state_of(home: &Path, db: &str, id: &str) -> String {
 
 #[test]
 fn approving_a_pending_request_in_the_console_runs_it_and_the_screen_shows_it_succeeded() {
-    if !tmux_available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but tmux is missing: .ci/run must install it"
-        );
-        eprintln!("NOTE: tmux is not installed: the console end-to-end test is skipped");
+    if skip_without_tmux() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
@@ -121,27 +181,7 @@ fn approving_a_pending_request_in_the_console_runs_it_and_the_screen_shows_it_su
         socket: format!("prodops-test-{}", std::process::id()),
     };
     let exit_file = home.path().join("exit");
-    let command = format!(
-        "env XDG_DATA_HOME={h}/data XDG_CONFIG_HOME={h}/config {BIN} --db {db} --slots 2; echo EXIT=$? > {exit}; echo console-ended; sleep 30",
-        h = home.path().display(),
-        exit = exit_file.display()
-    );
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "200",
-        "-y",
-        "50",
-        &command,
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
+    start_console(&tmux, home.path(), &db, &exit_file, "--slots 2");
 
     tmux.wait_for("the console", |s| {
         s.contains("1 Campaigns") && s.contains("C2")
@@ -174,15 +214,7 @@ fn approving_a_pending_request_in_the_console_runs_it_and_the_screen_shows_it_su
     assert!(screen.contains("worker: running"), "{screen}");
 
     tmux.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !exit_file.exists() {
-        assert!(Instant::now() < deadline, "the console did not exit on q");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(
-        std::fs::read_to_string(&exit_file).unwrap().trim(),
-        "EXIT=0"
-    );
+    assert_eq!(exit_status(&exit_file), "EXIT=0");
     let after = tmux.wait_for("the shell after the console", |s| {
         s.contains("console-ended")
     });
@@ -190,4 +222,116 @@ fn approving_a_pending_request_in_the_console_runs_it_and_the_screen_shows_it_su
         !after.contains("1 Campaigns"),
         "the terminal was restored:\n{after}"
     );
+}
+
+#[test]
+fn sigterm_and_sighup_restore_the_terminal_and_exit_cleanly() {
+    if skip_without_tmux() {
+        return;
+    }
+    for signal in ["TERM", "HUP"] {
+        let home = tempfile::tempdir().unwrap();
+        let db = home
+            .path()
+            .join(format!("sig{signal}.db"))
+            .display()
+            .to_string();
+        prodops(home.path(), &["--db", &db, "db", "migrate"]);
+        let tmux = Tmux {
+            socket: format!("prodops-sig-{signal}-{}", std::process::id()),
+        };
+        let exit_file = home.path().join("exit");
+        start_console(&tmux, home.path(), &db, &exit_file, "--no-worker");
+        tmux.wait_for("the console", |s| s.contains("1 Campaigns"));
+        let pid = console_pid(&db);
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert_eq!(exit_status(&exit_file), "EXIT=0", "SIG{signal}");
+        let after = tmux.wait_for("the shell after the console", |s| {
+            s.contains("console-ended")
+        });
+        assert!(
+            !after.contains("1 Campaigns"),
+            "SIG{signal}: the terminal was restored:\n{after}"
+        );
+    }
+}
+
+#[test]
+fn a_console_killed_mid_run_leaves_work_that_batch_mode_finishes_without_duplicates() {
+    if skip_without_tmux() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("killed.db").display().to_string();
+    let work = home.path().join("work");
+    prodops(home.path(), &["--db", &db, "demo", "--setup-only"]);
+    let script = home.path().join("slow.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nsleep 0.4\necho \"PRODOPS_EVENTS $PRODOPS_EVENTS\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let request = home.path().join("slow.toml");
+    std::fs::write(
+        &request,
+        "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"slow\"\n[defaults]\nrelease = \"v1\"\n[[stage]]\nname = \"gen\"\nscript = \"slow.sh\"\nevents = 120\nevents_per_job = 10\nseed_base = 1\n",
+    )
+    .unwrap();
+    prodops(
+        home.path(),
+        &[
+            "--db",
+            &db,
+            "request",
+            "new",
+            &request.display().to_string(),
+        ],
+    );
+    prodops(home.path(), &["--db", &db, "approve", "C2"]);
+    let tmux = Tmux {
+        socket: format!("prodops-kill-{}", std::process::id()),
+    };
+    let exit_file = home.path().join("exit");
+    let extra = format!("--slots 1 --work-dir {}", work.display());
+    start_console(&tmux, home.path(), &db, &exit_file, &extra);
+    tmux.wait_for("C2 under way", |s| {
+        s.lines().any(|l| l.contains("C2") && l.contains("running"))
+    });
+    let pid = console_pid(&db);
+    Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    exit_status(&exit_file);
+    assert_eq!(
+        state_of(home.path(), &db, "C2"),
+        "running",
+        "killed mid-run"
+    );
+    let work_dir = work.display().to_string();
+    prodops(
+        home.path(),
+        &[
+            "--db",
+            &db,
+            "--batch",
+            "--slots",
+            "2",
+            "--work-dir",
+            &work_dir,
+        ],
+    );
+    assert_eq!(state_of(home.path(), &db, "C2"), "succeeded");
+    let launched = std::fs::read_to_string(work.join("local/launched.log")).unwrap();
+    let mut names: Vec<&str> = launched
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let all = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(all, names.len(), "a job was launched twice:\n{launched}");
+    assert_eq!(names.len(), 25 + 12, "every job of C1 and C2 ran once");
 }

@@ -43,6 +43,8 @@ pub struct DagShape {
 pub struct DagFigures {
     /// Jobs run per round.
     pub jobs: usize,
+    /// Independent chains.
+    pub chains: usize,
     /// Jobs at once.
     pub slots: usize,
     /// Rounds measured.
@@ -123,6 +125,7 @@ pub async fn dag(dir: &Path, shape: DagShape, runner: Vec<String>) -> anyhow::Re
     let (history_rows, stage_rows) = (last.history_rows, last.stage_rows);
     Ok(DagFigures {
         jobs,
+        chains: shape.chains,
         slots: shape.slots,
         rounds: prodops.len(),
         prodops_seconds: median(prodops.iter().map(|r| r.seconds).collect()),

@@ -396,26 +396,49 @@ fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
     let Some(runtime) = runtime() else {
         return EXIT_ERROR;
     };
-    let (chains, length, parallel, rounds) = match cmd {
+    match cmd {
         BenchCmd::Dag {
             chains,
             length,
             parallel,
             rounds,
-        } => (chains, length, parallel, rounds),
-        BenchCmd::Console { jobs, frames } => {
-            return run_console_bench(&runtime, *jobs, *frames, json)
+        } => {
+            let shape = crate::bench::DagShape {
+                chains: *chains,
+                length: *length,
+                slots: (*parallel).max(1),
+                rounds: (*rounds).max(1),
+            };
+            let scenario = |dir: PathBuf| async move {
+                crate::bench::dag(&dir, shape, crate::batch::local::default_runner()).await
+            };
+            run_scenario(&runtime, json, scenario, print_dag)
         }
-    };
-    let shape = crate::bench::DagShape {
-        chains: *chains,
-        length: *length,
-        slots: (*parallel).max(1),
-        rounds: (*rounds).max(1),
-    };
+        BenchCmd::Console { jobs, frames } => {
+            let (jobs, frames) = (*jobs, (*frames).max(1));
+            let scenario = |dir: PathBuf| async move {
+                crate::bench::console::console(&dir, jobs, frames).await
+            };
+            run_scenario(&runtime, json, scenario, print_console)
+        }
+    }
+}
+
+/// Runs one scenario in a fresh temporary directory (removed afterwards) and
+/// prints its figures, as JSON with `--json`.
+fn run_scenario<T, F>(
+    runtime: &tokio::runtime::Runtime,
+    json: bool,
+    scenario: impl FnOnce(PathBuf) -> F,
+    print: fn(&T),
+) -> i32
+where
+    T: serde::Serialize,
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
     let result = runtime.block_on(async {
         let dir = tempfile_dir()?;
-        let figures = crate::bench::dag(&dir, shape, crate::batch::local::default_runner()).await;
+        let figures = scenario(dir.clone()).await;
         let _ = std::fs::remove_dir_all(&dir);
         figures
     });
@@ -425,37 +448,7 @@ fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
             EXIT_OK
         }
         Ok(f) => {
-            println!(
-                "dag: {} jobs ({chains} chains of {length}), {} at a time, on {} cores; medians of {} rounds",
-                f.jobs,
-                f.slots,
-                num_cpus(),
-                f.rounds
-            );
-            println!(
-                "  prodops (local backend, SQLite, all recorded)  {:>8.3} s",
-                f.prodops_seconds
-            );
-            println!(
-                "  bare job-run launches, same parallelism        {:>8.3} s",
-                f.spawn_floor_seconds
-            );
-            println!(
-                "  overhead per job beyond the spawn              {:>8.3} ms",
-                f.overhead_ms_per_job
-            );
-            println!(
-                "  worker CPU per job                             {:>8.3} ms",
-                f.worker_cpu_ms_per_job
-            );
-            println!(
-                "  bare launcher CPU per job                      {:>8.3} ms",
-                f.launcher_cpu_ms_per_job
-            );
-            println!(
-                "  history rows {} · stage rows {}",
-                f.history_rows, f.stage_rows
-            );
+            print(&f);
             EXIT_OK
         }
         Err(e) => {
@@ -465,62 +458,73 @@ fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
     }
 }
 
-/// `bench console`: prints the console's figures over `jobs` jobs.
-fn run_console_bench(
-    runtime: &tokio::runtime::Runtime,
-    jobs: i64,
-    frames: usize,
-    json: bool,
-) -> i32 {
-    let result = runtime.block_on(async {
-        let dir = tempfile_dir()?;
-        let figures = crate::bench::console::console(&dir, jobs, frames.max(1)).await;
-        let _ = std::fs::remove_dir_all(&dir);
-        figures
-    });
-    match result {
-        Ok(f) if json => {
-            println!("{}", serde_json::to_string_pretty(&f).unwrap_or_default());
-            EXIT_OK
-        }
-        Ok(f) => {
-            println!(
-                "console: {} jobs, {} frames at 200×60, on {} cores",
-                f.jobs,
-                f.frames,
-                num_cpus()
-            );
-            println!(
-                "  first frame (nothing loaded yet)      {:>9.1} ms",
-                f.first_frame_ms
-            );
-            println!(
-                "  first frame with the jobs page        {:>9.1} ms",
-                f.first_data_frame_ms
-            );
-            println!(
-                "  frame render, median                  {:>9.3} ms",
-                f.frame_median_ms
-            );
-            println!(
-                "  frame render, p99                     {:>9.3} ms",
-                f.frame_p99_ms
-            );
-            println!(
-                "  snapshot load (off the UI thread)     {:>9.1} ms median",
-                f.load_median_ms
-            );
-            println!(
-                "  resident memory                       {:>9.1} MiB",
-                f.rss_mib
-            );
-            EXIT_OK
-        }
-        Err(e) => {
-            eprintln!("error: bench failed: {}", one_line(&e));
-            EXIT_ERROR
-        }
-    }
+fn print_dag(f: &crate::bench::DagFigures) {
+    println!(
+        "dag: {} jobs ({} chains of {}), {} at a time, on {} cores; medians of {} rounds",
+        f.jobs,
+        f.chains,
+        f.jobs / f.chains.max(1),
+        f.slots,
+        num_cpus(),
+        f.rounds
+    );
+    println!(
+        "  prodops (local backend, SQLite, all recorded)  {:>8.3} s",
+        f.prodops_seconds
+    );
+    println!(
+        "  bare job-run launches, same parallelism        {:>8.3} s",
+        f.spawn_floor_seconds
+    );
+    println!(
+        "  overhead per job beyond the spawn              {:>8.3} ms",
+        f.overhead_ms_per_job
+    );
+    println!(
+        "  worker CPU per job                             {:>8.3} ms",
+        f.worker_cpu_ms_per_job
+    );
+    println!(
+        "  bare launcher CPU per job                      {:>8.3} ms",
+        f.launcher_cpu_ms_per_job
+    );
+    println!(
+        "  history rows {} · stage rows {}",
+        f.history_rows, f.stage_rows
+    );
+}
+
+fn print_console(f: &crate::bench::console::ConsoleFigures) {
+    println!(
+        "console: {} jobs, {} frames at 200×60, on {} cores",
+        f.jobs,
+        f.frames,
+        num_cpus()
+    );
+    println!(
+        "  first frame (nothing loaded yet)      {:>9.1} ms",
+        f.first_frame_ms
+    );
+    println!(
+        "  first frame with the jobs page        {:>9.1} ms",
+        f.first_data_frame_ms
+    );
+    println!(
+        "  frame render, median                  {:>9.3} ms",
+        f.frame_median_ms
+    );
+    println!(
+        "  frame render, p99                     {:>9.3} ms",
+        f.frame_p99_ms
+    );
+    println!(
+        "  snapshot load (off the UI thread)     {:>9.1} ms median",
+        f.load_median_ms
+    );
+    println!(
+        "  resident memory                       {:>9.1} MiB",
+        f.rss_mib
+    );
 }
 
 fn num_cpus() -> usize {

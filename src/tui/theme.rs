@@ -106,7 +106,6 @@ pub struct Theme {
     /// The theme's name.
     pub name: String,
     styles: BTreeMap<Slot, Style>,
-    mono: bool,
 }
 
 impl Theme {
@@ -214,7 +213,6 @@ impl Theme {
         Ok(Theme {
             name: name.to_string(),
             styles,
-            mono: false,
         })
     }
 
@@ -231,13 +229,7 @@ impl Theme {
             }
             *style = plain;
         }
-        self.mono = true;
         self
-    }
-
-    /// True when no colour is used.
-    pub fn is_mono(&self) -> bool {
-        self.mono
     }
 
     /// The style of a slot.
