@@ -189,6 +189,12 @@ impl Completion {
     pub fn is_empty(&self) -> bool {
         *self == Completion::default()
     }
+
+    /// True when a criterion compares input and output file counts (so they
+    /// must be counted before deciding).
+    pub fn counts_files(&self) -> bool {
+        self.all_inputs_consumed || self.outputs_at_least_inputs
+    }
 }
 
 /// Monte-Carlo generation of one stage: events split into jobs with recorded seeds.

@@ -8,6 +8,7 @@ use crate::model::state::{BatchState, JobState, Lifecycle};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use std::collections::HashMap;
 
 /// A job as stored, with what the batch system and the job side reported.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -131,6 +132,30 @@ pub async fn get_job(conn: &mut AnyConnection, id: i64) -> Result<JobRow, StoreE
     job_from_row(&row)
 }
 
+/// The current attempts (not retried) of each of `subtasks`, by subtask.
+pub async fn current_jobs_of_subtasks(
+    conn: &mut AnyConnection,
+    subtasks: &[i64],
+) -> Result<HashMap<i64, Vec<JobRow>>, StoreError> {
+    let mut out: HashMap<i64, Vec<JobRow>> = HashMap::new();
+    for chunk in subtasks.chunks(500) {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs j WHERE j.subtask_id IN ({})
+             AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.retry_of = j.id) ORDER BY j.seq, j.id",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let job = job_from_row(&row)?;
+            out.entry(job.subtask_id).or_default().push(job);
+        }
+    }
+    Ok(out)
+}
+
 /// The latest attempt of every job of a subtask (attempts that were retried are left out).
 pub async fn current_jobs_of_subtask(
     conn: &mut AnyConnection,
@@ -172,16 +197,11 @@ pub async fn jobs_of_campaign(
 /// Inserts a batch of a subtask in state `pending`.
 pub async fn insert_batch(tx: &mut Tx, subtask: i64, user: &str) -> Result<i64, StoreError> {
     let now = now_ms();
-    let seq: i64 = sqlx::query("SELECT COUNT(*) FROM batches WHERE subtask_id = $1")
-        .bind(subtask)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get(0)?;
     let id: i64 = sqlx::query(
-        "INSERT INTO batches (subtask_id, seq, state, state_since, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO batches (subtask_id, seq, state, state_since, created_at)
+         VALUES ($1, (SELECT COUNT(*) FROM batches WHERE subtask_id = $1), $2, $3, $4) RETURNING id",
     )
     .bind(subtask)
-    .bind(seq)
     .bind(BatchState::Pending.as_str())
     .bind(now)
     .bind(now)
@@ -249,19 +269,31 @@ pub async fn insert_job(
     Ok(id)
 }
 
-/// Records the batch system's id and site of a submitted job (M9).
-pub async fn set_batch_job_id(
+/// Records the batch job ids of submitted jobs (`(job, batch job id)`) and
+/// their site: one statement for up to 200 jobs.
+pub async fn set_batch_job_ids(
     tx: &mut Tx,
-    job: i64,
-    batch_job_id: &str,
+    ids: &[(i64, String)],
     site: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE jobs SET batch_job_id = $1, site = $2 WHERE id = $3")
-        .bind(batch_job_id)
-        .bind(site)
-        .bind(job)
-        .execute(&mut **tx)
-        .await?;
+    for chunk in ids.chunks(200) {
+        let cases: Vec<String> = (0..chunk.len())
+            .map(|i| format!("WHEN ${} THEN ${}", 2 + 2 * i, 3 + 2 * i))
+            .collect();
+        let sql = format!(
+            "UPDATE jobs SET site = $1, batch_job_id = CASE id {} END WHERE id IN ({})",
+            cases.join(" "),
+            placeholders(2 + 2 * chunk.len(), chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(site);
+        for (job, batch_job_id) in chunk {
+            q = q.bind(*job).bind(batch_job_id.as_str());
+        }
+        for (job, _) in chunk {
+            q = q.bind(*job);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

@@ -262,32 +262,6 @@ pub async fn mismatched_jobs(conn: &mut AnyConnection) -> Result<Vec<Mismatch>, 
         .collect()
 }
 
-/// States of a campaign's tasks, or of a task's subtasks, as `(id, state)`.
-pub async fn child_states(
-    conn: &mut AnyConnection,
-    table: ChildTable,
-    parent: i64,
-) -> Result<Vec<(i64, String)>, StoreError> {
-    let sql = match table {
-        ChildTable::TasksOfCampaign => {
-            "SELECT id, state FROM tasks WHERE campaign_id = $1 ORDER BY id"
-        }
-        ChildTable::SubtasksOfTask => {
-            "SELECT id, state FROM subtasks WHERE task_id = $1 ORDER BY id"
-        }
-        ChildTable::BatchesOfSubtask => {
-            "SELECT id, state FROM batches WHERE subtask_id = $1 ORDER BY id"
-        }
-    };
-    sqlx::query(sql)
-        .bind(parent)
-        .fetch_all(conn)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect()
-}
-
 /// The distinct states among a parent's children (what a roll-up needs,
 /// without reading every child).
 pub async fn distinct_child_states(
@@ -298,7 +272,6 @@ pub async fn distinct_child_states(
     let (children, column) = match table {
         ChildTable::TasksOfCampaign => ("tasks", "campaign_id"),
         ChildTable::SubtasksOfTask => ("subtasks", "task_id"),
-        ChildTable::BatchesOfSubtask => ("batches", "subtask_id"),
     };
     let sql = format!("SELECT DISTINCT state FROM {children} WHERE {column} = $1");
     sqlx::query(&sql)
@@ -310,15 +283,13 @@ pub async fn distinct_child_states(
         .collect()
 }
 
-/// Which children [`child_states`] lists.
+/// Which children [`distinct_child_states`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildTable {
     /// Tasks of a campaign.
     TasksOfCampaign,
     /// Subtasks of a task.
     SubtasksOfTask,
-    /// Batches of a subtask.
-    BatchesOfSubtask,
 }
 
 /// Ids of rows of `table` (campaigns or tasks) in `state`.

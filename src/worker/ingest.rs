@@ -236,7 +236,9 @@ async fn register_outputs(
     job: &JobRow,
     result: Option<&JobResult>,
 ) -> Result<(), WorkerError> {
-    let Some(result) = result else { return Ok(()) };
+    let Some(result) = result.filter(|r| !r.outputs.is_empty()) else {
+        return Ok(());
+    };
     let task: i64 = sqlx::query_scalar("SELECT task_id FROM subtasks WHERE id = $1")
         .bind(job.subtask_id)
         .fetch_one(&mut **tx)

@@ -6,7 +6,7 @@ use super::{Worker, WorkerError, WORKER_USER};
 use crate::batch::JobKey;
 use crate::model::ids::JobId;
 use crate::model::state::JobState;
-use crate::store::jobs::{jobs_in_states, set_batch_job_id};
+use crate::store::jobs::{jobs_in_states, set_batch_job_ids};
 use crate::store::states::set_state;
 use std::collections::BTreeMap;
 
@@ -37,8 +37,8 @@ pub(super) async fn adopt_or_requeue(worker: &Worker) -> Result<usize, WorkerErr
         for key in &keys {
             match found.iter().find(|s| s.key == *key) {
                 Some(s) => {
-                    set_batch_job_id(&mut tx, key.job.0, &s.batch_id.0, backend.default_site())
-                        .await?;
+                    let id = [(key.job.0, s.batch_id.0.clone())];
+                    set_batch_job_ids(&mut tx, &id, backend.default_site()).await?;
                     let why = format!("adopted {} after a worker restart", s.batch_id);
                     set_state(&mut tx, key.job.0, JobState::Queued, &why, WORKER_USER).await?;
                 }

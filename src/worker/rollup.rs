@@ -9,14 +9,15 @@ use crate::model::spec::StageSpec;
 use crate::model::state::{
     BatchState, CampaignState, JobState, Lifecycle, SubtaskState, TaskState,
 };
-use crate::store::jobs::{current_jobs_of_subtask, file_counts, output_paths};
+use crate::store::jobs::{current_jobs_of_subtasks, file_counts, output_paths, JobRow};
 use crate::store::queue::{
-    child_states, distinct_child_states, ids_in_state, releasable_subtasks, settled_subtasks,
-    ChildTable, ParentTable, QueuedSubtask,
+    distinct_child_states, ids_in_state, releasable_subtasks, settled_subtasks, ChildTable,
+    ParentTable, QueuedSubtask,
 };
 use crate::store::states::{set_state, Moves};
 use crate::store::StoreError;
 use sqlx::AnyConnection;
+use sqlx::Row;
 use std::time::Duration;
 
 /// Decides running subtasks and rolls states up; returns how many entities changed.
@@ -36,9 +37,12 @@ fn stage_of(s: &QueuedSubtask) -> Result<StageSpec, WorkerError> {
 async fn decide_subtasks(worker: &Worker) -> Result<usize, WorkerError> {
     let mut conn = worker.store.pool().acquire().await?;
     let settled = settled_subtasks(&mut conn).await?;
+    let ids: Vec<i64> = settled.iter().map(|s| s.id).collect();
+    let mut jobs = current_jobs_of_subtasks(&mut conn, &ids).await?;
     let mut decisions = Vec::new();
     for sub in &settled {
-        if let Some(decision) = decide(&mut conn, sub).await? {
+        let current = jobs.remove(&sub.id).unwrap_or_default();
+        if let Some(decision) = decide(&mut conn, sub, &current).await? {
             decisions.push((sub.id, decision));
         }
     }
@@ -50,15 +54,15 @@ async fn decide_subtasks(worker: &Worker) -> Result<usize, WorkerError> {
     let mut batches = Moves::default();
     let mut closed = Moves::default();
     let mut tx = worker.store.begin().await?;
+    let decided: Vec<i64> = decisions.iter().map(|(id, _)| *id).collect();
+    let open_batches = submitted_batches_of(&mut tx, &decided).await?;
     for (id, (to, why)) in decisions {
-        subtasks.add(id, to, why);
-        for (batch, state) in child_states(&mut tx, ChildTable::BatchesOfSubtask, id).await? {
-            if BatchState::parse(&state) == Some(BatchState::Submitted) {
-                batches.add(batch, BatchState::JobsCompleted, "every job ended");
-                let (outcome, why) = batch_outcome(to == SubtaskState::Succeeded);
-                closed.add(batch, outcome, why);
-            }
+        for (batch, _) in open_batches.iter().filter(|(_, sub)| *sub == id) {
+            batches.add(*batch, BatchState::JobsCompleted, "every job ended");
+            let (outcome, why) = batch_outcome(to == SubtaskState::Succeeded);
+            closed.add(*batch, outcome, why);
         }
+        subtasks.add(id, to, why);
     }
     let changed = subtasks.len() + batches.len();
     subtasks.write(&mut tx, WORKER_USER).await?;
@@ -72,9 +76,10 @@ async fn decide_subtasks(worker: &Worker) -> Result<usize, WorkerError> {
 async fn decide(
     conn: &mut AnyConnection,
     sub: &QueuedSubtask,
+    jobs: &[JobRow],
 ) -> Result<Option<(SubtaskState, String)>, WorkerError> {
     let stage = stage_of(sub)?;
-    let mut progress = progress_of(conn, sub).await?;
+    let mut progress = progress_of(conn, sub, jobs, stage.complete_when.counts_files()).await?;
     if progress.active > 0 {
         return Ok(None);
     }
@@ -106,6 +111,28 @@ async fn decide(
     })
 }
 
+/// `(batch, subtask)` of the submitted batches of `subtasks`.
+async fn submitted_batches_of(
+    tx: &mut crate::store::Tx,
+    subtasks: &[i64],
+) -> Result<Vec<(i64, i64)>, WorkerError> {
+    let mut out = Vec::new();
+    for chunk in subtasks.chunks(500) {
+        let sql = format!(
+            "SELECT id, subtask_id FROM batches WHERE state = $1 AND subtask_id IN ({}) ORDER BY id",
+            crate::store::campaigns::placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(BatchState::Submitted.as_str());
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            out.push((r.try_get(0)?, r.try_get(1)?));
+        }
+    }
+    Ok(out)
+}
+
 /// Where a batch whose jobs all ended goes after `jobs_completed` (T6).
 fn batch_outcome(ok: bool) -> (BatchState, &'static str) {
     if ok {
@@ -115,18 +142,19 @@ fn batch_outcome(ok: bool) -> (BatchState, &'static str) {
     }
 }
 
-/// Gathers what a subtask's current jobs achieved.
+/// Gathers what a subtask's current jobs achieved (file counts only when asked).
 async fn progress_of(
     conn: &mut AnyConnection,
     sub: &QueuedSubtask,
+    jobs: &[JobRow],
+    count_files: bool,
 ) -> Result<Progress, WorkerError> {
-    let jobs = current_jobs_of_subtask(conn, sub.id).await?;
     let mut p = Progress {
         jobs: jobs.len() as i64,
         signed_off: sub.signed_off,
         ..Progress::default()
     };
-    for j in &jobs {
+    for j in jobs {
         match JobState::parse(&j.state) {
             Some(JobState::Succeeded) => {
                 p.succeeded += 1;
@@ -136,10 +164,12 @@ async fn progress_of(
             _ => p.active += 1,
         }
     }
-    let (inputs, consumed, outputs) = file_counts(conn, sub.id).await?;
-    p.inputs = inputs;
-    p.inputs_consumed = consumed;
-    p.outputs = outputs;
+    if count_files {
+        let (inputs, consumed, outputs) = file_counts(conn, sub.id).await?;
+        p.inputs = inputs;
+        p.inputs_consumed = consumed;
+        p.outputs = outputs;
+    }
     Ok(p)
 }
 

@@ -10,11 +10,11 @@ use crate::model::jobspec::JobRunSpec;
 use crate::model::spec::{Executable, StageSpec};
 use crate::model::split::JobPlan;
 use crate::model::state::{BatchState, JobState, Lifecycle};
-use crate::store::jobs::{files_by_id, set_batch_job_id};
+use crate::store::jobs::{files_by_id, set_batch_job_ids};
 use crate::store::queue::{in_flight, submittable_jobs, InFlight, Submittable};
 use crate::store::states::{set_states, states_of};
 use crate::store::StoreError;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -47,11 +47,16 @@ pub(super) async fn submit(worker: &Worker) -> Result<(usize, Vec<String>), Work
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
     let mut conn = worker.store.pool().acquire().await?;
-    for ((backend_name, _), jobs) in groups {
+    let subtasks: Vec<i64> = groups.keys().map(|(_, subtask)| *subtask).collect();
+    let specs = stage_specs(&mut conn, &subtasks).await?;
+    for ((backend_name, subtask), jobs) in groups {
         let backend = worker
             .backend(&backend_name)
             .expect("split only plans jobs for configured backends");
-        let group = job_group(worker, &mut conn, &jobs).await?;
+        let stage = specs
+            .get(&subtask)
+            .ok_or_else(|| StoreError::NotFound(format!("S{subtask}")))?;
+        let group = job_group(worker, &mut conn, stage, &jobs).await?;
         match backend.submit(&group).await {
             Ok(ids) => {
                 failpoint::hit("submit:after-backend");
@@ -84,10 +89,15 @@ async fn record_submissions(
     let mut queued = Vec::new();
     let mut batches = Vec::new();
     for (backend, ids, jobs) in accepted {
-        for s in ids {
-            set_batch_job_id(&mut tx, s.key.job.0, &s.batch_id.0, backend.default_site()).await?;
-            queued.push((s.key.job.0, format!("submitted as {}", s.batch_id)));
-        }
+        let recorded: Vec<(i64, String)> = ids
+            .iter()
+            .map(|s| (s.key.job.0, s.batch_id.0.clone()))
+            .collect();
+        set_batch_job_ids(&mut tx, &recorded, backend.default_site()).await?;
+        queued.extend(
+            ids.iter()
+                .map(|s| (s.key.job.0, format!("submitted as {}", s.batch_id))),
+        );
         batches.extend(jobs.iter().map(|j| j.batch_id));
     }
     set_states(&mut tx, &queued, JobState::Queued, WORKER_USER).await?;
@@ -136,19 +146,39 @@ fn within_throttles(
     picked
 }
 
+/// The stage specs of `subtasks`, read in one statement per 500.
+async fn stage_specs(
+    conn: &mut AnyConnection,
+    subtasks: &[i64],
+) -> Result<HashMap<i64, StageSpec>, WorkerError> {
+    let mut specs = HashMap::new();
+    for chunk in subtasks.chunks(500) {
+        let sql = format!(
+            "SELECT id, spec_json FROM subtasks WHERE id IN ({})",
+            crate::store::campaigns::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let id: i64 = r.try_get(0)?;
+            let json: String = r.try_get(1)?;
+            let stage: StageSpec = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("spec of S{id}"), e.to_string()))?;
+            specs.insert(id, stage);
+        }
+    }
+    Ok(specs)
+}
+
 /// Builds what the batch system needs for each job: the job-side spec, resources, sites.
 async fn job_group(
     worker: &Worker,
     conn: &mut AnyConnection,
+    stage: &StageSpec,
     jobs: &[&Submittable],
 ) -> Result<JobGroup, WorkerError> {
-    let subtask = jobs[0].subtask_id;
-    let json: String = sqlx::query_scalar("SELECT spec_json FROM subtasks WHERE id = $1")
-        .bind(subtask)
-        .fetch_one(&mut *conn)
-        .await?;
-    let stage: StageSpec = serde_json::from_str(&json)
-        .map_err(|e| StoreError::Corrupt(format!("spec of S{subtask}"), e.to_string()))?;
     let mut launches = Vec::with_capacity(jobs.len());
     for job in jobs {
         let plan: JobPlan = serde_json::from_str(&job.params_json)
@@ -162,7 +192,7 @@ async fn job_group(
             spec: run_spec(
                 worker,
                 job,
-                &stage,
+                stage,
                 &plan,
                 inputs.into_iter().map(|f| f.path).collect(),
             ),
