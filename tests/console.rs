@@ -5,47 +5,19 @@
 
 mod common;
 
-use common::{mc_request, sqlite, world, World};
-use prodops::batch::local::LocalBatch;
-use prodops::batch::BatchSystem;
+use common::{file_and_approve, local_worker, mc_request, sqlite, world, World};
 use prodops::model::ids::CampaignId;
 use prodops::tui::action::Action;
 use prodops::tui::app::{App, Effect, Pane};
 use prodops::tui::data;
 use prodops::tui::keymap::{Keymap, SHIPPED};
 use prodops::tui::theme::Theme;
-use prodops::worker::{Throttles, Worker, WorkerConfig};
+use prodops::worker::{Throttles, Worker};
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 use ratatui::Terminal;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-
-fn runner() -> Vec<String> {
-    vec![
-        env!("CARGO_BIN_EXE_prodops").to_string(),
-        "job-run".into(),
-        "--spec".into(),
-    ]
-}
-
-async fn worker(w: &World, work: &Path) -> Worker {
-    let local = LocalBatch::open(work.join("local"), 2, runner())
-        .await
-        .unwrap();
-    let backends: Vec<Arc<dyn BatchSystem>> = vec![local];
-    Worker::new(
-        w.store.clone(),
-        backends,
-        WorkerConfig {
-            throttles: Throttles::default(),
-            output_root: work.join("outputs"),
-            lease_ttl: Duration::from_secs(30),
-            min_pass_interval: prodops::worker::MIN_PASS_INTERVAL,
-        },
-    )
-}
 
 /// A request whose only stage fails every job with exit 3.
 fn failing_request(dir: &Path) -> std::path::PathBuf {
@@ -75,17 +47,9 @@ async fn seeded() -> Seeded {
     let db = sqlite();
     let w = world(&db).await;
     let dir = tempfile::tempdir().unwrap();
-    let worker = worker(&w, dir.path()).await;
+    let worker = local_worker(&w.store, dir.path(), 2, Throttles::default()).await;
     for path in [mc_request(), failing_request(dir.path())] {
-        let id: CampaignId =
-            w.ed.request_new(&path)
-                .await
-                .unwrap()
-                .summary
-                .id
-                .parse()
-                .unwrap();
-        w.ann.approve(id, "test").await.unwrap();
+        file_and_approve(&w, &path).await;
     }
     tokio::time::timeout(Duration::from_secs(180), worker.run_until_idle(|_| {}))
         .await

@@ -4,52 +4,14 @@
 
 mod common;
 
-use common::{all_dbs, mc_request, world, TestDb, World};
-use prodops::batch::local::LocalBatch;
-use prodops::batch::BatchSystem;
+use common::{all_dbs, file_and_approve, local_worker, mc_request, world, TestDb, World};
 use prodops::model::ids::{CampaignId, EntityKind, EntityRef, SubtaskId};
 use prodops::store::Store;
-use prodops::worker::{Throttles, Worker, WorkerConfig};
+use prodops::worker::{Throttles, Worker};
 use sqlx::Row;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
-
-fn runner() -> Vec<String> {
-    vec![
-        env!("CARGO_BIN_EXE_prodops").to_string(),
-        "job-run".into(),
-        "--spec".into(),
-    ]
-}
-
-async fn local_worker(store: &Store, work: &Path, slots: usize, throttles: Throttles) -> Worker {
-    let local = LocalBatch::open(work.join("local"), slots, runner())
-        .await
-        .unwrap();
-    let backends: Vec<Arc<dyn BatchSystem>> = vec![local];
-    let config = WorkerConfig {
-        throttles,
-        output_root: work.join("outputs"),
-        lease_ttl: Duration::from_secs(30),
-        min_pass_interval: prodops::worker::MIN_PASS_INTERVAL,
-    };
-    Worker::new(store.clone(), backends, config)
-}
-
-async fn file_and_approve(w: &World, path: &Path) -> CampaignId {
-    let id: CampaignId =
-        w.ed.request_new(path)
-            .await
-            .unwrap()
-            .summary
-            .id
-            .parse()
-            .unwrap();
-    w.ann.approve(id, "test").await.unwrap();
-    id
-}
 
 async fn run_to_idle(worker: &Worker) {
     tokio::time::timeout(Duration::from_secs(180), worker.run_until_idle(|_| {}))

@@ -213,3 +213,49 @@ pub async fn snapshot(store: &Store) -> Vec<String> {
     }
     out
 }
+
+/// The job runner prefix of the built binary.
+pub fn runner() -> Vec<String> {
+    vec![
+        env!("CARGO_BIN_EXE_prodops").to_string(),
+        "job-run".into(),
+        "--spec".into(),
+    ]
+}
+
+/// A worker on `store` with the local backend under `work`.
+pub async fn local_worker(
+    store: &Store,
+    work: &std::path::Path,
+    slots: usize,
+    throttles: prodops::worker::Throttles,
+) -> prodops::worker::Worker {
+    let local = prodops::batch::local::LocalBatch::open(work.join("local"), slots, runner())
+        .await
+        .unwrap();
+    let backends: Vec<std::sync::Arc<dyn prodops::batch::BatchSystem>> = vec![local];
+    let config = prodops::worker::WorkerConfig {
+        throttles,
+        output_root: work.join("outputs"),
+        lease_ttl: std::time::Duration::from_secs(30),
+        min_pass_interval: prodops::worker::MIN_PASS_INTERVAL,
+    };
+    prodops::worker::Worker::new(store.clone(), backends, config)
+}
+
+/// Files `path` as ed and approves it as ann.
+pub async fn file_and_approve(
+    w: &World,
+    path: &std::path::Path,
+) -> prodops::model::ids::CampaignId {
+    let id: prodops::model::ids::CampaignId =
+        w.ed.request_new(path)
+            .await
+            .unwrap()
+            .summary
+            .id
+            .parse()
+            .unwrap();
+    w.ann.approve(id, "test").await.unwrap();
+    id
+}
