@@ -74,17 +74,6 @@ async fn open(root: &Path, slots: usize) -> Arc<LocalBatch> {
         .expect("open")
 }
 
-/// True for states a job never leaves.
-fn ended(state: ObservedState) -> bool {
-    matches!(
-        state,
-        ObservedState::Succeeded
-            | ObservedState::Failed
-            | ObservedState::Removed
-            | ObservedState::Unknown
-    )
-}
-
 /// Polls `ids` (waking on `changed()`) until `done` holds for all, or panics after 20 s.
 async fn wait_for(
     batch: &LocalBatch,
@@ -106,7 +95,7 @@ async fn wait_for(
 
 /// Waits until all `ids` ended.
 async fn wait_ended(batch: &LocalBatch, ids: &[BatchJobId]) -> Vec<Observed> {
-    wait_for(batch, ids, |o| ended(o.state)).await
+    wait_for(batch, ids, |o| o.state.is_final()).await
 }
 
 /// Waits until `id` is in `state`.

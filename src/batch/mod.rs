@@ -100,6 +100,19 @@ pub enum ObservedState {
     Unknown,
 }
 
+impl ObservedState {
+    /// True for states a job never leaves (its logs can be fetched for good).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ObservedState::Succeeded
+                | ObservedState::Failed
+                | ObservedState::Removed
+                | ObservedState::Unknown
+        )
+    }
+}
+
 /// What the batch system says about one job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {

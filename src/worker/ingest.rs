@@ -59,7 +59,7 @@ pub(super) async fn ingest(worker: &Worker) -> Result<Ingested, WorkerError> {
             if !differs(job, obs.state) {
                 continue;
             }
-            let logs = if ended(obs.state) && obs.state != ObservedState::Unknown {
+            let logs = if obs.state.is_final() && obs.state != ObservedState::Unknown {
                 Some(backend.fetch_logs(&id).await?)
             } else {
                 None
@@ -91,16 +91,6 @@ pub(super) async fn ingest(worker: &Worker) -> Result<Ingested, WorkerError> {
     }
     tx.commit().await?;
     Ok(done)
-}
-
-fn ended(state: ObservedState) -> bool {
-    matches!(
-        state,
-        ObservedState::Succeeded
-            | ObservedState::Failed
-            | ObservedState::Removed
-            | ObservedState::Unknown
-    )
 }
 
 /// True when the observation means a state change for the job.
