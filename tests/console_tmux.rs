@@ -324,14 +324,14 @@ fn a_console_killed_mid_run_leaves_work_that_batch_mode_finishes_without_duplica
         ],
     );
     assert_eq!(state_of(home.path(), &db, "C2"), "succeeded");
-    let launched = std::fs::read_to_string(work.join("local/launched.log")).unwrap();
-    let mut names: Vec<&str> = launched
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    let all = names.len();
+    let launched = prodops::batch::local::launches(&work.join("local"));
+    let mut names = launched.clone();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(all, names.len(), "a job was launched twice:\n{launched}");
+    assert_eq!(
+        launched.len(),
+        names.len(),
+        "a job was launched twice: {launched:?}"
+    );
     assert_eq!(names.len(), 25 + 12, "every job of C1 and C2 ran once");
 }

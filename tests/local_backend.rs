@@ -1,8 +1,10 @@
-//! The `local` batch system (X10): jobs run as child processes of the worker,
-//! at most `slots` at once (X5), idempotently and crash-safely (S3). The real
-//! `prodops job-run` is replaced by `tests/fixtures/local_backend/fake-runner.sh`.
+//! The `local` batch system (X10): jobs run by the local executor, at most
+//! `slots` at once (X5), idempotently and crash-safely (S3): the executor
+//! outlives workers, restarts after its own crash, and never starts a job twice.
 
-use prodops::batch::local::{default_runner, LocalBatch};
+mod common;
+
+use prodops::batch::local::{default_runner, launches, script_pid, LocalBatch};
 use prodops::batch::{
     BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, Observed, ObservedState,
 };
@@ -12,15 +14,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The stand-in runner, run through `sh` so a lost executable bit does not matter.
-fn fake_runner() -> Vec<String> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/local_backend/fake-runner.sh"
-    );
-    vec!["/bin/sh".into(), script.into()]
-}
 
 /// Attempt 1 of job `job`.
 fn key(job: i64) -> JobKey {
@@ -67,9 +60,9 @@ fn id(job: i64) -> BatchJobId {
     BatchJobId(key(job).name())
 }
 
-/// Opens a backend on `root` with the fake runner.
+/// Opens a backend on `root` with the built binary's executor.
 async fn open(root: &Path, slots: usize) -> Arc<LocalBatch> {
-    LocalBatch::open(root.to_path_buf(), slots, fake_runner())
+    LocalBatch::open(root.to_path_buf(), slots, common::runner())
         .await
         .expect("open")
 }
@@ -112,30 +105,44 @@ async fn wait_depth(batch: &LocalBatch, depth: u64) {
     }
 }
 
-/// Lines of `root/launched.log`.
-fn launches(root: &Path) -> Vec<String> {
-    std::fs::read_to_string(root.join("launched.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// The job directory of `id`.
 fn job_dir(root: &Path, id: &BatchJobId) -> PathBuf {
     root.join(&id.0)
 }
 
-/// The runner pid recorded in the job directory.
-fn runner_pid(root: &Path, id: &BatchJobId) -> i32 {
-    let text = std::fs::read_to_string(job_dir(root, id).join("pid")).expect("pid file");
-    text.split_whitespace().next().unwrap().parse().unwrap()
+/// The pid of the job's script, waiting until it is recorded.
+async fn pid_of(root: &Path, id: &BatchJobId) -> i32 {
+    for _ in 0..200 {
+        if let Some(pid) = script_pid(root, &id.0) {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{id} never started a script")
 }
 
 /// The state letter of a process, `None` once it is gone.
 fn process_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Waits until process `pid` is gone (or a zombie), or panics after 5 s.
+async fn wait_gone(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while matches!(process_state(pid), Some(state) if state != 'Z') {
+        assert!(Instant::now() < deadline, "process {pid} still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The pid of the executor running in `root`.
+fn executor_pid(root: &Path) -> i32 {
+    std::fs::read_to_string(root.join("executor.lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Lines in `file` of a job directory (0 when absent).
@@ -153,7 +160,7 @@ async fn x10_submitted_jobs_run_and_report_success_failure_and_logs() {
     assert_eq!(batch.name(), "local");
     assert_eq!(batch.default_site(), "local");
     let submitted = batch
-        .submit(&group(&["echo hello; echo oops >&2", "exit 3"]))
+        .submit(&group(&["echo hello; echo oops >&2", "exit 3", "true"]))
         .await
         .unwrap();
     assert_eq!(submitted[0].batch_id, BatchJobId("prodops-j1-a1".into()));
@@ -172,9 +179,21 @@ async fn x10_submitted_jobs_run_and_report_success_failure_and_logs() {
     let logs = batch.fetch_logs(&ids[0]).await.unwrap();
     assert_eq!(logs.stdout, "hello\n");
     assert_eq!(logs.stderr, "oops\n");
-    assert!(logs.stages.contains(r#""stage": "run""#), "{}", logs.stages);
-    assert!(logs.result.unwrap().contains(r#""exit_code": 0"#));
-    // A runner holds its slot until it has exited, just after writing its result.
+    let stages: Vec<&str> = logs
+        .stages
+        .lines()
+        .filter(|l| l.contains(r#""event":"end""#))
+        .collect();
+    assert_eq!(
+        stages.len(),
+        4,
+        "stage-in, unpack, run, copy-out: {stages:?}"
+    );
+    assert!(logs.result.unwrap().contains(r#""exit_code":0"#));
+    assert!(
+        !job_dir(root.path(), &ids[2]).join("stdout.log").exists(),
+        "a job that prints nothing leaves no log files"
+    );
     wait_depth(&batch, 0).await;
 }
 
@@ -195,40 +214,34 @@ async fn fetch_logs_keeps_only_the_last_256_kib() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_runner_that_ends_without_a_result_is_failed_with_its_exit_code() {
+async fn d1_a_script_that_cannot_start_fails_with_exit_127_and_says_why() {
     let root = tempfile::tempdir().unwrap();
-    let runner = vec!["/bin/sh".into(), "-c".into(), "exit 7".into(), "sh".into()];
-    let batch = LocalBatch::open(root.path().to_path_buf(), 1, runner)
-        .await
-        .unwrap();
-    batch.submit(&group(&["true"])).await.unwrap();
+    let batch = open(root.path(), 1).await;
+    let mut jobs = group(&["true"]);
+    jobs.jobs[0].spec.executable = "/nonexistent/script".into();
+    batch.submit(&jobs).await.unwrap();
     let seen = wait_ended(&batch, &[id(1)]).await;
     assert_eq!(seen[0].state, ObservedState::Failed);
-    assert_eq!(seen[0].exit_code, Some(7));
-    assert_eq!(
-        seen[0].reason.as_deref(),
-        Some("runner ended without a result")
+    assert_eq!(seen[0].exit_code, Some(127));
+    let logs = batch.fetch_logs(&id(1)).await.unwrap();
+    assert!(
+        logs.stderr.contains("cannot start /nonexistent/script"),
+        "{}",
+        logs.stderr
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_runner_that_cannot_start_fails_the_job_with_the_error() {
+async fn an_executor_that_cannot_start_is_a_clear_error() {
     let root = tempfile::tempdir().unwrap();
-    let runner = vec!["/nonexistent/prodops".into()];
-    let batch = LocalBatch::open(root.path().to_path_buf(), 1, runner)
-        .await
-        .unwrap();
-    batch.submit(&group(&["true"])).await.unwrap();
-    let seen = wait_ended(&batch, &[id(1)]).await;
-    assert_eq!(seen[0].state, ObservedState::Failed);
+    let runner = vec!["/nonexistent/prodops".into(), "local-executor".into()];
+    let error = match LocalBatch::open(root.path().to_path_buf(), 1, runner).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("opened without an executor"),
+    };
     assert!(
-        seen[0]
-            .reason
-            .as_deref()
-            .unwrap()
-            .starts_with("runner failed to start"),
-        "{:?}",
-        seen[0]
+        error.contains("cannot start the local executor `/nonexistent/prodops local-executor`"),
+        "{error}"
     );
 }
 
@@ -246,32 +259,11 @@ async fn s3_submitting_the_same_key_twice_starts_one_job() {
     let found = batch.find(&[key(1), key(2)]).await.unwrap();
     assert_eq!(found, first);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        launches(root.path()).len(),
-        1,
-        "{:?}",
-        launches(root.path())
-    );
+    assert_eq!(launches(root.path()), ["prodops-j1-a1"]);
     assert_eq!(
         batch.poll(&[id(1)]).await.unwrap()[0].state,
         ObservedState::Succeeded
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_a_submit_that_crashed_before_its_spec_is_completed_on_resubmit() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("prodops-j1-a1")).unwrap();
-    let batch = open(root.path(), 1).await;
-    assert!(batch.find(&[key(1)]).await.unwrap().is_empty());
-    assert_eq!(
-        batch.poll(&[id(1)]).await.unwrap()[0].state,
-        ObservedState::Unknown
-    );
-    batch.submit(&group(&["true"])).await.unwrap();
-    let seen = wait_ended(&batch, &[id(1)]).await;
-    assert_eq!(seen[0].state, ObservedState::Succeeded);
-    assert_eq!(launches(root.path()).len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,7 +306,7 @@ async fn cancel_kills_a_running_job_and_a_queued_one_never_starts() {
         .await
         .unwrap();
     wait_state(&batch, &id(1), ObservedState::Running).await;
-    let pid = runner_pid(root.path(), &id(1));
+    let pid = pid_of(root.path(), &id(1)).await;
     batch.cancel(&[id(1), id(2)]).await.unwrap();
 
     let seen = wait_ended(&batch, &[id(1), id(2)]).await;
@@ -322,11 +314,7 @@ async fn cancel_kills_a_running_job_and_a_queued_one_never_starts() {
         seen.iter().all(|o| o.state == ObservedState::Removed),
         "{seen:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while matches!(process_state(pid), Some(state) if state != 'Z') {
-        assert!(Instant::now() < deadline, "runner {pid} still running");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_gone(pid).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(launches(root.path()).len(), 1);
     assert!(!job_dir(root.path(), &id(2)).join("ran").exists());
@@ -374,8 +362,8 @@ async fn hold_suspends_a_running_job_and_release_resumes_it() {
         ObservedState::Held
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let pid = runner_pid(root.path(), &job);
-    assert_eq!(process_state(pid), Some('T'), "runner is stopped");
+    let pid = pid_of(root.path(), &job).await;
+    assert_eq!(process_state(pid), Some('T'), "the script is stopped");
     let ticks = line_count(root.path(), &job, "ticks");
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
@@ -394,79 +382,142 @@ async fn hold_suspends_a_running_job_and_release_resumes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_a_new_localbatch_on_the_same_root_adopts_running_and_queued_jobs() {
+async fn s3_jobs_run_on_when_their_worker_goes_and_a_new_one_finds_them() {
     let root = tempfile::tempdir().unwrap();
     let ids = [id(1), id(2), id(3)];
     let first = open(root.path(), 1).await;
-    first.submit(&group(&["sleep 1"; 3])).await.unwrap();
+    first.submit(&group(&["sleep 0.5"; 3])).await.unwrap();
     wait_state(&first, &ids[0], ObservedState::Running).await;
-    // The worker crashes: its tasks stop, the running job keeps going.
+    // The worker goes; the executor keeps the jobs going.
     drop(first);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(launches(root.path()).len(), 1);
 
     let second = open(root.path(), 1).await;
-    assert_eq!(second.queue_depth().await.unwrap(), 3, "adopted + 2 queued");
-    let seen = second.poll(&ids).await.unwrap();
-    assert_eq!(seen[0].state, ObservedState::Running);
-    assert_eq!(seen[1].state, ObservedState::Queued);
+    let found = second.find(&[key(1), key(2), key(3)]).await.unwrap();
+    assert_eq!(found.len(), 3, "every submission is found again");
     let seen = wait_ended(&second, &ids).await;
     assert!(
         seen.iter().all(|o| o.state == ObservedState::Succeeded),
         "{seen:?}"
     );
-    let launched = launches(root.path());
-    assert_eq!(launched.len(), 3, "{launched:?}");
-    let names: Vec<_> = launched
-        .iter()
-        .map(|l| l.split(' ').next().unwrap())
-        .collect();
-    assert_eq!(names, ["prodops-j1-a1", "prodops-j2-a1", "prodops-j3-a1"]);
+    assert_eq!(
+        launches(root.path()),
+        ["prodops-j1-a1", "prodops-j2-a1", "prodops-j3-a1"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_files_are_failed_with_a_reason_and_unknown_ids_are_unknown() {
+async fn s3_a_killed_executor_is_restarted_runs_the_queue_and_never_starts_a_job_twice() {
     let root = tempfile::tempdir().unwrap();
-    let spec = serde_json::to_vec(&launch(1, "true").spec).unwrap();
-    for (name, file, garbage) in [
-        ("prodops-j1-a1", "result.json", "{not json"),
-        ("prodops-j2-a1", "pid", "garbage"),
-        ("prodops-j3-a1", "exit_status", "\u{0}\u{1}"),
-    ] {
-        let dir = root.path().join(name);
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::write(dir.join("job.json"), &spec).unwrap();
-        std::fs::write(dir.join(file), garbage).unwrap();
-    }
     let batch = open(root.path(), 1).await;
-    let ids = [
-        id(1),
-        id(2),
-        id(3),
-        id(4),
-        BatchJobId("../../etc".into()),
-        BatchJobId("".into()),
+    let ids = [id(1), id(2), id(3)];
+    batch
+        .submit(&group(&["sleep 0.6", "true", "true"]))
+        .await
+        .unwrap();
+    let script = pid_of(root.path(), &ids[0]).await;
+    let executor = executor_pid(root.path());
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(executor, libc::SIGKILL) };
+    wait_gone(executor).await;
+
+    let seen = wait_ended(&batch, &ids).await;
+    assert_ne!(executor_pid(root.path()), executor, "a new executor runs");
+    assert_eq!(seen[0].state, ObservedState::Failed, "{:?}", seen[0]);
+    assert!(
+        seen[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("how it ended is unknown"),
+        "{:?}",
+        seen[0]
+    );
+    assert!(
+        process_state(script).is_none_or(|s| s == 'Z'),
+        "the adopted script was followed to its end"
+    );
+    assert!(seen[1..]
+        .iter()
+        .all(|o| o.state == ObservedState::Succeeded));
+    assert_eq!(
+        launches(root.path()),
+        ["prodops-j1-a1", "prodops-j2-a1", "prodops-j3-a1"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_an_executor_killed_between_claim_and_start_reports_the_job_lost_not_run_twice() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runner = vec![
+        "env".to_string(),
+        "PRODOPS_FAILPOINT=executor:after-claim@2".to_string(),
     ];
+    runner.extend(common::runner());
+    let batch = LocalBatch::open(root.path().to_path_buf(), 1, runner)
+        .await
+        .unwrap();
+    let ids = [id(1), id(2), id(3)];
+    batch.submit(&group(&["true"; 3])).await.unwrap();
+    // Each executor dies at its second claim; the backend starts another.
+    let seen = wait_ended(&batch, &ids).await;
+    assert_eq!(seen[0].state, ObservedState::Succeeded, "{:?}", seen[0]);
+    assert_eq!(
+        seen[1].state,
+        ObservedState::Failed,
+        "claimed, never started"
+    );
+    assert!(seen[1].reason.as_deref().unwrap().contains("unknown"));
+    assert_eq!(seen[2].state, ObservedState::Succeeded, "{:?}", seen[2]);
+    assert_eq!(
+        launches(root.path()),
+        ["prodops-j1-a1", "prodops-j2-a1", "prodops-j3-a1"]
+    );
+    assert!(!job_dir(root.path(), &ids[1]).join("out").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_the_logs_is_skipped_and_unknown_ids_are_unknown() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(
+        root.path().join("commands.jsonl"),
+        "not json\n{\"op\":\"submit\",\"name\":\"../../etc\",\"spec\":{}}\n{\"op\":\"hold\"",
+    )
+    .unwrap();
+    std::fs::write(root.path().join("events.jsonl"), "\u{0}\u{1}\n{\"ev\":").unwrap();
+    let batch = open(root.path(), 1).await;
+    let ids = [id(4), BatchJobId("../../etc".into()), BatchJobId("".into())];
     let seen = batch.poll(&ids).await.unwrap();
-    for (observed, file) in seen.iter().zip(["result.json", "pid", "exit_status"]) {
-        assert_eq!(observed.state, ObservedState::Failed, "{observed:?}");
-        let reason = observed.reason.as_deref().unwrap();
-        assert!(reason.starts_with(file), "{reason}");
-    }
-    assert!(seen[3..].iter().all(|o| o.state == ObservedState::Unknown));
-    // Nothing was launched for them, and the backend still works.
+    assert!(seen.iter().all(|o| o.state == ObservedState::Unknown));
     assert_eq!(batch.queue_depth().await.unwrap(), 0);
     batch.cancel(&ids).await.unwrap();
     batch.hold(&ids).await.unwrap();
     batch.release(&ids).await.unwrap();
-    assert!(launches(root.path()).is_empty());
+    batch.submit(&group(&["true"])).await.unwrap();
+    let seen = wait_ended(&batch, &[id(1)]).await;
+    assert_eq!(
+        seen[0].state,
+        ObservedState::Succeeded,
+        "the backend works past the garbage"
+    );
+    assert_eq!(launches(root.path()), ["prodops-j1-a1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_executor_exits_when_its_directory_is_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("local");
+    let batch = open(&dir, 1).await;
+    let executor = executor_pid(&dir);
+    drop(batch);
+    std::fs::remove_dir_all(&dir).unwrap();
+    wait_gone(executor).await;
 }
 
 #[test]
-fn the_default_runner_is_this_binary_job_run_spec() {
+fn the_default_runner_is_this_binary_local_executor() {
     let runner = default_runner();
-    assert_eq!(runner.len(), 3);
-    assert_eq!(runner[1..], ["job-run", "--spec"]);
+    assert_eq!(runner.len(), 2);
+    assert_eq!(runner[1], "local-executor");
     assert_eq!(
         Path::new(&runner[0]),
         std::env::current_exe().unwrap().as_path()
@@ -477,7 +528,7 @@ fn the_default_runner_is_this_binary_job_run_spec() {
 async fn open_refuses_zero_slots_or_an_empty_runner() {
     let root = tempfile::tempdir().unwrap();
     let path = root.path().to_path_buf();
-    assert!(LocalBatch::open(path.clone(), 0, fake_runner())
+    assert!(LocalBatch::open(path.clone(), 0, common::runner())
         .await
         .is_err());
     assert!(LocalBatch::open(path, 1, Vec::new()).await.is_err());
@@ -487,7 +538,10 @@ async fn open_refuses_zero_slots_or_an_empty_runner() {
 async fn changed_wakes_on_a_job_end_and_loses_none_that_happened_before_the_call() {
     let root = tempfile::tempdir().unwrap();
     let batch = open(root.path(), 2).await;
-    batch.submit(&group(&["true", "sleep 0.8"])).await.unwrap();
+    batch
+        .submit(&group(&["sleep 0.2", "sleep 0.8"]))
+        .await
+        .unwrap();
     batch.poll(&[id(1), id(2)]).await.unwrap();
     // Job 1 ends after that poll while nobody waits: changed() returns at once.
     tokio::time::sleep(Duration::from_millis(400)).await;

@@ -331,11 +331,7 @@ fn batch(db: &TestDb, work: &Path, failpoint: Option<&str>) -> std::process::Out
 }
 
 fn launched(work: &Path) -> Vec<String> {
-    std::fs::read_to_string(work.join("local/launched.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
-        .collect()
+    prodops::batch::local::launches(&work.join("local"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,7 +340,6 @@ async fn s3_a_worker_killed_at_any_submission_point_restarts_without_losing_or_d
         "submit:after-intent",
         "submit:after-backend",
         "submit:after-record",
-        "launch:after-spawn",
     ];
     for db in all_dbs().await {
         for point in points {
@@ -525,6 +520,6 @@ async fn wait_for_jobs(
 }
 
 fn pid_of(work: &Path, batch_id: &str) -> i32 {
-    let text = std::fs::read_to_string(work.join("local").join(batch_id).join("pid")).unwrap();
-    text.split_whitespace().next().unwrap().parse().unwrap()
+    prodops::batch::local::script_pid(&work.join("local"), batch_id)
+        .expect("the job's script started")
 }

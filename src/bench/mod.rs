@@ -3,11 +3,12 @@
 //!
 //! `dag`: N chains of K trivial jobs (`/bin/true`), job k of a chain after job
 //! k−1, run `slots` at a time on the local backend with every transition,
-//! stage and result recorded in SQLite. The same N×K job-run processes are
-//! also run `slots` at a time by a bare scheduler (no database, no worker),
-//! each in a fresh directory with its spec and output files: that is the
-//! launch floor, and the difference per job is prodops's overhead. The two alternate for several rounds and the medians are
-//! reported, so a slow moment of the machine does not decide the figure.
+//! stage and result recorded in SQLite. The same N×K `/bin/true` processes
+//! are also spawned `slots` at a time by a bare launcher (no database, no
+//! files, no worker): that is the process-spawn floor, and the difference
+//! per job is prodops's overhead. The two alternate for several rounds and
+//! the medians are reported, so a slow moment of the machine does not decide
+//! the figure.
 
 pub mod console;
 
@@ -15,7 +16,6 @@ use crate::batch::local::LocalBatch;
 use crate::batch::BatchSystem;
 use crate::jobrun::stages::SelfMeter;
 use crate::model::ids::CampaignId;
-use crate::model::jobspec::{files, JobRunSpec};
 use crate::ops::{Actor, Ops};
 use crate::store::Store;
 use crate::worker::{Throttles, Worker, WorkerConfig};
@@ -51,7 +51,7 @@ pub struct DagFigures {
     pub rounds: usize,
     /// Wall time of prodops from approval to campaign succeeded, seconds.
     pub prodops_seconds: f64,
-    /// Wall time of the bare scheduler running the same job-run processes, seconds.
+    /// Wall time of a bare launcher spawning the same `/bin/true` processes, seconds.
     pub spawn_floor_seconds: f64,
     /// (prodops − floor) × slots / jobs per round, milliseconds: what each
     /// job costs beyond its spawn.
@@ -60,8 +60,11 @@ pub struct DagFigures {
     /// milliseconds: the part of the overhead that does not depend on how
     /// busy the machine is.
     pub worker_cpu_ms_per_job: f64,
+    /// CPU time of the local executor's own threads per job (its scripts
+    /// not included), milliseconds.
+    pub executor_cpu_ms_per_job: f64,
     /// CPU time of the floor's own process per job, milliseconds: what
-    /// launching alone costs the launcher (directories, files, spawns).
+    /// spawning and reaping alone cost the launcher.
     pub launcher_cpu_ms_per_job: f64,
     /// History rows written.
     pub history_rows: i64,
@@ -93,10 +96,11 @@ struct FloorRound {
     launcher_cpu_ms: f64,
 }
 
-/// One round of prodops: wall seconds, worker CPU ms, history and stage rows.
+/// One round of prodops: wall seconds, worker and executor CPU ms, history and stage rows.
 struct ProdopsRound {
     seconds: f64,
     worker_cpu_ms: f64,
+    executor_cpu_ms: f64,
     history_rows: i64,
     stage_rows: i64,
 }
@@ -110,13 +114,7 @@ pub async fn dag(dir: &Path, shape: DagShape, runner: Vec<String>) -> anyhow::Re
     let mut overheads = Vec::new();
     for round in 0..shape.rounds.max(1) {
         let run = dag_round(&dir.join(format!("round{round}")), shape, &runner).await?;
-        let floor = spawn_floor(
-            &dir.join(format!("floor{round}")),
-            jobs,
-            shape.slots,
-            &runner,
-        )
-        .await?;
+        let floor = spawn_floor(jobs, shape.slots).await?;
         overheads.push((run.seconds - floor.seconds) * 1000.0 * shape.slots as f64 / jobs as f64);
         floors.push(floor);
         prodops.push(run);
@@ -134,6 +132,8 @@ pub async fn dag(dir: &Path, shape: DagShape, runner: Vec<String>) -> anyhow::Re
             / jobs as f64,
         overhead_ms_per_job: median(overheads),
         worker_cpu_ms_per_job: median(prodops.iter().map(|r| r.worker_cpu_ms).collect())
+            / jobs as f64,
+        executor_cpu_ms_per_job: median(prodops.iter().map(|r| r.executor_cpu_ms).collect())
             / jobs as f64,
         history_rows,
         stage_rows,
@@ -179,7 +179,9 @@ async fn dag_round(dir: &Path, shape: DagShape, runner: &[String]) -> anyhow::Re
     let request = dir.join("dag.toml");
     std::fs::write(&request, dag_request(chains, length))?;
     let id: CampaignId = ops.request_new(&request).await?.summary.id.parse()?;
-    let local = LocalBatch::open(dir.join("local"), slots, runner.to_vec()).await?;
+    let local_root = dir.join("local");
+    let local = LocalBatch::open(local_root.clone(), slots, runner.to_vec()).await?;
+    let executor_cpu = executor_cpu_ms(&local_root);
     let backends: Vec<Arc<dyn BatchSystem>> = vec![local];
     let config = WorkerConfig {
         throttles: Throttles::default(),
@@ -189,11 +191,12 @@ async fn dag_round(dir: &Path, shape: DagShape, runner: &[String]) -> anyhow::Re
     };
     let worker = Worker::new(store.clone(), backends, config);
     ops.approve(id, "bench").await?;
-    let cpu = SelfMeter::start(false);
+    let cpu = SelfMeter::start();
     let started = Instant::now();
     worker.run_until_idle(|_| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
     let worker_cpu_ms = cpu.usage().cpu_ms as f64;
+    let executor_cpu_ms = (executor_cpu_ms(&local_root) - executor_cpu) as f64;
 
     let c = ops.campaign(id).await?;
     ensure!(
@@ -222,29 +225,22 @@ async fn dag_round(dir: &Path, shape: DagShape, runner: &[String]) -> anyhow::Re
     Ok(ProdopsRound {
         seconds,
         worker_cpu_ms,
+        executor_cpu_ms,
         history_rows,
         stage_rows,
     })
 }
 
-/// Runs `jobs` job-run processes of `/bin/true`, `slots` at a time, with no
-/// database: each in its own directory with its spec and its two output
-/// files, made just before its launch (what any local executor that keeps a
-/// job's output must do), and nothing else.
-async fn spawn_floor(
-    dir: &Path,
-    jobs: usize,
-    slots: usize,
-    runner: &[String],
-) -> anyhow::Result<FloorRound> {
-    let cpu = SelfMeter::start(false);
+/// Spawns `jobs` `/bin/true` processes, `slots` at a time, with nothing
+/// else: no database, no files, no measuring.
+async fn spawn_floor(jobs: usize, slots: usize) -> anyhow::Result<FloorRound> {
+    let cpu = SelfMeter::start();
     let started = Instant::now();
     let mut queue = 0..jobs;
     let mut running = tokio::task::JoinSet::new();
     loop {
-        while running.len() < slots {
-            let Some(i) = queue.next() else { break };
-            let mut cmd = floor_job(&dir.join(format!("j{i}")), i, runner)?;
+        while running.len() < slots && queue.next().is_some() {
+            let mut cmd = tokio::process::Command::new("/bin/true");
             running.spawn(async move { cmd.status().await });
         }
         match running.join_next().await {
@@ -261,31 +257,12 @@ async fn spawn_floor(
     })
 }
 
-/// Makes floor job `i`'s directory, spec and output files; returns its command.
-fn floor_job(
-    job_dir: &Path,
-    i: usize,
-    runner: &[String],
-) -> anyhow::Result<tokio::process::Command> {
-    std::fs::create_dir_all(job_dir)?;
-    let spec = JobRunSpec {
-        job: i as i64,
-        attempt: 1,
-        executable: "/bin/true".into(),
-        args: Vec::new(),
-        env: Default::default(),
-        inputs: Vec::new(),
-        tarball: None,
-        output_dir: job_dir.join("outputs").display().to_string(),
-        memory_mb: 100,
-        wall_seconds: 3600,
-    };
-    std::fs::write(job_dir.join(files::SPEC), serde_json::to_vec(&spec)?)?;
-    let mut cmd = tokio::process::Command::new(&runner[0]);
-    cmd.args(&runner[1..])
-        .arg(files::SPEC)
-        .current_dir(job_dir)
-        .stdout(std::fs::File::create(job_dir.join(files::STDOUT))?)
-        .stderr(std::fs::File::create(job_dir.join(files::STDERR))?);
-    Ok(cmd)
+/// CPU time (user + system) of the local executor running in `root` so
+/// far, ms; 0 when none runs.
+fn executor_cpu_ms(root: &Path) -> i64 {
+    let pid = std::fs::read_to_string(root.join(crate::batch::local::protocol::LOCK))
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok());
+    pid.and_then(crate::jobrun::measure::cpu_ms_of_process)
+        .unwrap_or(0)
 }

@@ -187,6 +187,15 @@ enum Command {
         #[arg(long, default_value = crate::model::jobspec::files::SPEC)]
         spec: PathBuf,
     },
+    /// The local batch system's daemon (workers start it; it exits when idle).
+    LocalExecutor {
+        /// Its directory: command and event logs, one working directory per job.
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// Jobs at once (workers may change it).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        slots: usize,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -347,6 +356,9 @@ pub fn main() -> i32 {
     if let Some(Command::JobRun { spec }) = &cli.command {
         return crate::jobrun::main(spec);
     }
+    if let Some(Command::LocalExecutor { root, slots }) = &cli.command {
+        return crate::batch::local::executor::main(root, *slots);
+    }
     if let Some(Command::Bench(cmd)) = &cli.command {
         return run_bench(cmd, cli.json);
     }
@@ -473,7 +485,7 @@ fn print_dag(f: &crate::bench::DagFigures) {
         f.prodops_seconds
     );
     println!(
-        "  bare job-run launches, same parallelism        {:>8.3} s",
+        "  bare spawns of /bin/true, same parallelism     {:>8.3} s",
         f.spawn_floor_seconds
     );
     println!(
@@ -483,6 +495,10 @@ fn print_dag(f: &crate::bench::DagFigures) {
     println!(
         "  worker CPU per job                             {:>8.3} ms",
         f.worker_cpu_ms_per_job
+    );
+    println!(
+        "  local executor CPU per job (without scripts)   {:>8.3} ms",
+        f.executor_cpu_ms_per_job
     );
     println!(
         "  bare launcher CPU per job                      {:>8.3} ms",
@@ -637,7 +653,10 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
             offset,
         } => out.jobs(&ops.jobs(campaign, &states, limit, offset).await?),
         Command::Job { id } => out.job(&ops.job(id).await?),
-        Command::Demo { .. } | Command::JobRun { .. } | Command::Bench(_) => {
+        Command::Demo { .. }
+        | Command::JobRun { .. }
+        | Command::LocalExecutor { .. }
+        | Command::Bench(_) => {
             unreachable!("dispatched before")
         }
     }

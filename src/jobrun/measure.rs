@@ -16,6 +16,7 @@ pub struct Sample {
 /// One line of `/proc/<pid>/stat`, the fields we need.
 struct Stat {
     ppid: i32,
+    own_cpu_ticks: i64,
     cpu_ticks: i64,
     rss_pages: i64,
 }
@@ -25,9 +26,11 @@ fn parse_stat(text: &str) -> Option<Stat> {
     let after_name = &text[text.rfind(')')? + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<i64>().ok());
-    let cpu_ticks = field(14)? + field(15)? + field(16)? + field(17)?;
+    let own_cpu_ticks = field(14)? + field(15)?;
+    let cpu_ticks = own_cpu_ticks + field(16)? + field(17)?;
     Some(Stat {
         ppid: field(4)? as i32,
+        own_cpu_ticks,
         cpu_ticks,
         rss_pages: field(24)?,
     })
@@ -79,6 +82,12 @@ pub fn sample_tree(root: i32) -> Sample {
         })
 }
 
+/// CPU time (user + system) of process `pid` itself, without its children, ms.
+pub fn cpu_ms_of_process(pid: i32) -> Option<i64> {
+    let stat = parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    Some(stat.own_cpu_ticks * 1000 / clock_ticks_per_second())
+}
+
 /// The pids of the tree rooted at `root`, for killing it.
 pub fn pids_of_tree(root: i32) -> Vec<i32> {
     tree_of(root, &all_processes())
@@ -113,6 +122,7 @@ mod tests {
         let text = "4242 (my (odd) name) S 17 4242 4242 0 -1 4194304 100 0 0 0 150 50 7 3 20 0 1 0 555 12345678 300 18446744073709551615";
         let stat = parse_stat(text).unwrap();
         assert_eq!(stat.ppid, 17);
+        assert_eq!(stat.own_cpu_ticks, 150 + 50);
         assert_eq!(stat.cpu_ticks, 150 + 50 + 7 + 3);
         assert_eq!(stat.rss_pages, 300);
     }

@@ -1,59 +1,93 @@
-//! `prodops job-run`: the job-side runner (M10).
+//! The job side (M10): one job attempt run as named stages.
 //!
-//! Runs on the batch node in the job's working directory (the directory of
-//! `job.json`). It executes the job as named stages — `stage-in` (copy the
-//! inputs into `in/`), `unpack` (the tarball, if any), `run` (the script) and
-//! `copy-out` (move what the script left in `out/` to the output directory) —
-//! measuring wall, CPU and peak RSS of each, appending them to
-//! `stages.jsonl`, and writes `result.json` last. A script opens stages of its
-//! own by printing `PRODOPS_STAGE <name>` and reports events with
-//! `PRODOPS_EVENTS <n>` (see `docs/cli.md`).
+//! `stage-in` (copy the inputs into `in/`), `unpack` (the tarball, if any),
+//! `run` (the script) and `copy-out` (move what the script left in `out/` to
+//! the output directory) are measured for wall, CPU and peak RSS; a script
+//! opens stages of its own by printing `PRODOPS_STAGE <name>` and reports
+//! events with `PRODOPS_EVENTS <n>` (see `docs/cli.md`).
 //!
-//! Exit status: 0 when every stage succeeded; the script's exit code when it
-//! failed; 128 + signal when it was killed (137 for memory or wall time); 1
-//! when one of our own stages failed; 2 when `job.json` is unreadable.
+//! Two callers share [`run_job`]: `prodops job-run` on a batch node, which
+//! reads `job.json` and writes `stages.jsonl` and `result.json` beside it
+//! ([`main`]), and the local executor, which runs jobs in threads of its own
+//! process and records them in its event log ([`crate::batch::local`]).
+//!
+//! `job-run`'s exit status: 0 when every stage succeeded; the script's exit
+//! code when it failed; 128 + signal when it was killed (137 for memory or
+//! wall time); 1 when one of our own stages failed; 2 when `job.json` is
+//! unreadable.
 
-mod measure;
+pub mod measure;
 mod script;
 pub mod stages;
 
 use crate::model::jobspec::{files, JobResult, JobRunSpec, OutputFile};
 use crate::store::now_ms;
 use script::{Places, ScriptOutcome};
-use stages::{SelfMeter, StageLog};
+use stages::{StageLog, ThreadMeter, Usage};
 use std::fs;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Exit status when one of the runner's own stages failed.
 const EXIT_STAGE_FAILED: i32 = 1;
 /// Exit status when the spec cannot be read.
 const EXIT_BAD_SPEC: i32 = 2;
 
-/// Runs the job described by `spec_path` and returns the process exit code.
+/// An output stream several threads write to (the script's relays and the runner's notes).
+pub type SharedOut = Arc<Mutex<dyn Write + Send>>;
+
+/// Where one job's records and output go while it runs.
+pub struct JobIo {
+    /// Stage events, as they happen.
+    pub stages: StageLog,
+    /// The script's standard output (marker lines included).
+    pub stdout: SharedOut,
+    /// The script's standard error and the runner's own notes; `None`: this
+    /// process's standard error, which the script then inherits.
+    pub stderr: Option<SharedOut>,
+    /// Called with the script's pid right after it starts; the script then
+    /// leads a process group of its own (the local executor signals it).
+    /// Without it the script stays in the runner's group, which a batch
+    /// system signals as a whole.
+    pub on_start: Option<Box<dyn FnOnce(i32) + Send>>,
+}
+
+impl JobIo {
+    /// Writes one of the runner's own notes (`job-run: …`) where the job's errors go.
+    pub fn note(&self, message: &str) {
+        match &self.stderr {
+            Some(out) => {
+                let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = writeln!(out, "job-run: {message}");
+            }
+            None => eprintln!("job-run: {message}"),
+        }
+    }
+}
+
+/// `prodops job-run`: runs the job described by `spec_path` with its records
+/// beside it and returns the process exit code.
 pub fn main(spec_path: &Path) -> i32 {
     let work = work_dir_of(spec_path);
-    let mut result = JobResult {
-        exit_code: None,
-        signal: None,
-        oom: false,
-        timed_out: false,
-        failed_stage: None,
-        events: None,
-        outputs: Vec::new(),
-        node: hostname(),
-        start_ms: now_ms(),
-        end_ms: 0,
+    let io = JobIo {
+        stages: StageLog::file(&work.join(files::STAGES)),
+        stdout: Arc::new(Mutex::new(std::io::stdout())),
+        stderr: None,
+        on_start: None,
     };
-    let code = match read_spec(spec_path) {
-        Ok(spec) => run_job(&spec, &work, &mut result),
+    let (result, code) = match read_spec(spec_path) {
+        Ok(spec) => run_job(&spec, &work, io),
         Err(e) => {
-            eprintln!("job-run: {e}");
+            io.note(&e);
+            let mut result = JobResult::starting(hostname());
             result.failed_stage = Some("setup".into());
-            EXIT_BAD_SPEC
+            result.end_ms = now_ms();
+            (result, EXIT_BAD_SPEC)
         }
     };
-    result.end_ms = now_ms();
     if let Err(e) = write_result(&work, &result) {
         eprintln!("job-run: cannot write {}: {e}", files::RESULT);
         return EXIT_STAGE_FAILED.max(code);
@@ -75,19 +109,27 @@ fn read_spec(path: &Path) -> Result<JobRunSpec, String> {
         .map_err(|e| format!("{} is not a valid job spec: {e}", path.display()))
 }
 
-/// Runs the stages in order, stopping at the first that fails; returns the exit status.
-fn run_job(spec: &JobRunSpec, work: &Path, result: &mut JobResult) -> i32 {
-    let mut log = StageLog::open(&work.join(files::STAGES));
-    let inputs = match measured(&mut log, "stage-in", false, || stage_in(spec, work)) {
+/// Runs one job attempt in `work` (which must exist): the stages in order,
+/// stopping at the first that fails. Returns how it ended and the exit
+/// status `job-run` gives for it.
+pub fn run_job(spec: &JobRunSpec, work: &Path, mut io: JobIo) -> (JobResult, i32) {
+    let mut result = JobResult::starting(hostname());
+    let code = run_stages(spec, work, &mut io, &mut result);
+    result.end_ms = now_ms();
+    (result, code)
+}
+
+fn run_stages(spec: &JobRunSpec, work: &Path, io: &mut JobIo, result: &mut JobResult) -> i32 {
+    let inputs = match measured(io, "stage-in", |_| stage_in(spec, work)) {
         Ok(inputs) => inputs,
         Err(()) => return stage_failed(result, "stage-in"),
     };
-    if measured(&mut log, "unpack", true, || unpack(spec, work)).is_err() {
+    if measured(io, "unpack", |children| unpack(spec, work, children)).is_err() {
         return stage_failed(result, "unpack");
     }
     let out = work.join("out");
     if let Err(e) = fs::create_dir_all(&out) {
-        eprintln!("job-run: cannot create {}: {e}", out.display());
+        io.note(&format!("cannot create {}: {e}", out.display()));
         return stage_failed(result, "run");
     }
     let places = Places {
@@ -95,13 +137,13 @@ fn run_job(spec: &JobRunSpec, work: &Path, result: &mut JobResult) -> i32 {
         inputs: &inputs,
         out: &out,
     };
-    let outcome = script::run(spec, &places, &mut log);
+    let outcome = script::run(spec, &places, io);
     let code = exit_status_of(&outcome);
     copy_outcome(&outcome, result);
     if !outcome.ok() {
         return code;
     }
-    match measured(&mut log, "copy-out", false, || {
+    match measured(io, "copy-out", |_| {
         copy_out(&out, Path::new(&spec.output_dir))
     }) {
         Ok(outputs) => {
@@ -112,18 +154,20 @@ fn run_job(spec: &JobRunSpec, work: &Path, result: &mut JobResult) -> i32 {
     }
 }
 
-/// Runs one of our own stages between a start and an end record.
+/// Runs one of our own stages between a start and an end record; `body`
+/// adds the resources of helper commands it waited for.
 fn measured<T>(
-    log: &mut StageLog,
+    io: &mut JobIo,
     name: &str,
-    with_children: bool,
-    body: impl FnOnce() -> Result<T, String>,
+    body: impl FnOnce(&mut Usage) -> Result<T, String>,
 ) -> Result<T, ()> {
-    let stage = log.start(name);
-    let meter = SelfMeter::start(with_children);
-    let outcome = body();
-    log.end(stage, meter.usage(), outcome.is_ok());
-    outcome.map_err(|e| eprintln!("job-run: {name} failed: {e}"))
+    let stage = io.stages.start(name);
+    let meter = ThreadMeter::start();
+    let mut helpers = Usage::default();
+    let outcome = body(&mut helpers);
+    io.stages
+        .end(stage, meter.usage().plus(helpers), outcome.is_ok());
+    outcome.map_err(|e| io.note(&format!("{name} failed: {e}")))
 }
 
 fn stage_failed(result: &mut JobResult, stage: &str) -> i32 {
@@ -150,8 +194,12 @@ fn exit_status_of(outcome: &ScriptOutcome) -> i32 {
     }
 }
 
-/// `stage-in`: copies every input into `in/`; names that collide get their index prefixed.
+/// `stage-in`: copies every input into `in/` (made only when there are
+/// inputs); names that collide get their index prefixed.
 fn stage_in(spec: &JobRunSpec, work: &Path) -> Result<Vec<PathBuf>, String> {
+    if spec.inputs.is_empty() {
+        return Ok(Vec::new());
+    }
     let dir = work.join("in");
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut staged = Vec::with_capacity(spec.inputs.len());
@@ -170,18 +218,23 @@ fn stage_in(spec: &JobRunSpec, work: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(staged)
 }
 
-/// `unpack`: extracts the tarball into the working directory, when there is one.
-fn unpack(spec: &JobRunSpec, work: &Path) -> Result<(), String> {
+/// `unpack`: extracts the tarball into the working directory, when there is
+/// one, adding what `tar` used to `helpers`.
+fn unpack(spec: &JobRunSpec, work: &Path, helpers: &mut Usage) -> Result<(), String> {
     let Some(tarball) = &spec.tarball else {
         return Ok(());
     };
-    let status = Command::new("tar")
+    let child = Command::new("tar")
         .arg("-xf")
         .arg(tarball)
         .arg("-C")
         .arg(work)
-        .status()
+        .spawn()
         .map_err(|e| format!("cannot run tar: {e}"))?;
+    let (status, usage) =
+        stages::wait_measured(child.id() as i32).map_err(|e| format!("waiting for tar: {e}"))?;
+    *helpers = helpers.plus(usage);
+    let status = std::process::ExitStatus::from_raw(status);
     if status.success() {
         Ok(())
     } else {
@@ -189,16 +242,20 @@ fn unpack(spec: &JobRunSpec, work: &Path) -> Result<(), String> {
     }
 }
 
-/// `copy-out`: moves every file in `out/` to `target`, listing them by name.
+/// `copy-out`: moves every file in `out/` to `target` (made only when there
+/// is something to move), listing them by name.
 fn copy_out(out: &Path, target: &Path) -> Result<Vec<OutputFile>, String> {
-    fs::create_dir_all(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
     let mut names: Vec<_> = fs::read_dir(out)
         .map_err(|e| format!("cannot list {}: {e}", out.display()))?
         .filter_map(|entry| entry.ok())
         .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
         .map(|entry| entry.file_name())
         .collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
     names.sort();
+    fs::create_dir_all(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
     names
         .into_iter()
         .map(|name| {
@@ -237,7 +294,7 @@ fn write_result(work: &Path, result: &JobResult) -> std::io::Result<()> {
 }
 
 /// This machine's name, for the job's record (M9).
-fn hostname() -> String {
+pub fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
         .ok()

@@ -3,13 +3,16 @@
 //! every tick for memory and CPU and killed when it exceeds its limits.
 
 use super::measure::{pids_of_tree, sample_tree, Sample};
-use super::stages::{cpu_ms_of, OpenStage, StageLog, Usage};
+use super::stages::{cpu_ms_of, wait4, OpenStage, StageLog, Usage};
+use super::{JobIo, SharedOut};
 use crate::model::jobspec::{JobRunSpec, EVENTS_MARKER, STAGE_MARKER};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 /// How often the process tree is sampled.
@@ -55,7 +58,7 @@ pub struct Places<'a> {
 
 enum Msg {
     Marker(Marker),
-    StdoutClosed,
+    StreamClosed,
     Exited(libc::c_int, libc::rusage),
 }
 
@@ -108,7 +111,7 @@ fn command_for(spec: &JobRunSpec, work: &Path) -> Command {
 }
 
 /// Runs the script as stage `run` (and any stages its markers open).
-pub fn run(spec: &JobRunSpec, places: &Places, log: &mut StageLog) -> ScriptOutcome {
+pub fn run(spec: &JobRunSpec, places: &Places, io: &mut JobIo) -> ScriptOutcome {
     let mut cmd = command_for(spec, places.work);
     let inputs: Vec<String> = places
         .inputs
@@ -124,12 +127,19 @@ pub fn run(spec: &JobRunSpec, places: &Places, log: &mut StageLog) -> ScriptOutc
         .env("PRODOPS_OUTPUT_DIR", places.out)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    let stage = log.start("run");
+    if io.stderr.is_some() {
+        cmd.stderr(Stdio::piped());
+    }
+    let on_start = io.on_start.take();
+    if on_start.is_some() {
+        cmd.process_group(0);
+    }
+    let stage = io.stages.start("run");
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("job-run: cannot start {}: {e}", spec.executable);
-            log.end(stage, Usage::default(), false);
+            io.note(&format!("cannot start {}: {e}", spec.executable));
+            io.stages.end(stage, Usage::default(), false);
             return ScriptOutcome {
                 exit_code: Some(127),
                 failed_stage: Some("run".into()),
@@ -138,44 +148,54 @@ pub fn run(spec: &JobRunSpec, places: &Places, log: &mut StageLog) -> ScriptOutc
         }
     };
     let pid = child.id() as i32;
+    if let Some(on_start) = on_start {
+        on_start(pid);
+    }
     let (tx, rx) = channel();
+    let mut streams = 1;
     let stdout = child.stdout.take().expect("stdout is piped");
-    spawn_stdout_relay(stdout, tx.clone());
+    spawn_relay(stdout, io.stdout.clone(), Some(tx.clone()), tx.clone());
+    if let (Some(stderr), Some(out)) = (child.stderr.take(), &io.stderr) {
+        spawn_relay(stderr, out.clone(), None, tx.clone());
+        streams += 1;
+    }
     spawn_reaper(pid, tx);
-    Supervisor::new(spec, pid, stage).follow(rx, log)
+    Supervisor::new(spec, pid, stage).follow(rx, streams, io)
 }
 
-/// Copies the script's stdout to ours and sends its markers.
-fn spawn_stdout_relay(stdout: std::process::ChildStdout, tx: Sender<Msg>) {
+/// Copies one of the script's output streams to `out` line by line, sending
+/// its markers when `markers` is given, and `StreamClosed` at its end.
+fn spawn_relay(
+    stream: impl Read + Send + 'static,
+    out: SharedOut,
+    markers: Option<Sender<Msg>>,
+    tx: Sender<Msg>,
+) {
     std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
+        let mut reader = BufReader::new(stream);
         let mut line = Vec::new();
-        let out = std::io::stdout();
         while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-            let _ = out.lock().write_all(&line);
-            if let Some(marker) = parse_marker(&String::from_utf8_lossy(&line)) {
-                let _ = tx.send(Msg::Marker(marker));
+            let _ = out
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .write_all(&line);
+            if let Some(markers) = &markers {
+                if let Some(marker) = parse_marker(&String::from_utf8_lossy(&line)) {
+                    let _ = markers.send(Msg::Marker(marker));
+                }
             }
             line.clear();
         }
-        let _ = out.lock().flush();
-        let _ = tx.send(Msg::StdoutClosed);
+        let _ = out.lock().unwrap_or_else(PoisonError::into_inner).flush();
+        let _ = tx.send(Msg::StreamClosed);
     });
 }
 
 /// Waits for the script with wait4 to get its status and resource use.
 fn spawn_reaper(pid: i32, tx: Sender<Msg>) {
     std::thread::spawn(move || {
-        let mut status: libc::c_int = 0;
-        // SAFETY: an all-zero rusage is a valid value; wait4 only writes into it.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        loop {
-            // SAFETY: pointers are to valid locals; `pid` is our own unreaped child.
-            let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-            if r == pid || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-        }
+        // SAFETY: an all-zero rusage is a valid value.
+        let (status, usage) = wait4(pid).unwrap_or((0, unsafe { std::mem::zeroed() }));
         let _ = tx.send(Msg::Exited(status, usage));
     });
 }
@@ -207,30 +227,30 @@ impl Supervisor {
         }
     }
 
-    /// Handles messages and ticks until the script has exited and its stdout is drained.
-    fn follow(mut self, rx: Receiver<Msg>, log: &mut StageLog) -> ScriptOutcome {
+    /// Handles messages and ticks until the script has exited and its
+    /// `streams` output streams are drained.
+    fn follow(mut self, rx: Receiver<Msg>, mut streams: usize, io: &mut JobIo) -> ScriptOutcome {
         let mut next_tick = Instant::now() + TICK;
         let mut exited: Option<(libc::c_int, libc::rusage)> = None;
-        let mut stdout_open = true;
         let mut drain_until: Option<Instant> = None;
-        while exited.is_none() || stdout_open {
+        while exited.is_none() || streams > 0 {
             let wake = drain_until.unwrap_or(next_tick);
             match rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
-                Ok(Msg::Marker(marker)) => self.on_marker(marker, log),
-                Ok(Msg::StdoutClosed) => stdout_open = false,
+                Ok(Msg::Marker(marker)) => self.on_marker(marker, &mut io.stages),
+                Ok(Msg::StreamClosed) => streams -= 1,
                 Ok(Msg::Exited(status, usage)) => {
                     exited = Some((status, usage));
                     drain_until = Some(Instant::now() + DRAIN_GRACE);
                 }
                 Err(RecvTimeoutError::Timeout) if drain_until.is_some() => break,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.on_tick();
+                    self.on_tick(io);
                     next_tick = Instant::now() + TICK;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        self.finish(exited, log)
+        self.finish(exited, &mut io.stages)
     }
 
     fn on_marker(&mut self, marker: Marker, log: &mut StageLog) {
@@ -256,20 +276,20 @@ impl Supervisor {
     }
 
     /// Samples the tree and enforces the memory and wall-time limits.
-    fn on_tick(&mut self) {
+    fn on_tick(&mut self, io: &JobIo) {
         let Sample { rss_kb, .. } = sample_tree(self.pid);
         self.stage_peak_kb = self.stage_peak_kb.max(rss_kb);
         if self.memory_kb.is_some_and(|limit| rss_kb > limit) && !self.outcome.oom {
-            eprintln!(
-                "job-run: killed: resident memory {} MB exceeds the limit of {} MB",
+            io.note(&format!(
+                "killed: resident memory {} MB exceeds the limit of {} MB",
                 rss_kb / 1024,
                 self.memory_kb.unwrap_or(0) / 1024
-            );
+            ));
             self.outcome.oom = true;
             kill_tree(self.pid);
         }
         if self.deadline.is_some_and(|d| Instant::now() > d) && !self.outcome.timed_out {
-            eprintln!("job-run: killed: wall-time limit reached");
+            io.note("killed: wall-time limit reached");
             self.outcome.timed_out = true;
             kill_tree(self.pid);
         }

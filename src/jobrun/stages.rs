@@ -1,16 +1,19 @@
-//! `stages.jsonl`: one [`StageEvent`] per line, appended as stages start and
-//! end, so a job killed half-way still shows how far it got.
+//! Stage records and what a stage used.
+//!
+//! A [`StageLog`] receives one [`StageEvent`] as each stage starts and ends,
+//! so a job killed half-way still shows how far it got: `prodops job-run`
+//! appends them to `stages.jsonl`, the local executor to its event log.
 
 use crate::model::jobspec::StageEvent;
 use crate::store::now_ms;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-/// The append-only stage record of one job attempt.
+/// Where stage events go.
 pub struct StageLog {
-    file: Option<File>,
+    sink: Box<dyn FnMut(&StageEvent) + Send>,
 }
 
 /// A stage that has started and not yet ended.
@@ -29,22 +32,49 @@ pub struct Usage {
     pub max_rss_kb: i64,
 }
 
+impl Usage {
+    /// Both together: CPU adds up, the peak is the larger one.
+    pub fn plus(self, other: Usage) -> Usage {
+        Usage {
+            cpu_ms: self.cpu_ms + other.cpu_ms,
+            max_rss_kb: self.max_rss_kb.max(other.max_rss_kb),
+        }
+    }
+}
+
 impl StageLog {
-    /// Opens (appends to) the record at `path`; a record that cannot be opened
-    /// is reported once and the job runs on without it.
-    pub fn open(path: &Path) -> Self {
-        match OpenOptions::new().create(true).append(true).open(path) {
-            Ok(file) => Self { file: Some(file) },
+    /// Appends events as JSON lines to the file at `path`; a record that
+    /// cannot be opened or written is reported once and the job runs on
+    /// without it.
+    pub fn file(path: &Path) -> Self {
+        let mut file = match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(file) => Some(file),
             Err(e) => {
                 eprintln!("job-run: cannot write {}: {e}", path.display());
-                Self { file: None }
+                None
             }
+        };
+        Self::sink(move |event| {
+            let Some(out) = &mut file else { return };
+            let mut line = serde_json::to_string(event).expect("a stage event serialises");
+            line.push('\n');
+            if let Err(e) = out.write_all(line.as_bytes()) {
+                eprintln!("job-run: cannot append to stages.jsonl: {e}");
+                file = None;
+            }
+        })
+    }
+
+    /// Hands every event to `sink`.
+    pub fn sink(sink: impl FnMut(&StageEvent) + Send + 'static) -> Self {
+        Self {
+            sink: Box::new(sink),
         }
     }
 
     /// Records the start of `name`.
     pub fn start(&mut self, name: &str) -> OpenStage {
-        self.append(&StageEvent::Start {
+        (self.sink)(&StageEvent::Start {
             stage: name.to_string(),
             ts_ms: now_ms(),
         });
@@ -56,7 +86,7 @@ impl StageLog {
 
     /// Records the end of `stage` with what it used.
     pub fn end(&mut self, stage: OpenStage, usage: Usage, ok: bool) {
-        self.append(&StageEvent::End {
+        (self.sink)(&StageEvent::End {
             stage: stage.name,
             ts_ms: now_ms(),
             wall_ms: stage.started.elapsed().as_millis() as i64,
@@ -65,38 +95,27 @@ impl StageLog {
             ok,
         });
     }
-
-    fn append(&mut self, event: &StageEvent) {
-        let Some(file) = &mut self.file else { return };
-        let mut line = serde_json::to_string(event).expect("a stage event serialises");
-        line.push('\n');
-        if let Err(e) = file.write_all(line.as_bytes()) {
-            eprintln!("job-run: cannot append to stages.jsonl: {e}");
-            self.file = None;
-        }
-    }
 }
 
-/// Resource use of this process (and, optionally, its reaped children) from getrusage.
+/// CPU used by the calling thread since [`ThreadMeter::start`], with the
+/// process's peak RSS: what one of the runner's own stages used (the local
+/// executor runs several jobs at once, one thread each).
 #[derive(Debug, Clone, Copy)]
-pub struct SelfMeter {
-    with_children: bool,
+pub struct ThreadMeter {
     cpu_at_start: i64,
 }
 
-impl SelfMeter {
-    /// Starts measuring now; `with_children` adds the helper commands it waits for (e.g. `tar`).
-    pub fn start(with_children: bool) -> Self {
-        let (cpu, _) = rusage(with_children);
+impl ThreadMeter {
+    /// Starts measuring the calling thread now.
+    pub fn start() -> Self {
         Self {
-            with_children,
-            cpu_at_start: cpu,
+            cpu_at_start: getrusage(libc::RUSAGE_THREAD).0,
         }
     }
 
-    /// What was used since [`SelfMeter::start`].
+    /// What the calling thread used since [`ThreadMeter::start`].
     pub fn usage(&self) -> Usage {
-        let (cpu, rss) = rusage(self.with_children);
+        let (cpu, rss) = getrusage(libc::RUSAGE_THREAD);
         Usage {
             cpu_ms: cpu - self.cpu_at_start,
             max_rss_kb: rss,
@@ -104,14 +123,29 @@ impl SelfMeter {
     }
 }
 
-/// (CPU ms, peak RSS KiB) of this process, plus its waited-for children if asked.
-fn rusage(with_children: bool) -> (i64, i64) {
-    let own = getrusage(libc::RUSAGE_SELF);
-    if !with_children {
-        return own;
+/// CPU used by this whole process since [`SelfMeter::start`] (benchmarks
+/// report the worker's own cost with it).
+#[derive(Debug, Clone, Copy)]
+pub struct SelfMeter {
+    cpu_at_start: i64,
+}
+
+impl SelfMeter {
+    /// Starts measuring now.
+    pub fn start() -> Self {
+        Self {
+            cpu_at_start: getrusage(libc::RUSAGE_SELF).0,
+        }
     }
-    let children = getrusage(libc::RUSAGE_CHILDREN);
-    (own.0 + children.0, own.1.max(children.1))
+
+    /// What the process used since [`SelfMeter::start`].
+    pub fn usage(&self) -> Usage {
+        let (cpu, rss) = getrusage(libc::RUSAGE_SELF);
+        Usage {
+            cpu_ms: cpu - self.cpu_at_start,
+            max_rss_kb: rss,
+        }
+    }
 }
 
 fn getrusage(who: libc::c_int) -> (i64, i64) {
@@ -122,6 +156,37 @@ fn getrusage(who: libc::c_int) -> (i64, i64) {
         return (0, 0);
     }
     (cpu_ms_of(&usage), usage.ru_maxrss)
+}
+
+/// Waits for our child `pid` with wait4: its raw wait status and what it
+/// (and the children it waited for) used.
+pub fn wait_measured(pid: i32) -> std::io::Result<(libc::c_int, Usage)> {
+    let (status, usage) = wait4(pid)?;
+    Ok((
+        status,
+        Usage {
+            cpu_ms: cpu_ms_of(&usage),
+            max_rss_kb: usage.ru_maxrss,
+        },
+    ))
+}
+
+/// wait4 on our child `pid`, retried on EINTR.
+pub fn wait4(pid: i32) -> std::io::Result<(libc::c_int, libc::rusage)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 only writes into it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pointers are to valid locals; `pid` is our own unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            return Ok((status, usage));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
 }
 
 /// User + system time of a rusage, ms.

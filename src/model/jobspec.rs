@@ -122,6 +122,22 @@ pub struct JobResult {
 }
 
 impl JobResult {
+    /// The result of a job starting now on `node`, before anything ran.
+    pub fn starting(node: String) -> JobResult {
+        JobResult {
+            exit_code: None,
+            signal: None,
+            oom: false,
+            timed_out: false,
+            failed_stage: None,
+            events: None,
+            outputs: Vec::new(),
+            node,
+            start_ms: chrono::Utc::now().timestamp_millis(),
+            end_ms: 0,
+        }
+    }
+
     /// True when every stage succeeded.
     pub fn succeeded(&self) -> bool {
         self.exit_code == Some(0)

@@ -214,12 +214,11 @@ pub async fn snapshot(store: &Store) -> Vec<String> {
     out
 }
 
-/// The job runner prefix of the built binary.
+/// The command that starts the built binary's local executor.
 pub fn runner() -> Vec<String> {
     vec![
         env!("CARGO_BIN_EXE_prodops").to_string(),
-        "job-run".into(),
-        "--spec".into(),
+        "local-executor".into(),
     ]
 }
 
