@@ -261,3 +261,25 @@ fn readme_first_command_demo_runs_the_example_campaign_to_succeeded() {
     let c: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(c["id"], "C2");
 }
+
+#[test]
+fn output_piped_into_a_reader_that_goes_away_ends_quietly() {
+    let db = common::sqlite();
+    readme_setup(&db);
+    for _ in 0..3 {
+        ok(&db, &["request", "new", "examples/mc-request.toml"]);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prodops"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PRODOPS_DB", &db.url)
+        .args(["request", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "nothing but silence: {stderr}");
+}

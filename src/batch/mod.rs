@@ -208,6 +208,16 @@ pub trait BatchSystem: Send + Sync {
     async fn release(&self, ids: &[BatchJobId]) -> Result<(), BatchError>;
     /// Fetches a job's logs, stage records and result.
     async fn fetch_logs(&self, id: &BatchJobId) -> Result<LogBundle, BatchError>;
+    /// The stage records and results of ended jobs, in the order of `ids`,
+    /// for ingest (their output logs may be left empty). By default, each
+    /// job's [`BatchSystem::fetch_logs`].
+    async fn fetch_records(&self, ids: &[BatchJobId]) -> Result<Vec<LogBundle>, BatchError> {
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            records.push(self.fetch_logs(id).await?);
+        }
+        Ok(records)
+    }
     /// Jobs queued or running in this system (for throttling, P3).
     async fn queue_depth(&self) -> Result<u64, BatchError>;
     /// Resolves when some job may have changed state, so the worker can react at

@@ -346,6 +346,12 @@ enum DbCmd {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    // Output piped into `head` and the like ends quietly when the reader
+    // goes, as with other command-line tools (Rust ignores SIGPIPE otherwise).
+    // SAFETY: restoring a signal's default disposition at startup.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

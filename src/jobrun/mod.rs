@@ -293,11 +293,15 @@ fn write_result(work: &Path, result: &JobResult) -> std::io::Result<()> {
     fs::rename(&tmp, work.join(files::RESULT))
 }
 
-/// This machine's name, for the job's record (M9).
+/// This machine's name, for the job's record (M9); read once per process.
 pub fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_string())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "unknown".to_string())
+    })
+    .clone()
 }

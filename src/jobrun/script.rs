@@ -1,17 +1,18 @@
 //! The `run` stage: the job's script as a child process, its stdout passed
 //! through line by line with marker lines obeyed, its process tree sampled
-//! every tick for memory and CPU and killed when it exceeds its limits.
+//! every tick for memory and CPU and killed when it exceeds its limits. One
+//! thread follows it all with `poll` (its output pipes and a pidfd for its
+//! exit), so a job costs no threads of its own.
 
 use super::measure::{pids_of_tree, sample_tree, Sample};
-use super::stages::{cpu_ms_of, wait4, OpenStage, StageLog, Usage};
+use super::stages::{cpu_ms_of, OpenStage, StageLog, Usage};
 use super::{JobIo, SharedOut};
 use crate::model::jobspec::{JobRunSpec, EVENTS_MARKER, STAGE_MARKER};
-use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
@@ -54,12 +55,6 @@ pub struct Places<'a> {
     pub inputs: &'a [PathBuf],
     /// Where the script leaves its outputs.
     pub out: &'a Path,
-}
-
-enum Msg {
-    Marker(Marker),
-    StreamClosed,
-    Exited(libc::c_int, libc::rusage),
 }
 
 /// A marker line the script printed.
@@ -151,53 +146,102 @@ pub fn run(spec: &JobRunSpec, places: &Places, io: &mut JobIo) -> ScriptOutcome 
     if let Some(on_start) = on_start {
         on_start(pid);
     }
-    let (tx, rx) = channel();
-    let mut streams = 1;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    spawn_relay(stdout, io.stdout.clone(), Some(tx.clone()), tx.clone());
-    if let (Some(stderr), Some(out)) = (child.stderr.take(), &io.stderr) {
-        spawn_relay(stderr, out.clone(), None, tx.clone());
-        streams += 1;
+    let mut streams = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        streams.push(Stream::new(stdout.into(), io.stdout.clone(), true));
     }
-    spawn_reaper(pid, tx);
-    Supervisor::new(spec, pid, stage).follow(rx, streams, io)
+    if let (Some(stderr), Some(out)) = (child.stderr.take(), &io.stderr) {
+        streams.push(Stream::new(stderr.into(), out.clone(), false));
+    }
+    Supervisor::new(spec, pid, stage).follow(streams, io)
 }
 
-/// Copies one of the script's output streams to `out` line by line, sending
-/// its markers when `markers` is given, and `StreamClosed` at its end.
-fn spawn_relay(
-    stream: impl Read + Send + 'static,
+/// One of the script's output streams, relayed line by line to `out`.
+struct Stream {
+    fd: OwnedFd,
     out: SharedOut,
-    markers: Option<Sender<Msg>>,
-    tx: Sender<Msg>,
-) {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stream);
-        let mut line = Vec::new();
-        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-            let _ = out
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .write_all(&line);
-            if let Some(markers) = &markers {
-                if let Some(marker) = parse_marker(&String::from_utf8_lossy(&line)) {
-                    let _ = markers.send(Msg::Marker(marker));
-                }
-            }
-            line.clear();
-        }
-        let _ = out.lock().unwrap_or_else(PoisonError::into_inner).flush();
-        let _ = tx.send(Msg::StreamClosed);
-    });
+    /// Marker lines are obeyed on this stream (stdout).
+    markers: bool,
+    partial: Vec<u8>,
+    open: bool,
 }
 
-/// Waits for the script with wait4 to get its status and resource use.
-fn spawn_reaper(pid: i32, tx: Sender<Msg>) {
-    std::thread::spawn(move || {
-        // SAFETY: an all-zero rusage is a valid value.
-        let (status, usage) = wait4(pid).unwrap_or((0, unsafe { std::mem::zeroed() }));
-        let _ = tx.send(Msg::Exited(status, usage));
-    });
+impl Stream {
+    fn new(fd: OwnedFd, out: SharedOut, markers: bool) -> Self {
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        Self {
+            fd,
+            out,
+            markers,
+            partial: Vec::new(),
+            open: true,
+        }
+    }
+
+    /// Reads what is there; returns the complete lines' markers. At end of
+    /// stream a last line without a newline is passed on too.
+    fn read_available(&mut self) -> Vec<Marker> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            // SAFETY: reading into a valid buffer of its length.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                self.partial.extend_from_slice(&buf[..n as usize]);
+                continue;
+            }
+            if n == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                if n == 0 {
+                    self.open = false;
+                }
+                break;
+            }
+        }
+        let cut = if self.open {
+            self.partial
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map(|i| i + 1)
+        } else {
+            Some(self.partial.len())
+        };
+        let Some(cut) = cut.filter(|cut| *cut > 0) else {
+            return Vec::new();
+        };
+        let lines: Vec<u8> = self.partial.drain(..cut).collect();
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = out.write_all(&lines);
+        let _ = out.flush();
+        if !self.markers {
+            return Vec::new();
+        }
+        lines
+            .split(|b| *b == b'\n')
+            .filter_map(|line| parse_marker(&String::from_utf8_lossy(line)))
+            .collect()
+    }
+}
+
+/// A descriptor that becomes readable when process `pid` exits (`None` on
+/// kernels without pidfd: the exit is then noticed at the next tick).
+fn pidfd(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open has no memory-safety preconditions.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a descriptor the kernel just returned, owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Reaps our child `pid` if it has exited: its wait status and resource use.
+fn try_reap(pid: i32) -> Option<(libc::c_int, libc::rusage)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 only writes into it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pointers are to valid locals; `pid` is our own child.
+    let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+    (r == pid).then_some((status, usage))
 }
 
 /// Follows one running script: stage boundaries, limits, end.
@@ -227,27 +271,45 @@ impl Supervisor {
         }
     }
 
-    /// Handles messages and ticks until the script has exited and its
-    /// `streams` output streams are drained.
-    fn follow(mut self, rx: Receiver<Msg>, mut streams: usize, io: &mut JobIo) -> ScriptOutcome {
+    /// Relays output, obeys markers and ticks until the script has exited
+    /// and its output streams are drained (or stay open past a grace time:
+    /// background children may hold them).
+    fn follow(mut self, mut streams: Vec<Stream>, io: &mut JobIo) -> ScriptOutcome {
+        let exit_fd = pidfd(self.pid);
         let mut next_tick = Instant::now() + TICK;
         let mut exited: Option<(libc::c_int, libc::rusage)> = None;
         let mut drain_until: Option<Instant> = None;
-        while exited.is_none() || streams > 0 {
-            let wake = drain_until.unwrap_or(next_tick);
-            match rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
-                Ok(Msg::Marker(marker)) => self.on_marker(marker, &mut io.stages),
-                Ok(Msg::StreamClosed) => streams -= 1,
-                Ok(Msg::Exited(status, usage)) => {
-                    exited = Some((status, usage));
+        loop {
+            if exited.is_none() {
+                exited = try_reap(self.pid);
+                if exited.is_some() {
                     drain_until = Some(Instant::now() + DRAIN_GRACE);
                 }
-                Err(RecvTimeoutError::Timeout) if drain_until.is_some() => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.on_tick(io);
-                    next_tick = Instant::now() + TICK;
+            }
+            let open: Vec<&mut Stream> = streams.iter_mut().filter(|s| s.open).collect();
+            if exited.is_some() && open.is_empty() {
+                break;
+            }
+            if drain_until.is_some_and(|until| Instant::now() >= until) {
+                break;
+            }
+            let wake = drain_until.unwrap_or(next_tick);
+            let mut fds: Vec<libc::pollfd> =
+                open.iter().map(|s| poll_in(s.fd.as_raw_fd())).collect();
+            if let (Some(fd), None) = (&exit_fd, &exited) {
+                fds.push(poll_in(fd.as_raw_fd()));
+            }
+            let timeout = wake.saturating_duration_since(Instant::now()).as_millis() as i32;
+            // SAFETY: `fds` is a valid array of pollfd for its length.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            for stream in open {
+                for marker in stream.read_available() {
+                    self.on_marker(marker, &mut io.stages);
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if exited.is_none() && Instant::now() >= next_tick {
+                self.on_tick(io);
+                next_tick = Instant::now() + TICK;
             }
         }
         self.finish(exited, &mut io.stages)
@@ -330,6 +392,15 @@ impl Supervisor {
             log.end(stage, usage, ok);
         }
         self.outcome
+    }
+}
+
+/// A pollfd waiting for `fd` to be readable.
+fn poll_in(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
     }
 }
 

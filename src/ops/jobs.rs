@@ -265,7 +265,7 @@ impl Ops {
 }
 
 /// The campaign, experiment and kind that own an entity.
-async fn owner_of(tx: &mut Tx, scope: EntityRef) -> Result<(i64, String, String), OpsError> {
+async fn owner_of(tx: &mut Tx<'_>, scope: EntityRef) -> Result<(i64, String, String), OpsError> {
     let sql = match scope.kind {
         EntityKind::Campaign => "SELECT c.id, e.name, c.kind FROM campaigns c JOIN experiments e ON e.id = c.experiment_id WHERE c.id = $1",
         EntityKind::Task => "SELECT c.id, e.name, c.kind FROM tasks t JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE t.id = $1",
@@ -281,7 +281,7 @@ async fn owner_of(tx: &mut Tx, scope: EntityRef) -> Result<(i64, String, String)
     Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
 
-async fn subtasks_in_scope(tx: &mut Tx, scope: EntityRef) -> Result<Vec<i64>, OpsError> {
+async fn subtasks_in_scope(tx: &mut Tx<'_>, scope: EntityRef) -> Result<Vec<i64>, OpsError> {
     let sql = match scope.kind {
         EntityKind::Campaign => "SELECT s.id FROM subtasks s JOIN tasks t ON t.id = s.task_id WHERE t.campaign_id = $1 ORDER BY s.id",
         EntityKind::Task => "SELECT id FROM subtasks WHERE task_id = $1 ORDER BY id",
@@ -296,7 +296,7 @@ async fn subtasks_in_scope(tx: &mut Tx, scope: EntityRef) -> Result<Vec<i64>, Op
         .collect::<Result<_, _>>()?)
 }
 
-async fn reopen_batch(tx: &mut Tx, batch: i64, why: &str, who: &str) -> Result<(), OpsError> {
+async fn reopen_batch(tx: &mut Tx<'_>, batch: i64, why: &str, who: &str) -> Result<(), OpsError> {
     let state: BatchState = current_state(tx, batch).await?;
     if state == BatchState::Failed {
         set_state(tx, batch, BatchState::Submitted, why, who).await?;
@@ -305,7 +305,12 @@ async fn reopen_batch(tx: &mut Tx, batch: i64, why: &str, who: &str) -> Result<(
 }
 
 /// A failed task and campaign run again when some of their work is resubmitted.
-async fn reopen_parents(tx: &mut Tx, campaign: i64, why: &str, who: &str) -> Result<(), OpsError> {
+async fn reopen_parents(
+    tx: &mut Tx<'_>,
+    campaign: i64,
+    why: &str,
+    who: &str,
+) -> Result<(), OpsError> {
     let tasks: Vec<i64> =
         sqlx::query("SELECT id FROM tasks WHERE campaign_id = $1 AND state = 'failed'")
             .bind(campaign)

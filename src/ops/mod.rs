@@ -156,7 +156,7 @@ impl Ops {
     /// Refuses inside `tx` unless the actor's grants permit `action` on `target`.
     async fn authorize(
         &self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         action: Action,
         target: Target<'_>,
         target_name: &str,
@@ -183,7 +183,7 @@ impl Ops {
     /// Writes the audit row of a successful action inside its transaction.
     async fn audit_ok(
         &self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         action: Action,
         target: &str,
         detail: &str,

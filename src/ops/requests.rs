@@ -119,7 +119,7 @@ impl Ops {
     /// Loads a request inside `tx` and checks the actor may take `action` on it.
     async fn load_authorized(
         &self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         id: CampaignId,
         action: Action,
     ) -> Result<CampaignRow, OpsError> {
@@ -669,7 +669,7 @@ fn non_empty(reason: &str, default: &str) -> String {
 
 /// Creates the campaign's task and its subtasks in DAG order (J8).
 async fn materialise(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     campaign_id: i64,
     spec: &Spec,
     who: &str,
@@ -701,7 +701,7 @@ async fn materialise(
 
 /// Cancels every task and subtask of a campaign that has not ended.
 async fn cancel_children(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     campaign_id: i64,
     why: &str,
     who: &str,

@@ -23,7 +23,7 @@ pub struct AuditEntry {
 
 /// Appends an audit row inside the action's own transaction.
 pub async fn record(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     user: &str,
     action: &str,
     target: &str,

@@ -92,7 +92,7 @@ pub async fn get_campaign(conn: &mut AnyConnection, id: i64) -> Result<CampaignR
 
 /// Reads one campaign inside a write transaction, locking its row on PostgreSQL so
 /// concurrent changes queue (SQLite's `BEGIN IMMEDIATE` already serialises writers).
-pub async fn get_campaign_for_update(tx: &mut Tx, id: i64) -> Result<CampaignRow, StoreError> {
+pub async fn get_campaign_for_update(tx: &mut Tx<'_>, id: i64) -> Result<CampaignRow, StoreError> {
     let lock = if tx.backend_name() == "PostgreSQL" {
         " FOR UPDATE OF c"
     } else {
@@ -190,7 +190,7 @@ pub struct NewCampaign<'a> {
 
 /// Inserts a request in state `new` and records its creation.
 pub async fn insert_campaign(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     c: &NewCampaign<'_>,
     reason: &str,
 ) -> Result<i64, StoreError> {
@@ -222,7 +222,7 @@ pub async fn insert_campaign(
 
 /// Replaces a request's spec (the caller decides what that does to its approval).
 pub async fn update_spec(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     id: i64,
     spec_json: &str,
     spec_hash: &str,
@@ -238,7 +238,7 @@ pub async fn update_spec(
 
 /// Freezes (or, with `None`, withdraws) the approved hash.
 pub async fn set_approval(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     id: i64,
     approval: Option<(&str, &str)>,
 ) -> Result<(), StoreError> {
@@ -259,7 +259,7 @@ pub async fn set_approval(
 }
 
 /// Changes the queue priority.
-pub async fn set_priority(tx: &mut Tx, id: i64, priority: i64) -> Result<(), StoreError> {
+pub async fn set_priority(tx: &mut Tx<'_>, id: i64, priority: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE campaigns SET priority = $1 WHERE id = $2")
         .bind(priority)
         .bind(id)
@@ -269,7 +269,11 @@ pub async fn set_priority(tx: &mut Tx, id: i64, priority: i64) -> Result<(), Sto
 }
 
 /// Links a consolidated request to the one that absorbed it.
-pub async fn set_consolidated_into(tx: &mut Tx, id: i64, target: i64) -> Result<(), StoreError> {
+pub async fn set_consolidated_into(
+    tx: &mut Tx<'_>,
+    id: i64,
+    target: i64,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE campaigns SET consolidated_into = $1 WHERE id = $2")
         .bind(target)
         .bind(id)
@@ -316,7 +320,7 @@ pub struct SubtaskRow {
 
 /// Inserts a task and records its creation.
 pub async fn insert_task(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     campaign_id: i64,
     name: &str,
     kind: &str,
@@ -343,7 +347,7 @@ pub async fn insert_task(
 
 /// Inserts a subtask with its parents and records its creation.
 pub async fn insert_subtask(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     task_id: i64,
     name: &str,
     spec_json: &str,

@@ -23,7 +23,7 @@ fn kinds_from_text(text: &str) -> Vec<TaskKind> {
 
 /// Registers an experiment; its name must be new.
 pub async fn insert_experiment(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     name: &str,
     auto_approve: &[TaskKind],
 ) -> Result<i64, StoreError> {
@@ -45,7 +45,10 @@ pub async fn insert_experiment(
 }
 
 /// Looks an experiment up by name.
-pub async fn find_experiment(tx: &mut Tx, name: &str) -> Result<Option<Experiment>, StoreError> {
+pub async fn find_experiment(
+    tx: &mut Tx<'_>,
+    name: &str,
+) -> Result<Option<Experiment>, StoreError> {
     let row = sqlx::query("SELECT id, name, auto_approve_kinds FROM experiments WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut **tx)
@@ -83,7 +86,7 @@ pub struct User {
 }
 
 /// How many users are registered (zero means the first `user add` bootstraps an admin).
-pub async fn count_users(tx: &mut Tx) -> Result<i64, StoreError> {
+pub async fn count_users(tx: &mut Tx<'_>) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT COUNT(*) FROM users")
         .fetch_one(&mut **tx)
         .await?;
@@ -92,7 +95,7 @@ pub async fn count_users(tx: &mut Tx) -> Result<i64, StoreError> {
 
 /// Creates the user if new and updates their grid identities when given.
 pub async fn upsert_user(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     name: &str,
     dn: Option<&str>,
     token_subject: Option<&str>,
@@ -127,7 +130,7 @@ pub async fn upsert_user(
 }
 
 /// Adds a grant; adding one already held changes nothing.
-pub async fn add_grant(tx: &mut Tx, user: &str, grant: &Grant) -> Result<bool, StoreError> {
+pub async fn add_grant(tx: &mut Tx<'_>, user: &str, grant: &Grant) -> Result<bool, StoreError> {
     let kind = grant.kind.map(|k| k.as_str()).unwrap_or("");
     let exists = sqlx::query(
         "SELECT id FROM grants WHERE user_name = $1 AND role = $2 AND experiment = $3 AND kind = $4",
@@ -156,7 +159,7 @@ pub async fn add_grant(tx: &mut Tx, user: &str, grant: &Grant) -> Result<bool, S
 }
 
 /// The grants a user holds (none for an unknown user).
-pub async fn grants_of(tx: &mut Tx, user: &str) -> Result<Vec<Grant>, StoreError> {
+pub async fn grants_of(tx: &mut Tx<'_>, user: &str) -> Result<Vec<Grant>, StoreError> {
     let rows =
         sqlx::query("SELECT role, experiment, kind FROM grants WHERE user_name = $1 ORDER BY id")
             .bind(user)

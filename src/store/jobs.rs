@@ -1,7 +1,8 @@
 //! Batches, jobs, their stages and the files they read and write (M3, M9, M10, X11).
 
 use super::campaigns::placeholders;
-use super::states::record_creation;
+use super::sql::{json, Col, Dialect};
+use super::states::{record_creation, record_creations};
 use super::{now_ms, StoreError, Tx};
 use crate::model::jobspec::{OutputFile, StageEvent};
 use crate::model::state::{BatchState, JobState, Lifecycle};
@@ -132,26 +133,82 @@ pub async fn get_job(conn: &mut AnyConnection, id: i64) -> Result<JobRow, StoreE
     job_from_row(&row)
 }
 
+/// A job in flight, with just what it takes to ask its batch system about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveJob {
+    /// Job id.
+    pub id: i64,
+    /// Its state.
+    pub state: String,
+    /// Batch system name.
+    pub backend: String,
+    /// The batch system's id, once submitted.
+    pub batch_job_id: Option<String>,
+}
+
+/// Jobs queued, running or held, oldest first (four columns each: the
+/// worker reads them every pass).
+pub async fn active_jobs(conn: &mut AnyConnection) -> Result<Vec<ActiveJob>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, state, backend, batch_job_id FROM jobs
+         WHERE state IN ('queued', 'running', 'held') ORDER BY id",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ActiveJob {
+                id: r.try_get(0)?,
+                state: r.try_get(1)?,
+                backend: r.try_get(2)?,
+                batch_job_id: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// The jobs whose ids are given, by id.
+pub async fn jobs_by_id(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<HashMap<i64, JobRow>, StoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id IN ({})",
+        Dialect::of(conn).ids(1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(json(&ids))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| job_from_row(row).map(|job| (job.id, job)))
+        .collect()
+}
+
 /// The current attempts (not retried) of each of `subtasks`, by subtask.
 pub async fn current_jobs_of_subtasks(
     conn: &mut AnyConnection,
     subtasks: &[i64],
 ) -> Result<HashMap<i64, Vec<JobRow>>, StoreError> {
     let mut out: HashMap<i64, Vec<JobRow>> = HashMap::new();
-    for chunk in subtasks.chunks(500) {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs j WHERE j.subtask_id IN ({})
-             AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.retry_of = j.id) ORDER BY j.seq, j.id",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            let job = job_from_row(&row)?;
-            out.entry(job.subtask_id).or_default().push(job);
-        }
+    if subtasks.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j WHERE j.subtask_id IN ({})
+         AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.retry_of = j.id) ORDER BY j.seq, j.id",
+        Dialect::of(conn).ids(1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(json(&subtasks))
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in rows {
+        let job = job_from_row(&row)?;
+        out.entry(job.subtask_id).or_default().push(job);
     }
     Ok(out)
 }
@@ -194,22 +251,60 @@ pub async fn jobs_of_campaign(
     rows.iter().map(job_from_row).collect()
 }
 
-/// Inserts a batch of a subtask in state `pending`.
-pub async fn insert_batch(tx: &mut Tx, subtask: i64, user: &str) -> Result<i64, StoreError> {
-    let now = now_ms();
-    let id: i64 = sqlx::query(
+/// Inserts one `pending` batch for each of `subtasks` (each named once),
+/// with its creation history; returns the batch of each subtask.
+pub async fn insert_batches(
+    tx: &mut Tx<'_>,
+    subtasks: &[i64],
+    reason: &str,
+    user: &str,
+) -> Result<HashMap<i64, i64>, StoreError> {
+    if subtasks.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
         "INSERT INTO batches (subtask_id, seq, state, state_since, created_at)
-         VALUES ($1, (SELECT COUNT(*) FROM batches WHERE subtask_id = $1), $2, $3, $4) RETURNING id",
-    )
-    .bind(subtask)
-    .bind(BatchState::Pending.as_str())
-    .bind(now)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get(0)?;
-    record_creation(tx, id, BatchState::Pending, "split into jobs", user).await?;
-    Ok(id)
+         SELECT v.value, (SELECT COUNT(*) FROM batches b WHERE b.subtask_id = v.value), $1, $2, $2
+         FROM ({}) AS v RETURNING id, subtask_id",
+        Dialect::of(tx).ids(3)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(BatchState::Pending.as_str())
+        .bind(now_ms())
+        .bind(json(&subtasks))
+        .fetch_all(&mut **tx)
+        .await?;
+    let made = rows
+        .iter()
+        .map(|r| Ok((r.try_get::<i64, _>(1)?, r.try_get::<i64, _>(0)?)))
+        .collect::<Result<HashMap<i64, i64>, StoreError>>()?;
+    let ids: Vec<i64> = subtasks
+        .iter()
+        .filter_map(|s| made.get(s).copied())
+        .collect();
+    record_creations(tx, &ids, BatchState::Pending, reason, user).await?;
+    Ok(made)
+}
+
+/// The latest batch of each of `subtasks` that has one.
+pub async fn latest_batches(
+    tx: &mut Tx<'_>,
+    subtasks: &[i64],
+) -> Result<HashMap<i64, i64>, StoreError> {
+    if subtasks.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT subtask_id, MAX(id) FROM batches WHERE subtask_id IN ({}) GROUP BY subtask_id",
+        Dialect::of(tx).ids(1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(json(&subtasks))
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 /// A job to insert.
@@ -235,7 +330,7 @@ pub struct NewJob<'a> {
 
 /// Inserts a job in state `created` with its inputs and records why it exists.
 pub async fn insert_job(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     job: &NewJob<'_>,
     reason: &str,
     user: &str,
@@ -269,45 +364,119 @@ pub async fn insert_job(
     Ok(id)
 }
 
+/// Inserts the first attempts of a split (each `(subtask, seq)` once) in
+/// `created`, with their inputs and creation history; returns their ids in
+/// the order given.
+pub async fn insert_split_jobs(
+    tx: &mut Tx<'_>,
+    jobs: &[NewJob<'_>],
+    reason: &str,
+    user: &str,
+) -> Result<Vec<i64>, StoreError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dialect = Dialect::of(tx);
+    let sql = format!(
+        "INSERT INTO jobs (batch_id, subtask_id, seq, attempt, params_json, backend, state, state_since, created_at)
+         SELECT v.c0, v.c1, v.c2, v.c3, v.c4, v.c5, $1, $2, $2 FROM ({}) AS v
+         RETURNING id, subtask_id, seq",
+        dialect.rows(3, &[Col::Int, Col::Int, Col::Int, Col::Int, Col::Text, Col::Text])
+    );
+    let rows: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j.batch_id,
+                j.subtask_id,
+                j.seq,
+                j.attempt,
+                j.params_json,
+                j.backend,
+            )
+        })
+        .collect();
+    let inserted = sqlx::query(&sql)
+        .bind(JobState::Created.as_str())
+        .bind(now_ms())
+        .bind(dialect.rows_json(&rows))
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(jobs.len());
+    for r in inserted {
+        ids.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?);
+    }
+    let ordered = jobs
+        .iter()
+        .map(|job| {
+            ids.get(&(job.subtask_id, job.seq)).copied().ok_or_else(|| {
+                StoreError::Conflict(format!(
+                    "job {} of S{} was not inserted; look again and retry",
+                    job.seq, job.subtask_id
+                ))
+            })
+        })
+        .collect::<Result<Vec<i64>, _>>()?;
+    let inputs: Vec<(i64, i64)> = jobs
+        .iter()
+        .zip(&ordered)
+        .flat_map(|(job, id)| job.inputs.iter().map(move |file| (*id, *file)))
+        .collect();
+    if !inputs.is_empty() {
+        let sql = format!(
+            "INSERT INTO job_inputs (job_id, file_id) SELECT v.c0, v.c1 FROM ({}) AS v",
+            dialect.rows(1, &[Col::Int, Col::Int])
+        );
+        sqlx::query(&sql)
+            .bind(dialect.rows_json(&inputs))
+            .execute(&mut **tx)
+            .await?;
+    }
+    record_creations(tx, &ordered, JobState::Created, reason, user).await?;
+    Ok(ordered)
+}
+
 /// Records the batch job ids of submitted jobs (`(job, batch job id)`) and
-/// their site: one statement for up to 200 jobs.
+/// their site, in one statement.
 pub async fn set_batch_job_ids(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     ids: &[(i64, String)],
     site: &str,
 ) -> Result<(), StoreError> {
-    for chunk in ids.chunks(200) {
-        let cases: Vec<String> = (0..chunk.len())
-            .map(|i| format!("WHEN ${} THEN ${}", 2 + 2 * i, 3 + 2 * i))
-            .collect();
-        let sql = format!(
-            "UPDATE jobs SET site = $1, batch_job_id = CASE id {} END WHERE id IN ({})",
-            cases.join(" "),
-            placeholders(2 + 2 * chunk.len(), chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(site);
-        for (job, batch_job_id) in chunk {
-            q = q.bind(*job).bind(batch_job_id.as_str());
-        }
-        for (job, _) in chunk {
-            q = q.bind(*job);
-        }
-        q.execute(&mut **tx).await?;
+    if ids.is_empty() {
+        return Ok(());
     }
+    let dialect = Dialect::of(tx);
+    let sql = format!(
+        "UPDATE jobs SET site = $1, batch_job_id = v.c1 FROM ({}) AS v WHERE jobs.id = v.c0",
+        dialect.rows(2, &[Col::Int, Col::Text])
+    );
+    sqlx::query(&sql)
+        .bind(site)
+        .bind(dialect.rows_json(ids))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
-/// Records where a job runs and since when.
+/// Records where jobs run (`(job, node)`) and since when (kept if already set).
 pub async fn set_started(
-    tx: &mut Tx,
-    job: i64,
-    node: Option<&str>,
+    tx: &mut Tx<'_>,
+    jobs: &[(i64, Option<String>)],
     at: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE jobs SET node = COALESCE($1, node), started_at = COALESCE(started_at, $2) WHERE id = $3")
-        .bind(node)
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let dialect = Dialect::of(tx);
+    let sql = format!(
+        "UPDATE jobs SET node = COALESCE(v.c1, jobs.node), started_at = COALESCE(jobs.started_at, $1)
+         FROM ({}) AS v WHERE jobs.id = v.c0",
+        dialect.rows(2, &[Col::Int, Col::Text])
+    );
+    sqlx::query(&sql)
         .bind(at)
-        .bind(job)
+        .bind(dialect.rows_json(jobs))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -336,70 +505,94 @@ pub struct JobEnd {
     pub stages: Vec<StageEvent>,
 }
 
-/// Writes a job's end: result columns, its stages (M10) and resource totals.
-pub async fn record_job_end(tx: &mut Tx, job: i64, end: &JobEnd) -> Result<(), StoreError> {
-    let stages = stage_rows(&end.stages);
-    let cpu: i64 = stages.iter().filter_map(|s| s.cpu_ms).sum();
-    let rss = stages.iter().filter_map(|s| s.max_rss_kb).max();
-    let wall = end.started_at.map(|s| (end.ended_at - s).max(0));
-    let last = stages.last().map(|s| s.name.clone());
-    sqlx::query(
-        "UPDATE jobs SET node = COALESCE($1, node), exit_code = $2, signal = $3, oom = $4, failure = $5, events = $6,
-             cpu_ms = $7, wall_ms = $8, max_rss_kb = $9, started_at = COALESCE(started_at, $10), ended_at = $11,
-             current_stage = COALESCE($12, current_stage)
-         WHERE id = $13",
-    )
-    .bind(end.node.as_deref())
-    .bind(end.exit_code)
-    .bind(end.signal)
-    .bind(i64::from(end.oom))
-    .bind(end.failure.as_deref())
-    .bind(end.events)
-    .bind(cpu)
-    .bind(wall)
-    .bind(rss)
-    .bind(end.started_at)
-    .bind(end.ended_at)
-    .bind(last)
-    .bind(job)
-    .execute(&mut **tx)
-    .await?;
-    insert_stages(tx, job, &stages).await
+/// Writes jobs' ends (`(job, end)`): result columns, their stages (M10) and
+/// resource totals, in two statements.
+pub async fn record_job_ends(tx: &mut Tx<'_>, ends: &[(i64, JobEnd)]) -> Result<(), StoreError> {
+    if ends.is_empty() {
+        return Ok(());
+    }
+    let stages: Vec<(i64, Vec<StageRow>)> = ends
+        .iter()
+        .map(|(job, end)| (*job, stage_rows(&end.stages)))
+        .collect();
+    let rows: Vec<serde_json::Value> = ends
+        .iter()
+        .zip(&stages)
+        .map(|((job, end), (_, stages))| {
+            let cpu: i64 = stages.iter().filter_map(|s| s.cpu_ms).sum();
+            let rss = stages.iter().filter_map(|s| s.max_rss_kb).max();
+            let wall = end.started_at.map(|s| (end.ended_at - s).max(0));
+            serde_json::json!([
+                job,
+                end.node,
+                end.exit_code,
+                end.signal,
+                i64::from(end.oom),
+                end.failure,
+                end.events,
+                cpu,
+                wall,
+                rss,
+                end.started_at,
+                end.ended_at,
+                stages.last().map(|s| s.name.as_str()),
+            ])
+        })
+        .collect();
+    use Col::{Int, Text};
+    let dialect = Dialect::of(tx);
+    let sql = format!(
+        "UPDATE jobs SET node = COALESCE(v.c1, jobs.node), exit_code = v.c2, signal = v.c3,
+             oom = v.c4, failure = v.c5, events = v.c6, cpu_ms = v.c7, wall_ms = v.c8,
+             max_rss_kb = v.c9, started_at = COALESCE(jobs.started_at, v.c10), ended_at = v.c11,
+             current_stage = COALESCE(v.c12, jobs.current_stage)
+         FROM ({}) AS v WHERE jobs.id = v.c0",
+        dialect.rows(
+            1,
+            &[Int, Text, Int, Int, Int, Text, Int, Int, Int, Int, Int, Int, Text]
+        )
+    );
+    sqlx::query(&sql)
+        .bind(dialect.rows_json(&rows))
+        .execute(&mut **tx)
+        .await?;
+    insert_stages(tx, &stages).await
 }
 
-/// Writes a job's stage rows, a few hundred per statement (within every
-/// database's bound-parameter limit).
-async fn insert_stages(tx: &mut Tx, job: i64, stages: &[StageRow]) -> Result<(), StoreError> {
-    const COLUMNS: usize = 9;
-    const ROWS_PER_STATEMENT: usize = 500;
-    for (chunk_no, chunk) in stages.chunks(ROWS_PER_STATEMENT).enumerate() {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "({})",
-                    super::campaigns::placeholders(1 + i * COLUMNS, COLUMNS)
+/// Writes jobs' stage rows in one statement.
+async fn insert_stages(tx: &mut Tx<'_>, jobs: &[(i64, Vec<StageRow>)]) -> Result<(), StoreError> {
+    let rows: Vec<_> = jobs
+        .iter()
+        .flat_map(|(job, stages)| {
+            stages.iter().enumerate().map(move |(seq, s)| {
+                (
+                    *job,
+                    seq,
+                    &s.name,
+                    s.started_at,
+                    s.ended_at,
+                    s.wall_ms,
+                    s.cpu_ms,
+                    s.max_rss_kb,
+                    s.ok.map(i64::from),
                 )
             })
-            .collect();
-        let sql = format!(
-            "INSERT INTO job_stages (job_id, seq, name, started_at, ended_at, wall_ms, cpu_ms, max_rss_kb, ok) VALUES {}",
-            rows.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (i, s) in chunk.iter().enumerate() {
-            q = q
-                .bind(job)
-                .bind((chunk_no * ROWS_PER_STATEMENT + i) as i64)
-                .bind(&s.name)
-                .bind(s.started_at)
-                .bind(s.ended_at)
-                .bind(s.wall_ms)
-                .bind(s.cpu_ms)
-                .bind(s.max_rss_kb)
-                .bind(s.ok.map(i64::from));
-        }
-        q.execute(&mut **tx).await?;
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
     }
+    use Col::{Int, Text};
+    let dialect = Dialect::of(tx);
+    let sql = format!(
+        "INSERT INTO job_stages (job_id, seq, name, started_at, ended_at, wall_ms, cpu_ms, max_rss_kb, ok)
+         SELECT v.c0, v.c1, v.c2, v.c3, v.c4, v.c5, v.c6, v.c7, v.c8 FROM ({}) AS v",
+        dialect.rows(1, &[Int, Int, Text, Int, Int, Int, Int, Int, Int])
+    );
+    sqlx::query(&sql)
+        .bind(dialect.rows_json(&rows))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -497,7 +690,7 @@ pub struct Provenance {
 
 /// Registers a file in the local catalog and returns its id.
 pub async fn insert_file(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     file: &OutputFile,
     from: Provenance,
 ) -> Result<i64, StoreError> {
@@ -515,6 +708,33 @@ pub async fn insert_file(
     .fetch_one(&mut **tx)
     .await?
     .try_get(0)?)
+}
+
+/// Registers many files in the local catalog in one statement.
+pub async fn insert_files(
+    tx: &mut Tx<'_>,
+    files: &[(OutputFile, Provenance)],
+) -> Result<(), StoreError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = files
+        .iter()
+        .map(|(f, from)| (&f.name, &f.path, f.size, from.task, from.subtask, from.job))
+        .collect();
+    use Col::{Int, Text};
+    let dialect = Dialect::of(tx);
+    let sql = format!(
+        "INSERT INTO files (name, path, size_bytes, task_id, subtask_id, job_id, created_at)
+         SELECT v.c0, v.c1, v.c2, v.c3, v.c4, v.c5, $1 FROM ({}) AS v",
+        dialect.rows(2, &[Text, Text, Int, Int, Int, Int])
+    );
+    sqlx::query(&sql)
+        .bind(now_ms())
+        .bind(dialect.rows_json(&rows))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// A file in the local catalog.
@@ -565,24 +785,46 @@ fn file_rows(rows: Vec<AnyRow>) -> Result<Vec<FileRow>, StoreError> {
         .collect()
 }
 
-/// Files produced by succeeded, current jobs of the given subtasks (a child's inputs).
-pub async fn outputs_of_subtasks(
-    conn: &mut AnyConnection,
+/// The task of each of `subtasks`.
+pub async fn tasks_of_subtasks(
+    tx: &mut Tx<'_>,
     subtasks: &[i64],
-) -> Result<Vec<FileRow>, StoreError> {
+) -> Result<HashMap<i64, i64>, StoreError> {
+    let sql = format!(
+        "SELECT id, task_id FROM subtasks WHERE id IN ({})",
+        Dialect::of(tx).ids(1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(json(&subtasks))
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Ids of the files made by succeeded, current jobs of `subtasks`, by subtask (a child's inputs).
+pub async fn outputs_by_subtask(
+    tx: &mut Tx<'_>,
+    subtasks: &[i64],
+) -> Result<HashMap<i64, Vec<i64>>, StoreError> {
+    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
     if subtasks.is_empty() {
-        return Ok(Vec::new());
+        return Ok(out);
     }
     let sql = format!(
-        "SELECT f.id, f.name, f.path, f.size_bytes, f.job_id FROM files f JOIN jobs j ON j.id = f.job_id
+        "SELECT f.subtask_id, f.id FROM files f JOIN jobs j ON j.id = f.job_id
          WHERE f.subtask_id IN ({}) AND j.state = 'succeeded' ORDER BY f.id",
-        placeholders(1, subtasks.len())
+        Dialect::of(tx).ids(1)
     );
-    let mut q = sqlx::query(&sql);
-    for id in subtasks {
-        q = q.bind(*id);
+    let rows = sqlx::query(&sql)
+        .bind(json(&subtasks))
+        .fetch_all(&mut **tx)
+        .await?;
+    for r in rows {
+        out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
     }
-    file_rows(q.fetch_all(conn).await?)
+    Ok(out)
 }
 
 /// Input file ids of a job.

@@ -11,14 +11,16 @@ pub mod jobs;
 pub mod lease;
 pub mod overview;
 pub mod queue;
+pub(crate) mod sql;
 pub mod states;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use std::path::{Path, PathBuf};
 
-/// A transaction on either database.
-pub type Tx = sqlx::Transaction<'static, Any>;
+/// A transaction on either database, on a pooled connection (`'static`) or
+/// on one the caller holds.
+pub type Tx<'c> = sqlx::Transaction<'c, Any>;
 
 /// What can go wrong talking to the database.
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +87,11 @@ impl Store {
         let (url, backend) = normalise_location(location)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .test_before_acquire(backend != Backend::Sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA mmap_size = 268435456;")
                             .await?;
                     }
                     Ok(())
@@ -116,10 +119,21 @@ impl Store {
 
     /// Starts a write transaction. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`) so concurrent writers queue instead of failing.
-    pub async fn begin(&self) -> Result<Tx, StoreError> {
+    pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Starts a write transaction, as [`Store::begin`] does, on a connection
+    /// the caller holds (the worker holds one for a whole pass: taking one
+    /// from the pool costs more than most statements).
+    pub async fn begin_on<'c>(&self, conn: &'c mut AnyConnection) -> Result<Tx<'c>, StoreError> {
+        use sqlx::Connection;
+        Ok(match self.backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
         })
     }
 

@@ -2,10 +2,11 @@
 //! in flight where, and which jobs must follow a held or cancelled campaign.
 
 use super::campaigns::placeholders;
+use super::sql::{json, Dialect};
 use super::StoreError;
 use crate::model::state::{JobState, Lifecycle, SubtaskState};
 use sqlx::{AnyConnection, Row};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A subtask with what the worker needs to act on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,20 +36,42 @@ pub async fn subtasks_in_state(
     conn: &mut AnyConnection,
     state: SubtaskState,
 ) -> Result<Vec<QueuedSubtask>, StoreError> {
-    queued_subtasks(conn, state, "").await
+    queued_subtasks(conn, state, "", true).await
 }
 
-/// Waiting subtasks whose every parent succeeded: the ones to release now (J1).
+/// Waiting subtasks whose every parent succeeded: the ones to release now
+/// (J1). With `children_of`, only children of those subtasks are looked at
+/// (the worker passes the ones that just succeeded); without, all waiting ones.
 pub async fn releasable_subtasks(
     conn: &mut AnyConnection,
-) -> Result<Vec<QueuedSubtask>, StoreError> {
-    let all_parents_succeeded =
-        " AND NOT EXISTS (SELECT 1 FROM subtask_deps d JOIN subtasks p ON p.id = d.parent_id
+    children_of: Option<&[i64]>,
+) -> Result<Vec<i64>, StoreError> {
+    const ALL_PARENTS_SUCCEEDED: &str = "s.state = 'waiting' AND NOT EXISTS (
+        SELECT 1 FROM subtask_deps d JOIN subtasks p ON p.id = d.parent_id
         WHERE d.subtask_id = s.id AND p.state <> 'succeeded')";
-    queued_subtasks(conn, SubtaskState::Waiting, all_parents_succeeded).await
+    let Some(parents) = children_of else {
+        let sql =
+            format!("SELECT s.id FROM subtasks s WHERE {ALL_PARENTS_SUCCEEDED} ORDER BY s.id");
+        return ids(sqlx::query(&sql).fetch_all(&mut *conn).await?);
+    };
+    let sql = format!(
+        "SELECT DISTINCT s.id FROM subtask_deps c JOIN subtasks s ON s.id = c.subtask_id
+         WHERE c.parent_id IN ({}) AND {ALL_PARENTS_SUCCEEDED} ORDER BY s.id",
+        Dialect::of(conn).ids(1)
+    );
+    ids(sqlx::query(&sql)
+        .bind(json(&parents))
+        .fetch_all(&mut *conn)
+        .await?)
 }
 
-/// Running subtasks none of whose jobs can still change: the ones to decide now (T5).
+/// The first column of `rows`, as ids.
+fn ids(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<i64>, StoreError> {
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Running subtasks none of whose jobs can still change: the ones to decide
+/// now (T5); their parents are not read (deciding does not need them).
 pub async fn settled_subtasks(conn: &mut AnyConnection) -> Result<Vec<QueuedSubtask>, StoreError> {
     let active: Vec<String> = JobState::ALL
         .iter()
@@ -59,14 +82,16 @@ pub async fn settled_subtasks(conn: &mut AnyConnection) -> Result<Vec<QueuedSubt
         " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.subtask_id = s.id AND j.state IN ({}))",
         active.join(", ")
     );
-    queued_subtasks(conn, SubtaskState::Running, &no_active_job).await
+    queued_subtasks(conn, SubtaskState::Running, &no_active_job, false).await
 }
 
-/// Subtasks in `state` matching the extra SQL condition `and_where`, with their parents.
+/// Subtasks in `state` matching the extra SQL condition `and_where`, with
+/// their parents when `with_parents`.
 async fn queued_subtasks(
     conn: &mut AnyConnection,
     state: SubtaskState,
     and_where: &str,
+    with_parents: bool,
 ) -> Result<Vec<QueuedSubtask>, StoreError> {
     let sql = format!(
         "SELECT s.id, s.task_id, c.id, e.name, s.spec_json, c.state, t.state, s.signed_off_by
@@ -82,7 +107,11 @@ async fn queued_subtasks(
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<Vec<i64>, _>>()?;
-    let mut parents = parents_of(conn, &ids).await?;
+    let mut parents = if with_parents {
+        parents_of(conn, &ids).await?
+    } else {
+        HashMap::new()
+    };
     rows.iter()
         .map(|r| {
             let id: i64 = r.try_get(0)?;
@@ -107,19 +136,20 @@ async fn parents_of(
     subtasks: &[i64],
 ) -> Result<HashMap<i64, Vec<i64>>, StoreError> {
     let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
-    for chunk in subtasks.chunks(500) {
-        let sql = format!(
-            "SELECT subtask_id, parent_id FROM subtask_deps WHERE subtask_id IN ({})
-             ORDER BY subtask_id, parent_id",
-            super::campaigns::placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in &q.fetch_all(&mut *conn).await? {
-            out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
-        }
+    if subtasks.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT subtask_id, parent_id FROM subtask_deps WHERE subtask_id IN ({})
+         ORDER BY subtask_id, parent_id",
+        Dialect::of(conn).ids(1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(json(&subtasks))
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in &rows {
+        out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
     }
     Ok(out)
 }
@@ -262,53 +292,28 @@ pub async fn mismatched_jobs(conn: &mut AnyConnection) -> Result<Vec<Mismatch>, 
         .collect()
 }
 
-/// The distinct states among a parent's children (what a roll-up needs,
-/// without reading every child).
-pub async fn distinct_child_states(
-    conn: &mut AnyConnection,
-    table: ChildTable,
-    parent: i64,
-) -> Result<Vec<String>, StoreError> {
-    let (children, column) = match table {
-        ChildTable::TasksOfCampaign => ("tasks", "campaign_id"),
-        ChildTable::SubtasksOfTask => ("subtasks", "task_id"),
-    };
-    let sql = format!("SELECT DISTINCT state FROM {children} WHERE {column} = $1");
-    sqlx::query(&sql)
-        .bind(parent)
-        .fetch_all(conn)
-        .await?
-        .iter()
-        .map(|r| Ok(r.try_get(0)?))
-        .collect()
-}
-
-/// Which children [`distinct_child_states`] reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildTable {
-    /// Tasks of a campaign.
-    TasksOfCampaign,
-    /// Subtasks of a task.
-    SubtasksOfTask,
-}
-
-/// Ids of rows of `table` (campaigns or tasks) in `state`.
-pub async fn ids_in_state(
+/// The distinct states of the children of every running row of `table`
+/// (tasks: their subtasks; campaigns: their tasks), by parent: what a
+/// roll-up needs, in one statement.
+pub async fn child_states_of_running(
     conn: &mut AnyConnection,
     table: ParentTable,
-    state: &str,
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<BTreeMap<i64, Vec<String>>, StoreError> {
     let sql = match table {
-        ParentTable::Campaigns => "SELECT id FROM campaigns WHERE state = $1 ORDER BY id",
-        ParentTable::Tasks => "SELECT id FROM tasks WHERE state = $1 ORDER BY id",
+        ParentTable::Tasks => {
+            "SELECT t.id, s.state FROM tasks t JOIN subtasks s ON s.task_id = t.id
+             WHERE t.state = 'running' GROUP BY t.id, s.state"
+        }
+        ParentTable::Campaigns => {
+            "SELECT c.id, t.state FROM campaigns c JOIN tasks t ON t.campaign_id = c.id
+             WHERE c.state = 'running' GROUP BY c.id, t.state"
+        }
     };
-    sqlx::query(sql)
-        .bind(state)
-        .fetch_all(conn)
-        .await?
-        .iter()
-        .map(|r| Ok(r.try_get(0)?))
-        .collect()
+    let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for r in sqlx::query(sql).fetch_all(conn).await? {
+        out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+    }
+    Ok(out)
 }
 
 /// Tables whose state follows their children's.

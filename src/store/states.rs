@@ -2,6 +2,7 @@
 //! transition table, writes the new state with a compare-and-set, and appends
 //! the history row, all inside the caller's transaction.
 
+use super::sql::{json, Col, Dialect};
 use super::{now_ms, StoreError, Tx};
 use crate::model::ids::{EntityKind, EntityRef};
 use crate::model::state::{check_transition, Lifecycle};
@@ -20,7 +21,7 @@ pub(crate) fn table_of(kind: EntityKind) -> &'static str {
 }
 
 /// Reads the current state of an entity.
-pub async fn current_state<S: Lifecycle>(tx: &mut Tx, id: i64) -> Result<S, StoreError> {
+pub async fn current_state<S: Lifecycle>(tx: &mut Tx<'_>, id: i64) -> Result<S, StoreError> {
     let entity = EntityRef { kind: S::KIND, id };
     let sql = format!("SELECT state FROM {} WHERE id = $1", table_of(S::KIND));
     let row = sqlx::query(&sql)
@@ -34,30 +35,31 @@ pub async fn current_state<S: Lifecycle>(tx: &mut Tx, id: i64) -> Result<S, Stor
 
 /// The current states of entities of one kind (missing ids are left out).
 pub async fn states_of<S: Lifecycle>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     ids: &[i64],
 ) -> Result<Vec<(i64, S)>, StoreError> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(STATES_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT id, state FROM {} WHERE id IN ({}) ORDER BY id",
-            table_of(S::KIND),
-            super::campaigns::placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut **tx).await? {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT id, state FROM {} WHERE id IN ({}) ORDER BY id",
+        table_of(S::KIND),
+        Dialect::of(tx).ids(1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(json(&ids))
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|r| {
             let id: i64 = r.try_get(0)?;
             let text: String = r.try_get(1)?;
             let entity = EntityRef { kind: S::KIND, id };
             let state = S::parse(&text)
                 .ok_or_else(|| StoreError::Corrupt(format!("state of {entity}"), text))?;
-            out.push((id, state));
-        }
-    }
-    Ok(out)
+            Ok((id, state))
+        })
+        .collect()
 }
 
 /// Moves an entity to `to` if the table allows it, recording who and why.
@@ -68,7 +70,7 @@ pub async fn states_of<S: Lifecycle>(
 /// is compare-and-set from it. A refused move reads the state once more to
 /// say why.
 pub async fn set_state<S: Lifecycle>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     id: i64,
     to: S,
     reason: &str,
@@ -110,43 +112,39 @@ pub async fn set_state<S: Lifecycle>(
     Ok(old)
 }
 
-/// How many entities one statement of [`set_states`] moves.
-const STATES_PER_STATEMENT: usize = 200;
-
 /// Moves many entities of one kind to `to`, each with its own reason, as
-/// [`set_state`] does one: the same checks and history rows, but one
-/// history statement and one compare-and-set per old state for up to
-/// [`STATES_PER_STATEMENT`] entities. All move or the call fails (the caller's
-/// transaction is then not to be committed). `changes` holds each id once.
+/// [`set_state`] does one: the same checks and history rows, in two
+/// statements of a fixed shape (one history insert, one compare-and-set per
+/// old state). All move or the call fails (the caller's transaction is then
+/// not to be committed). `changes` holds each id once.
 pub async fn set_states<S: Lifecycle>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     changes: &[(i64, String)],
     to: S,
     user: &str,
 ) -> Result<(), StoreError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
     let from: Vec<&str> = S::ALL
         .iter()
         .filter(|s| s.next().contains(&to))
         .map(|s| s.as_str())
         .collect();
-    for chunk in changes.chunks(STATES_PER_STATEMENT) {
-        let now = now_ms();
-        let moved =
-            record_many_if_allowed(tx, S::KIND, chunk, &from, to.as_str(), user, now).await?;
-        if moved.len() != chunk.len() {
-            return Err(first_refusal::<S>(tx, chunk, &moved, to).await);
-        }
-        compare_and_set_many(tx, S::KIND, &moved, to.as_str(), now).await?;
+    let now = now_ms();
+    let moved = record_many_if_allowed(tx, S::KIND, changes, &from, to.as_str(), user, now).await?;
+    if moved.len() != changes.len() {
+        return Err(first_refusal::<S>(tx, changes, &moved, to).await);
     }
-    Ok(())
+    compare_and_set_many(tx, S::KIND, &moved, to.as_str(), now).await
 }
 
-/// Inserts the history rows of the entities in `chunk` whose current state is
-/// one of `from`; returns `(id, old state)` of each row written.
+/// Inserts the history rows of the entities in `changes` whose current
+/// state is one of `from`; returns `(id, old state)` of each row written.
 async fn record_many_if_allowed(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     kind: EntityKind,
-    chunk: &[(i64, String)],
+    changes: &[(i64, String)],
     from: &[&str],
     new: &str,
     user: &str,
@@ -155,27 +153,23 @@ async fn record_many_if_allowed(
     if from.is_empty() {
         return Ok(Vec::new());
     }
-    let values: Vec<String> = (0..chunk.len())
-        .map(|i| format!("(${}, ${})", 5 + 2 * i, 6 + 2 * i))
-        .collect();
+    let dialect = Dialect::of(tx);
     let sql = format!(
         "INSERT INTO history (ts, entity_kind, entity_id, old_state, new_state, reason, user_name)
-         SELECT $1, $2, t.id, t.state, $3, v.column2, $4
-         FROM {} t JOIN (VALUES {}) AS v ON t.id = v.column1
+         SELECT $1, $2, t.id, t.state, $3, v.c1, $4
+         FROM {} t JOIN ({}) AS v ON t.id = v.c0
          WHERE t.state IN ({})
          RETURNING entity_id, old_state",
         table_of(kind),
-        values.join(", "),
-        super::campaigns::placeholders(5 + 2 * chunk.len(), from.len())
+        dialect.rows(5, &[Col::Int, Col::Text]),
+        super::campaigns::placeholders(6, from.len())
     );
     let mut q = sqlx::query(&sql)
         .bind(now)
         .bind(kind.as_str())
         .bind(new)
-        .bind(user);
-    for (id, reason) in chunk {
-        q = q.bind(*id).bind(reason.as_str());
-    }
+        .bind(user)
+        .bind(dialect.rows_json(changes));
     for state in from {
         q = q.bind(*state);
     }
@@ -189,7 +183,7 @@ async fn record_many_if_allowed(
 /// Sets `new` on every `(id, old)` of `moved` still in `old`, one statement
 /// per distinct old state; any other outcome is a conflict.
 async fn compare_and_set_many(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     kind: EntityKind,
     moved: &[(i64, String)],
     new: &str,
@@ -199,17 +193,20 @@ async fn compare_and_set_many(
     for (id, old) in moved {
         by_old.entry(old.as_str()).or_default().push(*id);
     }
+    let sql = format!(
+        "UPDATE {} SET state = $1, state_since = $2 WHERE state = $3 AND id IN ({})",
+        table_of(kind),
+        Dialect::of(tx).ids(4)
+    );
     for (old, ids) in by_old {
-        let sql = format!(
-            "UPDATE {} SET state = $1, state_since = $2 WHERE state = $3 AND id IN ({})",
-            table_of(kind),
-            super::campaigns::placeholders(4, ids.len())
-        );
-        let mut q = sqlx::query(&sql).bind(new).bind(now).bind(old);
-        for id in &ids {
-            q = q.bind(*id);
-        }
-        if q.execute(&mut **tx).await?.rows_affected() != ids.len() as u64 {
+        let done = sqlx::query(&sql)
+            .bind(new)
+            .bind(now)
+            .bind(old)
+            .bind(json(&ids))
+            .execute(&mut **tx)
+            .await?;
+        if done.rows_affected() != ids.len() as u64 {
             return Err(StoreError::Conflict(format!(
                 "{} {} changed while this was being done; look again and retry",
                 ids.len(),
@@ -222,7 +219,7 @@ async fn compare_and_set_many(
 
 /// Why the first entity of `chunk` missing from `moved` could not move to `to`.
 async fn first_refusal<S: Lifecycle>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     chunk: &[(i64, String)],
     moved: &[(i64, String)],
     to: S,
@@ -280,7 +277,7 @@ impl<S: Lifecycle> Moves<S> {
     }
 
     /// Writes every noted move with its history row, as `user`.
-    pub async fn write(self, tx: &mut Tx, user: &str) -> Result<(), StoreError> {
+    pub async fn write(self, tx: &mut Tx<'_>, user: &str) -> Result<(), StoreError> {
         for (to, changes) in self.0.into_values() {
             set_states(tx, &changes, to, user).await?;
         }
@@ -291,7 +288,7 @@ impl<S: Lifecycle> Moves<S> {
 /// Inserts the history row of `entity` moving to `new` when its current state
 /// is one of `from`; returns that state, or `None` when nothing was written.
 async fn record_if_allowed(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     entity: EntityRef,
     from: &[&str],
     new: &str,
@@ -324,7 +321,7 @@ async fn record_if_allowed(
 
 /// Records the first state of a newly inserted entity (old state empty).
 pub async fn record_creation<S: Lifecycle>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     id: i64,
     state: S,
     reason: &str,
@@ -342,8 +339,37 @@ pub async fn record_creation<S: Lifecycle>(
     .await
 }
 
+/// Records the first state of many newly inserted entities of one kind,
+/// in one statement.
+pub async fn record_creations<S: Lifecycle>(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    state: S,
+    reason: &str,
+    user: &str,
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO history (ts, entity_kind, entity_id, old_state, new_state, reason, user_name)
+         SELECT $1, $2, v.value, NULL, $3, $4, $5 FROM ({}) AS v",
+        Dialect::of(tx).ids(6)
+    );
+    sqlx::query(&sql)
+        .bind(now_ms())
+        .bind(S::KIND.as_str())
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(user)
+        .bind(json(&ids))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn record(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     entity: EntityRef,
     old: Option<&str>,
     new: &str,
@@ -413,7 +439,7 @@ pub async fn history_of(
 
 /// The state an entity held just before it last entered `state` (to undo a hold).
 pub async fn state_before_last<S: Lifecycle>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     id: i64,
     state: S,
 ) -> Result<Option<S>, StoreError> {
@@ -433,7 +459,7 @@ pub async fn state_before_last<S: Lifecycle>(
 
 /// Ids of a kind's rows whose fixed `parent_column` equals `parent_id` and are in one of `states`.
 pub(crate) async fn ids_in_states<S: Lifecycle>(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     parent_column: &str,
     parent_id: i64,
     states: &[S],

@@ -6,6 +6,7 @@ use crate::batch::BatchJobId;
 use crate::model::state::{JobState, Lifecycle};
 use crate::store::queue::{mismatched_jobs, Mismatch};
 use crate::store::states::set_state;
+use sqlx::AnyConnection;
 
 /// What to do with a job whose campaign or subtask says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +30,11 @@ fn remedy(m: &Mismatch) -> Option<Remedy> {
 }
 
 /// Applies holds, releases and removals; returns how many jobs changed.
-pub(super) async fn follow_desired_state(worker: &Worker) -> Result<usize, WorkerError> {
-    let mut conn = worker.store.pool().acquire().await?;
-    let mismatches = mismatched_jobs(&mut conn).await?;
-    drop(conn);
+pub(super) async fn follow_desired_state(
+    worker: &Worker,
+    conn: &mut AnyConnection,
+) -> Result<usize, WorkerError> {
+    let mismatches = mismatched_jobs(conn).await?;
     let mut changed = 0;
     for m in &mismatches {
         let Some(remedy) = remedy(m) else { continue };
@@ -51,7 +53,7 @@ pub(super) async fn follow_desired_state(worker: &Worker) -> Result<usize, Worke
             Remedy::Remove => (JobState::Removed, "removed: its campaign was cancelled"),
             Remedy::Withdraw => (JobState::Cancelled, "withdrawn: its campaign was cancelled"),
         };
-        let mut tx = worker.store.begin().await?;
+        let mut tx = worker.store.begin_on(conn).await?;
         set_state(&mut tx, m.job_id, to, why, WORKER_USER).await?;
         tx.commit().await?;
         changed += 1;

@@ -4,40 +4,112 @@
 
 use super::{Worker, WorkerError, WORKER_USER};
 use crate::batch::{BatchJobId, LogBundle, Observed, ObservedState};
-use crate::model::jobspec::{JobResult, StageEvent};
+use crate::model::jobspec::{JobResult, OutputFile, StageEvent};
 use crate::model::spec::StageSpec;
 use crate::model::split::JobPlan;
 use crate::model::state::{JobState, Lifecycle};
-use crate::store::jobs::{self, JobEnd, JobRow, NewJob, Provenance};
+use crate::store::jobs::{self, ActiveJob, JobEnd, JobRow, NewJob, Provenance};
 use crate::store::states::Moves;
 use crate::store::{now_ms, Tx};
+use sqlx::AnyConnection;
 use std::collections::{BTreeMap, HashMap};
 
 /// What ingest did.
 #[derive(Debug, Default)]
 pub(super) struct Ingested {
+    /// Job state changes seen.
     pub(super) observed: usize,
+    /// Retries created.
     pub(super) retried: usize,
 }
 
-/// Polls every backend for its jobs in flight and records what changed.
-pub(super) async fn ingest(worker: &Worker) -> Result<Ingested, WorkerError> {
-    let mut conn = worker.store.pool().acquire().await?;
-    let active = jobs::jobs_in_states(
-        &mut conn,
-        &[JobState::Queued, JobState::Running, JobState::Held],
-        None,
-    )
-    .await?;
-    drop(conn);
-    let mut by_backend: BTreeMap<&str, Vec<&JobRow>> = BTreeMap::new();
+/// What the batch systems said in one pass, gathered before any
+/// transaction (a batch system may take seconds to answer).
+pub(super) struct Observations {
+    /// Jobs whose state changed, with what was seen and their records.
+    changes: Vec<(JobRow, Observed, Option<LogBundle>)>,
+    /// Jobs still queued, running or held afterwards.
+    still_active: usize,
+}
+
+impl Observations {
+    /// How many jobs changed state.
+    pub(super) fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Jobs still queued, running or held after these changes.
+    pub(super) fn still_active(&self) -> usize {
+        self.still_active
+    }
+}
+
+/// Polls every backend for its jobs in flight.
+pub(super) async fn observe(
+    worker: &Worker,
+    conn: &mut AnyConnection,
+) -> Result<Observations, WorkerError> {
+    let active = jobs::active_jobs(conn).await?;
+    let observed = observe_changes(worker, &active).await?;
+    let ended = observed
+        .iter()
+        .filter(|(_, obs, _)| obs.state.is_final())
+        .count();
+    let ids: Vec<i64> = observed.iter().map(|(id, _, _)| *id).collect();
+    let mut rows = jobs::jobs_by_id(conn, &ids).await?;
+    let changes = observed
+        .into_iter()
+        .filter_map(|(id, obs, logs)| Some((rows.remove(&id)?, obs, logs)))
+        .collect();
+    Ok(Observations {
+        changes,
+        still_active: active.len() - ended,
+    })
+}
+
+/// Records what was observed (job states, stages, results, outputs) and
+/// creates the automatic retries of failed jobs, in the caller's transaction.
+pub(super) async fn record(
+    tx: &mut Tx<'_>,
+    observed: &Observations,
+) -> Result<Ingested, WorkerError> {
+    let mut done = Ingested {
+        observed: observed.changes.len(),
+        retried: 0,
+    };
+    if observed.changes.is_empty() {
+        return Ok(done);
+    }
+    let mut changes = Changes::default();
+    for (job, obs, logs) in &observed.changes {
+        changes.add(job, obs, logs.as_ref());
+    }
+    let mut specs = StageCache::default();
+    let failed = changes.write(tx).await?;
+    for job in failed {
+        let stage = specs.get(tx, job.subtask_id).await?;
+        if job.attempt < stage.max_attempts {
+            retry(tx, job).await?;
+            done.retried += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// Asks each backend about its jobs in flight: those whose state changed,
+/// with the records of those that ended.
+async fn observe_changes(
+    worker: &Worker,
+    active: &[ActiveJob],
+) -> Result<Vec<(i64, Observed, Option<LogBundle>)>, WorkerError> {
+    let mut by_backend: BTreeMap<&str, Vec<&ActiveJob>> = BTreeMap::new();
     for job in active.iter().filter(|j| j.batch_job_id.is_some()) {
         by_backend
             .entry(job.backend.as_str())
             .or_default()
             .push(job);
     }
-    let mut changes: Vec<(&JobRow, Observed, Option<LogBundle>)> = Vec::new();
+    let mut changes = Vec::new();
     for (name, jobs) in by_backend {
         let Some(backend) = worker.backend(name) else {
             continue;
@@ -46,56 +118,105 @@ pub(super) async fn ingest(worker: &Worker) -> Result<Ingested, WorkerError> {
             .iter()
             .map(|j| BatchJobId(j.batch_job_id.clone().unwrap_or_default()))
             .collect();
-        let observed: HashMap<BatchJobId, Observed> = backend
+        let mut observed: HashMap<BatchJobId, Observed> = backend
             .poll(&ids)
             .await?
             .into_iter()
             .map(|o| (o.batch_id.clone(), o))
             .collect();
-        for (job, id) in jobs.into_iter().zip(ids) {
-            let Some(obs) = observed.get(&id).cloned() else {
-                continue;
-            };
-            if !differs(job, obs.state) {
-                continue;
-            }
-            let logs = if obs.state.is_final() && obs.state != ObservedState::Unknown {
-                Some(backend.fetch_logs(&id).await?)
+        let changed: Vec<(i64, Observed)> = jobs
+            .iter()
+            .zip(&ids)
+            .filter_map(|(job, id)| Some((job, observed.remove(id)?)))
+            .filter(|(job, obs)| differs(&job.state, obs.state))
+            .map(|(job, obs)| (job.id, obs))
+            .collect();
+        let ended: Vec<BatchJobId> = changed
+            .iter()
+            .filter(|(_, obs)| has_records(obs.state))
+            .map(|(_, obs)| obs.batch_id.clone())
+            .collect();
+        let mut records = backend.fetch_records(&ended).await?.into_iter();
+        for (job, obs) in changed {
+            let logs = if has_records(obs.state) {
+                records.next()
             } else {
                 None
             };
             changes.push((job, obs, logs));
         }
     }
-    if changes.is_empty() {
-        return Ok(Ingested::default());
-    }
-    let mut specs = StageCache::default();
-    let mut done = Ingested::default();
-    let mut moves = Moves::<JobState>::default();
-    let mut failed = Vec::new();
-    let mut tx = worker.store.begin().await?;
-    for (job, obs, logs) in &changes {
-        done.observed += 1;
-        if record(&mut tx, job, obs, logs.as_ref(), &mut moves).await? == Some(JobState::Failed) {
-            failed.push(*job);
-        }
-    }
-    moves.write(&mut tx, WORKER_USER).await?;
-    for job in failed {
-        let stage = specs.get(&mut tx, job.subtask_id).await?;
-        if job.attempt < stage.max_attempts {
-            retry(&mut tx, job).await?;
-            done.retried += 1;
-        }
-    }
-    tx.commit().await?;
-    Ok(done)
+    Ok(changes)
 }
 
-/// True when the observation means a state change for the job.
-fn differs(job: &JobRow, observed: ObservedState) -> bool {
-    let now = JobState::parse(&job.state);
+/// True for final states whose stage records and result can be fetched.
+fn has_records(state: ObservedState) -> bool {
+    state.is_final() && state != ObservedState::Unknown
+}
+
+/// What one ingest writes, gathered first and written together.
+#[derive(Default)]
+struct Changes<'a> {
+    started: Vec<(i64, Option<String>)>,
+    ends: Vec<(i64, JobEnd)>,
+    outputs: Vec<(&'a JobRow, Vec<OutputFile>)>,
+    moves: Moves<JobState>,
+    failed: Vec<&'a JobRow>,
+}
+
+impl<'a> Changes<'a> {
+    /// Notes one observation of `job`.
+    fn add(&mut self, job: &'a JobRow, obs: &Observed, logs: Option<&LogBundle>) {
+        let now = now_ms();
+        match obs.state {
+            ObservedState::Queued => {}
+            ObservedState::Running => {
+                self.started.push((job.id, obs.node.clone()));
+                self.moves.add(job.id, JobState::Running, "running");
+            }
+            ObservedState::Held => {
+                let why = obs
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "held by the batch system".into());
+                self.moves.add(job.id, JobState::Held, why);
+            }
+            ObservedState::Succeeded
+            | ObservedState::Failed
+            | ObservedState::Removed
+            | ObservedState::Unknown => {
+                let end = job_end(job, obs, logs, now);
+                let (to, why) = final_state(obs, &end);
+                if to == JobState::Succeeded {
+                    let result = logs
+                        .and_then(|l| l.result.as_deref())
+                        .and_then(|r| serde_json::from_str::<JobResult>(r).ok());
+                    if let Some(result) = result.filter(|r| !r.outputs.is_empty()) {
+                        self.outputs.push((job, result.outputs));
+                    }
+                }
+                if to == JobState::Failed {
+                    self.failed.push(job);
+                }
+                self.ends.push((job.id, end));
+                self.moves.add(job.id, to, why);
+            }
+        }
+    }
+
+    /// Writes everything noted; returns the jobs that failed.
+    async fn write(self, tx: &mut Tx<'_>) -> Result<Vec<&'a JobRow>, WorkerError> {
+        jobs::set_started(tx, &self.started, now_ms()).await?;
+        jobs::record_job_ends(tx, &self.ends).await?;
+        register_outputs(tx, &self.outputs).await?;
+        self.moves.write(tx, WORKER_USER).await?;
+        Ok(self.failed)
+    }
+}
+
+/// True when the observation means a state change for a job in `state`.
+fn differs(state: &str, observed: ObservedState) -> bool {
+    let now = JobState::parse(state);
     !matches!(
         (now, observed),
         (Some(JobState::Queued), ObservedState::Queued)
@@ -104,48 +225,6 @@ fn differs(job: &JobRow, observed: ObservedState) -> bool {
             | (Some(JobState::Held), ObservedState::Queued)
             | (Some(JobState::Held), ObservedState::Running)
     )
-}
-
-/// Writes one observation; returns the final state when the job ended.
-async fn record(
-    tx: &mut Tx,
-    job: &JobRow,
-    obs: &Observed,
-    logs: Option<&LogBundle>,
-    moves: &mut Moves<JobState>,
-) -> Result<Option<JobState>, WorkerError> {
-    let now = now_ms();
-    match obs.state {
-        ObservedState::Queued => {}
-        ObservedState::Running => {
-            jobs::set_started(tx, job.id, obs.node.as_deref(), now).await?;
-            moves.add(job.id, JobState::Running, "running");
-        }
-        ObservedState::Held => {
-            let why = obs
-                .reason
-                .clone()
-                .unwrap_or_else(|| "held by the batch system".into());
-            moves.add(job.id, JobState::Held, why);
-        }
-        ObservedState::Succeeded
-        | ObservedState::Failed
-        | ObservedState::Removed
-        | ObservedState::Unknown => {
-            let end = job_end(job, obs, logs, now);
-            jobs::record_job_end(tx, job.id, &end).await?;
-            let result = logs
-                .and_then(|l| l.result.as_deref())
-                .and_then(|r| serde_json::from_str::<JobResult>(r).ok());
-            let (to, why) = final_state(obs, &end);
-            if to == JobState::Succeeded {
-                register_outputs(tx, job, result.as_ref()).await?;
-            }
-            moves.add(job.id, to, why);
-            return Ok(Some(to));
-        }
-    }
-    Ok(None)
 }
 
 fn final_state(obs: &Observed, end: &JobEnd) -> (JobState, String) {
@@ -220,32 +299,35 @@ pub(crate) fn failure_text(exit_code: Option<i64>, signal: Option<i64>, oom: boo
     }
 }
 
-/// Adds a succeeded job's outputs to the local catalog with their provenance (X11).
+/// Adds succeeded jobs' outputs to the local catalog with their provenance (X11).
 async fn register_outputs(
-    tx: &mut Tx,
-    job: &JobRow,
-    result: Option<&JobResult>,
+    tx: &mut Tx<'_>,
+    outputs: &[(&JobRow, Vec<OutputFile>)],
 ) -> Result<(), WorkerError> {
-    let Some(result) = result.filter(|r| !r.outputs.is_empty()) else {
+    if outputs.is_empty() {
         return Ok(());
-    };
-    let task: i64 = sqlx::query_scalar("SELECT task_id FROM subtasks WHERE id = $1")
-        .bind(job.subtask_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    for file in &result.outputs {
-        let from = Provenance {
-            task: Some(task),
-            subtask: Some(job.subtask_id),
-            job: Some(job.id),
-        };
-        jobs::insert_file(tx, file, from).await?;
     }
+    let mut subtasks: Vec<i64> = outputs.iter().map(|(job, _)| job.subtask_id).collect();
+    subtasks.sort_unstable();
+    subtasks.dedup();
+    let tasks = jobs::tasks_of_subtasks(tx, &subtasks).await?;
+    let files: Vec<(OutputFile, Provenance)> = outputs
+        .iter()
+        .flat_map(|(job, files)| {
+            let from = Provenance {
+                task: tasks.get(&job.subtask_id).copied(),
+                subtask: Some(job.subtask_id),
+                job: Some(job.id),
+            };
+            files.iter().map(move |file| (file.clone(), from))
+        })
+        .collect();
+    jobs::insert_files(tx, &files).await?;
     Ok(())
 }
 
 /// Creates the next attempt of a failed job, linked to it, with the same plan.
-pub(super) async fn retry(tx: &mut Tx, job: &JobRow) -> Result<i64, WorkerError> {
+pub(super) async fn retry(tx: &mut Tx<'_>, job: &JobRow) -> Result<i64, WorkerError> {
     retry_job(tx, job, WORKER_USER)
         .await
         .map_err(WorkerError::from)
@@ -253,7 +335,7 @@ pub(super) async fn retry(tx: &mut Tx, job: &JobRow) -> Result<i64, WorkerError>
 
 /// Creates the next attempt of `job` on behalf of `who` (the worker or a resubmitting person).
 pub async fn retry_job(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     job: &JobRow,
     who: &str,
 ) -> Result<i64, crate::store::StoreError> {
@@ -285,7 +367,7 @@ pub(super) struct StageCache(HashMap<i64, StageSpec>);
 impl StageCache {
     pub(super) async fn get(
         &mut self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         subtask: i64,
     ) -> Result<&StageSpec, WorkerError> {
         if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(subtask) {

@@ -138,9 +138,31 @@ pub struct Worker {
     backends: BTreeMap<String, Arc<dyn BatchSystem>>,
     config: WorkerConfig,
     holder: String,
-    /// When the last pass began (for [`Worker::pace`]).
-    last_pass: std::sync::Mutex<Instant>,
+    /// When the last pass began and how long it took (for [`Worker::pace`]).
+    last_pass: std::sync::Mutex<(Instant, Duration)>,
+    /// What the worker remembers between passes.
+    memory: tokio::sync::Mutex<Memory>,
 }
+
+/// What the worker remembers between passes to skip work that cannot be there.
+#[derive(Debug, Default)]
+struct Memory {
+    /// When the lease was last taken or renewed by us.
+    lease_renewed: Option<Instant>,
+    /// The newest audit row seen: every management action writes one.
+    last_audit: Option<i64>,
+    /// When the last full pass ran.
+    last_full: Option<Instant>,
+    /// Orphans of a crashed pass or worker may exist.
+    recovery_due: bool,
+    /// The last pass left something to retry (a refused submission).
+    retry_due: bool,
+    /// Settled subtasks waiting for their check script (T5).
+    awaiting_checks: Vec<i64>,
+}
+
+/// Longest time between full passes even when nothing seems to change.
+const FULL_PASS_EVERY: Duration = Duration::from_secs(2);
 
 impl Worker {
     /// A worker using `backends`, keyed by their names.
@@ -153,7 +175,11 @@ impl Worker {
                 .collect(),
             config,
             holder: lease::holder_id(),
-            last_pass: std::sync::Mutex::new(Instant::now()),
+            last_pass: std::sync::Mutex::new((Instant::now(), Duration::ZERO)),
+            memory: tokio::sync::Mutex::new(Memory {
+                recovery_due: true,
+                ..Memory::default()
+            }),
         }
     }
 
@@ -163,33 +189,107 @@ impl Worker {
     }
 
     /// One reconcile pass. Without the lease it only reports what is in flight.
+    ///
+    /// A pass that finds no job changed and no management action since the
+    /// last one only polls the batch systems (deciding, releasing, splitting
+    /// and submitting cannot have work then); every [`FULL_PASS_EVERY`] it
+    /// does everything anyway.
     pub async fn pass(&self) -> Result<PassReport, WorkerError> {
+        let started = Instant::now();
+        let mut memory = self.memory.lock().await;
+        let outcome = self.pass_with(&mut memory).await;
         *self
             .last_pass
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
-        let ttl = self.config.lease_ttl.as_millis() as i64;
+            .unwrap_or_else(PoisonError::into_inner) = (started, started.elapsed());
+        if outcome.is_err() {
+            memory.recovery_due = true;
+            memory.last_full = None;
+        }
+        outcome
+    }
+
+    async fn pass_with(&self, memory: &mut Memory) -> Result<PassReport, WorkerError> {
         let mut report = PassReport {
-            leader: lease::acquire(&self.store, &self.holder, ttl).await?,
+            leader: self.hold_lease(memory).await?,
             ..PassReport::default()
         };
-        if report.leader {
-            report.recovered = recover::adopt_or_requeue(self).await?;
-            report.enforced = enforce::follow_desired_state(self).await?;
-            let ingested = ingest::ingest(self).await?;
-            report.observed = ingested.observed;
-            report.retried = ingested.retried;
-            report.rolled_up = rollup::roll_up(self).await?;
-            report.released = rollup::release_successors(self).await?;
-            report.split = plan::split_ready(self).await?;
-            report.rolled_up += rollup::roll_up(self).await?;
-            let (submitted, warnings) = submit::submit(self).await?;
-            report.submitted = submitted;
-            report.warnings = warnings;
-        }
         let mut conn = self.store.pool().acquire().await?;
-        report.in_flight = crate::store::queue::in_flight(&mut conn).await?.total;
+        let conn = &mut *conn;
+        if !report.leader {
+            memory.recovery_due = true;
+            report.in_flight = crate::store::queue::in_flight(conn).await?.total;
+            return Ok(report);
+        }
+        if std::mem::take(&mut memory.recovery_due) {
+            report.recovered = recover::adopt_or_requeue(self, conn).await?;
+        }
+        let full = self.full_pass_due(conn, memory).await?;
+        if full {
+            report.enforced = enforce::follow_desired_state(self, conn).await?;
+        }
+        if full {
+            memory.last_full = Some(Instant::now());
+        }
+        let observed = ingest::observe(self, conn).await?;
+        report.in_flight = observed.still_active();
+        let checking = std::mem::take(&mut memory.awaiting_checks);
+        if !full && !report.changed() && observed.len() == 0 && checking.is_empty() {
+            return Ok(report);
+        }
+        let checks = rollup::run_checks(conn, &checking).await?;
+        let mut tx = self.store.begin_on(conn).await?;
+        let ingested = ingest::record(&mut tx, &observed).await?;
+        report.observed = ingested.observed;
+        report.retried = ingested.retried;
+        let rolled = rollup::roll_up(&mut tx, &checks).await?;
+        report.rolled_up = rolled.changed;
+        memory.awaiting_checks = rolled.awaiting_checks;
+        let children_of = (!full).then_some(rolled.succeeded.as_slice());
+        report.released = rollup::release_successors(&mut tx, children_of).await?;
+        let split = plan::split_ready(self, &mut tx).await?;
+        report.split = split.jobs;
+        if split.failed > 0 {
+            report.rolled_up += rollup::roll_up(&mut tx, &checks).await?.changed;
+        }
+        tx.commit().await?;
+        let submitted = submit::submit(self, conn).await?;
+        report.submitted = submitted.jobs;
+        report.in_flight = submitted.in_flight;
+        memory.retry_due = !submitted.warnings.is_empty();
+        report.warnings = submitted.warnings;
         Ok(report)
+    }
+
+    /// Takes the lease, or renews it when a quarter of its time has passed.
+    async fn hold_lease(&self, memory: &mut Memory) -> Result<bool, WorkerError> {
+        let ttl = self.config.lease_ttl;
+        if memory
+            .lease_renewed
+            .is_some_and(|at| at.elapsed() < ttl / 4)
+        {
+            return Ok(true);
+        }
+        let held = lease::acquire(&self.store, &self.holder, ttl.as_millis() as i64).await?;
+        memory.lease_renewed = held.then(Instant::now);
+        Ok(held)
+    }
+
+    /// True when this pass must do everything: the first, after a refused
+    /// submission, after a management action, or when the last full pass is old.
+    async fn full_pass_due(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        memory: &mut Memory,
+    ) -> Result<bool, WorkerError> {
+        let audit: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit")
+            .fetch_one(conn)
+            .await?;
+        let acted = memory.last_audit.replace(audit) != Some(audit);
+        let stale = memory
+            .last_full
+            .is_none_or(|at| at.elapsed() >= FULL_PASS_EVERY);
+        Ok(acted || stale || memory.retry_due)
     }
 
     /// Runs passes until nothing is in flight and nothing is left to do (`--batch`).
@@ -202,7 +302,7 @@ impl Worker {
             let report = self.pass().await?;
             on_pass(&report);
             if report.idle() {
-                lease::release(&self.store, &self.holder).await?;
+                self.release_lease().await?;
                 return Ok(report);
             }
             self.pace(&report).await;
@@ -216,11 +316,12 @@ impl Worker {
         if !report.changed() {
             self.wait_for_change().await;
         }
-        let last = *self
+        let (began, took) = *self
             .last_pass
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        tokio::time::sleep_until((last + self.config.min_pass_interval).into()).await;
+        let gap = self.config.min_pass_interval.max(took);
+        tokio::time::sleep_until((began + gap).into()).await;
     }
 
     /// Waits until a batch system reports a change (or its poll interval passes).
@@ -235,6 +336,7 @@ impl Worker {
 
     /// Gives up the lease (on shutdown).
     pub async fn release_lease(&self) -> Result<(), WorkerError> {
+        self.memory.lock().await.lease_renewed = None;
         lease::release(&self.store, &self.holder).await?;
         Ok(())
     }

@@ -5,53 +5,129 @@ use super::{Worker, WorkerError, WORKER_USER};
 use crate::model::jobspec::OutputFile;
 use crate::model::spec::{Executable, InputSpec, Spec, StageSpec};
 use crate::model::split::{plan_jobs, JobPlan};
-use crate::model::state::{CampaignState, SubtaskState, TaskState};
+use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
 use crate::store::jobs::{self, NewJob, Provenance};
 use crate::store::queue::{subtasks_in_state, QueuedSubtask};
-use crate::store::states::{current_state, set_state, Moves};
+use crate::store::states::{set_state, Moves};
 use crate::store::{StoreError, Tx};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-/// Splits every ready subtask of an active campaign, in one transaction; returns how many jobs were made.
-pub(super) async fn split_ready(worker: &Worker) -> Result<usize, WorkerError> {
-    let mut conn = worker.store.pool().acquire().await?;
-    let ready = subtasks_in_state(&mut conn, SubtaskState::Ready).await?;
-    drop(conn);
-    let mut made = 0;
+/// Splits every ready subtask of an active campaign, in the caller's transaction.
+pub(super) async fn split_ready(worker: &Worker, tx: &mut Tx<'_>) -> Result<Split, WorkerError> {
+    let ready = subtasks_in_state(tx, SubtaskState::Ready).await?;
     let startable: Vec<&QueuedSubtask> = ready.iter().filter(|s| startable(s)).collect();
     if startable.is_empty() {
-        return Ok(0);
+        return Ok(Split::default());
     }
-    let mut running = Moves::default();
-    let mut parents = StartedParents::default();
-    let mut tx = worker.store.begin().await?;
-    for sub in startable {
+    let mut parent_outputs = parents_outputs(tx, &startable).await?;
+    let mut planned = Vec::new();
+    let mut unplanned = Vec::new();
+    for sub in &startable {
         let stage: StageSpec = serde_json::from_str(&sub.spec_json)
             .map_err(|e| StoreError::Corrupt(format!("spec of S{}", sub.id), e.to_string()))?;
-        match plan_subtask(worker, &mut tx, sub, &stage).await? {
-            Ok(plans) => {
-                let batch = batch_of(&mut tx, sub.id).await?;
-                for plan in &plans {
-                    insert_planned_job(&mut tx, sub, batch, &stage, plan).await?;
-                }
-                running.add(
-                    sub.id,
-                    SubtaskState::Running,
-                    format!("split into {} jobs", plans.len()),
-                );
-                parents.start(&mut tx, sub).await?;
-                made += plans.len();
-            }
-            Err(why) => {
-                set_state(&mut tx, sub.id, SubtaskState::Running, "split", WORKER_USER).await?;
-                set_state(&mut tx, sub.id, SubtaskState::Failed, &why, WORKER_USER).await?;
-                parents.start(&mut tx, sub).await?;
-            }
+        let inputs = parent_outputs.remove(&sub.id).unwrap_or_default();
+        match plan_subtask(worker, tx, sub, &stage, inputs).await? {
+            Ok(plans) => planned.push((*sub, stage, plans)),
+            Err(why) => unplanned.push((*sub, why)),
         }
     }
-    running.write(&mut tx, WORKER_USER).await?;
-    tx.commit().await?;
-    Ok(made)
+    let made = insert_planned(tx, &planned).await?;
+    let mut parents = StartedParents::default();
+    for sub in &startable {
+        parents.start(tx, sub).await?;
+    }
+    for (sub, why) in &unplanned {
+        set_state(tx, sub.id, SubtaskState::Running, "split", WORKER_USER).await?;
+        set_state(tx, sub.id, SubtaskState::Failed, why, WORKER_USER).await?;
+    }
+    Ok(Split {
+        jobs: made,
+        failed: unplanned.len(),
+    })
+}
+
+/// What a split did.
+#[derive(Debug, Default)]
+pub(super) struct Split {
+    /// Jobs made.
+    pub(super) jobs: usize,
+    /// Subtasks that could not be split (and failed).
+    pub(super) failed: usize,
+}
+
+/// Inserts the batches and jobs of the planned subtasks and starts them; returns how many jobs.
+async fn insert_planned(
+    tx: &mut Tx<'_>,
+    planned: &[(&QueuedSubtask, StageSpec, Vec<JobPlan>)],
+) -> Result<usize, WorkerError> {
+    let ids: Vec<i64> = planned.iter().map(|(sub, _, _)| sub.id).collect();
+    let mut batches = jobs::latest_batches(tx, &ids).await?;
+    let without: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !batches.contains_key(id))
+        .collect();
+    batches.extend(jobs::insert_batches(tx, &without, "split into jobs", WORKER_USER).await?);
+    let params: Vec<Vec<String>> = planned
+        .iter()
+        .map(|(_, _, plans)| {
+            plans
+                .iter()
+                .map(|plan| serde_json::to_string(plan).expect("a plan always serialises"))
+                .collect()
+        })
+        .collect();
+    let mut new_jobs = Vec::new();
+    let mut running = Moves::default();
+    for ((sub, stage, plans), params) in planned.iter().zip(&params) {
+        for (plan, params_json) in plans.iter().zip(params) {
+            new_jobs.push(NewJob {
+                batch_id: batches[&sub.id],
+                subtask_id: sub.id,
+                seq: plan.seq,
+                attempt: 1,
+                params_json,
+                backend: &stage.backend,
+                retry_of: None,
+                inputs: &plan.inputs,
+            });
+        }
+        running.add(
+            sub.id,
+            SubtaskState::Running,
+            format!("split into {} jobs", plans.len()),
+        );
+    }
+    jobs::insert_split_jobs(tx, &new_jobs, "split from its subtask", WORKER_USER).await?;
+    running.write(tx, WORKER_USER).await?;
+    Ok(new_jobs.len())
+}
+
+/// The input files of subtasks with parents: their parents' outputs.
+async fn parents_outputs(
+    tx: &mut Tx<'_>,
+    subs: &[&QueuedSubtask],
+) -> Result<HashMap<i64, Vec<i64>>, WorkerError> {
+    let mut parents: Vec<i64> = subs
+        .iter()
+        .flat_map(|s| s.parents.iter().copied())
+        .collect();
+    parents.sort_unstable();
+    parents.dedup();
+    let files = jobs::outputs_by_subtask(tx, &parents).await?;
+    Ok(subs
+        .iter()
+        .filter(|s| !s.parents.is_empty())
+        .map(|s| {
+            let mut ids: Vec<i64> = s
+                .parents
+                .iter()
+                .flat_map(|p| files.get(p).into_iter().flatten().copied())
+                .collect();
+            ids.sort_unstable();
+            (s.id, ids)
+        })
+        .collect())
 }
 
 fn startable(sub: &QueuedSubtask) -> bool {
@@ -62,9 +138,10 @@ fn startable(sub: &QueuedSubtask) -> bool {
 /// The jobs of a subtask, or why it cannot run (a reason, not an error: the subtask fails).
 async fn plan_subtask(
     worker: &Worker,
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     sub: &QueuedSubtask,
     stage: &StageSpec,
+    parent_outputs: Vec<i64>,
 ) -> Result<Result<Vec<JobPlan>, String>, WorkerError> {
     if worker.backend(&stage.backend).is_none() {
         return Ok(Err(format!(
@@ -78,7 +155,7 @@ async fn plan_subtask(
             stage.backend
         )));
     }
-    let inputs = match input_files(tx, sub, stage).await? {
+    let inputs = match input_files(tx, sub, stage, parent_outputs).await? {
         Ok(ids) => ids,
         Err(why) => return Ok(Err(why)),
     };
@@ -87,13 +164,13 @@ async fn plan_subtask(
 
 /// Input file ids: the parents' outputs, or the files the request names.
 async fn input_files(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     sub: &QueuedSubtask,
     stage: &StageSpec,
+    parent_outputs: Vec<i64>,
 ) -> Result<Result<Vec<i64>, String>, WorkerError> {
     if !sub.parents.is_empty() {
-        let files = jobs::outputs_of_subtasks(tx, &sub.parents).await?;
-        return Ok(Ok(files.iter().map(|f| f.id).collect()));
+        return Ok(Ok(parent_outputs));
     }
     if stage.generation.is_some() {
         return Ok(Ok(Vec::new()));
@@ -125,7 +202,7 @@ async fn input_files(
     Ok(Ok(ids))
 }
 
-async fn campaign_input(tx: &mut Tx, campaign: i64) -> Result<Option<InputSpec>, WorkerError> {
+async fn campaign_input(tx: &mut Tx<'_>, campaign: i64) -> Result<Option<InputSpec>, WorkerError> {
     let json: String = sqlx::query_scalar("SELECT spec_json FROM campaigns WHERE id = $1")
         .bind(campaign)
         .fetch_one(&mut **tx)
@@ -162,41 +239,6 @@ fn resolve_paths(input: &InputSpec) -> Result<Vec<(String, i64)>, String> {
         .collect()
 }
 
-/// The batch a subtask's new jobs go to: its latest, or a new one.
-async fn batch_of(tx: &mut Tx, subtask: i64) -> Result<i64, WorkerError> {
-    let latest = sqlx::query_scalar::<_, i64>(
-        "SELECT id FROM batches WHERE subtask_id = $1 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(subtask)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(match latest {
-        Some(b) => b,
-        None => jobs::insert_batch(tx, subtask, WORKER_USER).await?,
-    })
-}
-
-async fn insert_planned_job(
-    tx: &mut Tx,
-    sub: &QueuedSubtask,
-    batch: i64,
-    stage: &StageSpec,
-    plan: &JobPlan,
-) -> Result<i64, WorkerError> {
-    let params = serde_json::to_string(plan).expect("a plan always serialises");
-    let new = NewJob {
-        batch_id: batch,
-        subtask_id: sub.id,
-        seq: plan.seq,
-        attempt: 1,
-        params_json: &params,
-        backend: &stage.backend,
-        retry_of: None,
-        inputs: &plan.inputs,
-    };
-    Ok(jobs::insert_job(tx, &new, "split from its subtask", WORKER_USER).await?)
-}
-
 /// Tasks and campaigns already seen running this pass, so each is read once.
 #[derive(Default)]
 struct StartedParents {
@@ -205,11 +247,10 @@ struct StartedParents {
 }
 
 impl StartedParents {
-    /// The task and campaign of a subtask that starts begin running too.
-    async fn start(&mut self, tx: &mut Tx, sub: &QueuedSubtask) -> Result<(), WorkerError> {
-        if self.tasks.insert(sub.task_id)
-            && current_state::<TaskState>(tx, sub.task_id).await? == TaskState::Queued
-        {
+    /// The task and campaign of a subtask that starts begin running too
+    /// (their states as read with the subtask tell whether they must).
+    async fn start(&mut self, tx: &mut Tx<'_>, sub: &QueuedSubtask) -> Result<(), WorkerError> {
+        if sub.task_state == TaskState::Queued.as_str() && self.tasks.insert(sub.task_id) {
             set_state(
                 tx,
                 sub.task_id,
@@ -219,8 +260,8 @@ impl StartedParents {
             )
             .await?;
         }
-        if self.campaigns.insert(sub.campaign_id)
-            && current_state::<CampaignState>(tx, sub.campaign_id).await? == CampaignState::Approved
+        if sub.campaign_state == CampaignState::Approved.as_str()
+            && self.campaigns.insert(sub.campaign_id)
         {
             set_state(
                 tx,

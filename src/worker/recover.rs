@@ -8,13 +8,15 @@ use crate::model::ids::JobId;
 use crate::model::state::JobState;
 use crate::store::jobs::{jobs_in_states, set_batch_job_ids};
 use crate::store::states::set_state;
+use sqlx::AnyConnection;
 use std::collections::BTreeMap;
 
 /// Adopts or requeues every job caught mid-submission; returns how many.
-pub(super) async fn adopt_or_requeue(worker: &Worker) -> Result<usize, WorkerError> {
-    let mut conn = worker.store.pool().acquire().await?;
-    let orphans = jobs_in_states(&mut conn, &[JobState::Submitting], None).await?;
-    drop(conn);
+pub(super) async fn adopt_or_requeue(
+    worker: &Worker,
+    conn: &mut AnyConnection,
+) -> Result<usize, WorkerError> {
+    let orphans = jobs_in_states(conn, &[JobState::Submitting], None).await?;
     if orphans.is_empty() {
         return Ok(0);
     }
@@ -28,7 +30,7 @@ pub(super) async fn adopt_or_requeue(worker: &Worker) -> Result<usize, WorkerErr
                 attempt: job.attempt,
             });
     }
-    let mut tx = worker.store.begin().await?;
+    let mut tx = worker.store.begin_on(conn).await?;
     for (name, keys) in by_backend {
         let Some(backend) = worker.backend(name) else {
             continue;

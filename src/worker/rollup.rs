@@ -2,7 +2,7 @@
 //! tasks and campaigns follow their children; subtasks whose parents all
 //! succeeded are released at once (J1).
 
-use super::{Worker, WorkerError, WORKER_USER};
+use super::{WorkerError, WORKER_USER};
 use crate::model::criteria::{evaluate, Progress, Verdict};
 use crate::model::ids::SubtaskId;
 use crate::model::spec::StageSpec;
@@ -11,21 +11,61 @@ use crate::model::state::{
 };
 use crate::store::jobs::{current_jobs_of_subtasks, file_counts, output_paths, JobRow};
 use crate::store::queue::{
-    distinct_child_states, ids_in_state, releasable_subtasks, settled_subtasks, ChildTable,
-    ParentTable, QueuedSubtask,
+    child_states_of_running, releasable_subtasks, settled_subtasks, ParentTable, QueuedSubtask,
 };
+use crate::store::sql::{json, Dialect};
 use crate::store::states::{set_state, Moves};
-use crate::store::StoreError;
+use crate::store::{StoreError, Tx};
 use sqlx::AnyConnection;
 use sqlx::Row;
+use std::collections::HashMap;
 use std::time::Duration;
 
-/// Decides running subtasks and rolls states up; returns how many entities changed.
-pub(super) async fn roll_up(worker: &Worker) -> Result<usize, WorkerError> {
-    let mut changed = decide_subtasks(worker).await?;
-    changed += roll_up_parents(worker, ParentTable::Tasks).await?;
-    changed += roll_up_parents(worker, ParentTable::Campaigns).await?;
-    Ok(changed)
+/// What a roll-up did.
+#[derive(Debug, Default)]
+pub(super) struct RolledUp {
+    /// Subtasks, batches, tasks and campaigns whose state changed.
+    pub(super) changed: usize,
+    /// Subtasks that succeeded (their children may be released).
+    pub(super) succeeded: Vec<i64>,
+    /// Settled subtasks whose check script must run before they are decided.
+    pub(super) awaiting_checks: Vec<i64>,
+}
+
+/// Results of the check scripts (T5) of settled subtasks, by subtask.
+pub(super) type CheckResults = HashMap<i64, bool>;
+
+/// Decides running subtasks and rolls states up, in the caller's transaction.
+pub(super) async fn roll_up(
+    tx: &mut Tx<'_>,
+    checks: &CheckResults,
+) -> Result<RolledUp, WorkerError> {
+    let mut rolled = decide_subtasks(tx, checks).await?;
+    rolled.changed += roll_up_parents(tx, ParentTable::Tasks).await?;
+    rolled.changed += roll_up_parents(tx, ParentTable::Campaigns).await?;
+    Ok(rolled)
+}
+
+/// Runs the check scripts of settled subtasks that wait for one (those the
+/// last roll-up named), outside any transaction: a script may take minutes
+/// and the database stays free meanwhile.
+pub(super) async fn run_checks(
+    conn: &mut AnyConnection,
+    awaiting: &[i64],
+) -> Result<CheckResults, WorkerError> {
+    let mut results = CheckResults::new();
+    if awaiting.is_empty() {
+        return Ok(results);
+    }
+    for sub in settled_subtasks(conn).await? {
+        if !awaiting.contains(&sub.id) {
+            continue;
+        }
+        if let Some(script) = stage_of(&sub)?.complete_when.check_script {
+            results.insert(sub.id, run_check(&script, sub.id, conn).await?);
+        }
+    }
+    Ok(results)
 }
 
 fn stage_of(s: &QueuedSubtask) -> Result<StageSpec, WorkerError> {
@@ -33,29 +73,37 @@ fn stage_of(s: &QueuedSubtask) -> Result<StageSpec, WorkerError> {
         .map_err(|e| StoreError::Corrupt(format!("spec of S{}", s.id), e.to_string()).into())
 }
 
-/// Decides every running subtask whose jobs have all ended, in one transaction.
-async fn decide_subtasks(worker: &Worker) -> Result<usize, WorkerError> {
-    let mut conn = worker.store.pool().acquire().await?;
-    let settled = settled_subtasks(&mut conn).await?;
+/// Decides every running subtask whose jobs have all ended.
+async fn decide_subtasks(tx: &mut Tx<'_>, checks: &CheckResults) -> Result<RolledUp, WorkerError> {
+    let settled = settled_subtasks(tx).await?;
     let ids: Vec<i64> = settled.iter().map(|s| s.id).collect();
-    let mut jobs = current_jobs_of_subtasks(&mut conn, &ids).await?;
+    let mut jobs = current_jobs_of_subtasks(tx, &ids).await?;
     let mut decisions = Vec::new();
+    let mut awaiting_checks = Vec::new();
     for sub in &settled {
         let current = jobs.remove(&sub.id).unwrap_or_default();
-        if let Some(decision) = decide(&mut conn, sub, &current).await? {
-            decisions.push((sub.id, decision));
+        match decide(tx, sub, &current, checks).await? {
+            Decision::To(to, why) => decisions.push((sub.id, (to, why))),
+            Decision::AwaitingCheck => awaiting_checks.push(sub.id),
+            Decision::Undecided => {}
         }
     }
-    drop(conn);
     if decisions.is_empty() {
-        return Ok(0);
+        return Ok(RolledUp {
+            awaiting_checks,
+            ..RolledUp::default()
+        });
     }
     let mut subtasks = Moves::default();
     let mut batches = Moves::default();
     let mut closed = Moves::default();
-    let mut tx = worker.store.begin().await?;
     let decided: Vec<i64> = decisions.iter().map(|(id, _)| *id).collect();
-    let open_batches = submitted_batches_of(&mut tx, &decided).await?;
+    let open_batches = submitted_batches_of(tx, &decided).await?;
+    let succeeded: Vec<i64> = decisions
+        .iter()
+        .filter(|(_, (to, _))| *to == SubtaskState::Succeeded)
+        .map(|(id, _)| *id)
+        .collect();
     for (id, (to, why)) in decisions {
         for (batch, _) in open_batches.iter().filter(|(_, sub)| *sub == id) {
             batches.add(*batch, BatchState::JobsCompleted, "every job ended");
@@ -65,29 +113,47 @@ async fn decide_subtasks(worker: &Worker) -> Result<usize, WorkerError> {
         subtasks.add(id, to, why);
     }
     let changed = subtasks.len() + batches.len();
-    subtasks.write(&mut tx, WORKER_USER).await?;
-    batches.write(&mut tx, WORKER_USER).await?;
-    closed.write(&mut tx, WORKER_USER).await?;
-    tx.commit().await?;
-    Ok(changed)
+    subtasks.write(tx, WORKER_USER).await?;
+    batches.write(tx, WORKER_USER).await?;
+    closed.write(tx, WORKER_USER).await?;
+    Ok(RolledUp {
+        changed,
+        succeeded,
+        awaiting_checks,
+    })
 }
 
-/// The state a settled subtask goes to by its completion criteria (T5), if decided.
+/// What the completion criteria say of a settled subtask.
+enum Decision {
+    /// It moves to this state, for this reason.
+    To(SubtaskState, String),
+    /// Its check script has not run yet.
+    AwaitingCheck,
+    /// Not yet.
+    Undecided,
+}
+
+/// The state a settled subtask goes to by its completion criteria (T5), if
+/// decided; one whose check script has not run yet waits for it.
 async fn decide(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     sub: &QueuedSubtask,
     jobs: &[JobRow],
-) -> Result<Option<(SubtaskState, String)>, WorkerError> {
+    checks: &CheckResults,
+) -> Result<Decision, WorkerError> {
     let stage = stage_of(sub)?;
-    let mut progress = progress_of(conn, sub, jobs, stage.complete_when.counts_files()).await?;
+    let mut progress = progress_of(tx, sub, jobs, stage.complete_when.counts_files()).await?;
     if progress.active > 0 {
-        return Ok(None);
+        return Ok(Decision::Undecided);
     }
-    if let Some(script) = &stage.complete_when.check_script {
-        progress.check_passed = Some(run_check(script, sub.id, conn).await?);
+    if stage.complete_when.check_script.is_some() {
+        let Some(passed) = checks.get(&sub.id) else {
+            return Ok(Decision::AwaitingCheck);
+        };
+        progress.check_passed = Some(*passed);
     }
     if let Some(location) = &stage.complete_when.outputs_at {
-        let paths = output_paths(conn, sub.id).await?;
+        let paths = output_paths(tx, sub.id).await?;
         progress.outputs_at_reached = Some(paths.iter().all(|p| p.starts_with(location.as_str())));
     }
     let verdict = if progress.jobs == 0 {
@@ -96,41 +162,38 @@ async fn decide(
         evaluate(&stage.complete_when, &progress)
     };
     Ok(match verdict {
-        Verdict::Met => Some((
+        Verdict::Met => Decision::To(
             SubtaskState::Succeeded,
             "completion criteria met".to_string(),
-        )),
-        Verdict::Failed(why) => Some((
+        ),
+        Verdict::Failed(why) => Decision::To(
             SubtaskState::Failed,
             format!(
                 "{why}; resubmit with `prodops resubmit {}`",
                 SubtaskId(sub.id)
             ),
-        )),
-        Verdict::Running | Verdict::Waiting(_) => None,
+        ),
+        Verdict::Running | Verdict::Waiting(_) => Decision::Undecided,
     })
 }
 
 /// `(batch, subtask)` of the submitted batches of `subtasks`.
 async fn submitted_batches_of(
-    tx: &mut crate::store::Tx,
+    tx: &mut Tx<'_>,
     subtasks: &[i64],
 ) -> Result<Vec<(i64, i64)>, WorkerError> {
-    let mut out = Vec::new();
-    for chunk in subtasks.chunks(500) {
-        let sql = format!(
-            "SELECT id, subtask_id FROM batches WHERE state = $1 AND subtask_id IN ({}) ORDER BY id",
-            crate::store::campaigns::placeholders(2, chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(BatchState::Submitted.as_str());
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut **tx).await? {
-            out.push((r.try_get(0)?, r.try_get(1)?));
-        }
-    }
-    Ok(out)
+    let sql = format!(
+        "SELECT id, subtask_id FROM batches WHERE state = $1 AND subtask_id IN ({}) ORDER BY id",
+        Dialect::of(tx).ids(2)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(BatchState::Submitted.as_str())
+        .bind(json(&subtasks))
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 /// Where a batch whose jobs all ended goes after `jobs_completed` (T6).
@@ -192,63 +255,31 @@ async fn run_check(
 }
 
 /// Tasks follow subtasks, campaigns follow tasks.
-async fn roll_up_parents(worker: &Worker, table: ParentTable) -> Result<usize, WorkerError> {
-    let mut conn = worker.store.pool().acquire().await?;
-    let running = ids_in_state(&mut conn, table, "running").await?;
+async fn roll_up_parents(tx: &mut Tx<'_>, table: ParentTable) -> Result<usize, WorkerError> {
+    let running = child_states_of_running(tx, table).await?;
     let mut changed = 0;
-    for id in running {
-        let children = match table {
-            ParentTable::Tasks => ChildTable::SubtasksOfTask,
-            ParentTable::Campaigns => ChildTable::TasksOfCampaign,
-        };
-        let states = distinct_child_states(&mut conn, children, id).await?;
+    for (id, states) in running {
         let Some(outcome) = outcome_of(states.iter().map(String::as_str)) else {
             continue;
         };
-        let mut tx = worker.store.begin().await?;
         match (table, outcome) {
             (ParentTable::Tasks, Outcome::Succeeded) => {
-                set_state(
-                    &mut tx,
-                    id,
-                    TaskState::Succeeded,
-                    "every subtask succeeded",
-                    WORKER_USER,
-                )
-                .await?;
+                let why = "every subtask succeeded";
+                set_state(tx, id, TaskState::Succeeded, why, WORKER_USER).await?;
             }
             (ParentTable::Tasks, Outcome::Failed) => {
-                set_state(
-                    &mut tx,
-                    id,
-                    TaskState::Failed,
-                    "a subtask failed",
-                    WORKER_USER,
-                )
-                .await?;
+                let why = "a subtask failed";
+                set_state(tx, id, TaskState::Failed, why, WORKER_USER).await?;
             }
             (ParentTable::Campaigns, Outcome::Succeeded) => {
-                set_state(
-                    &mut tx,
-                    id,
-                    CampaignState::Succeeded,
-                    "every task succeeded",
-                    WORKER_USER,
-                )
-                .await?;
+                let why = "every task succeeded";
+                set_state(tx, id, CampaignState::Succeeded, why, WORKER_USER).await?;
             }
             (ParentTable::Campaigns, Outcome::Failed) => {
-                set_state(
-                    &mut tx,
-                    id,
-                    CampaignState::Failed,
-                    "a task failed",
-                    WORKER_USER,
-                )
-                .await?;
+                let why = "a task failed";
+                set_state(tx, id, CampaignState::Failed, why, WORKER_USER).await?;
             }
         }
-        tx.commit().await?;
         changed += 1;
     }
     Ok(changed)
@@ -275,21 +306,22 @@ fn outcome_of<'a>(children: impl Iterator<Item = &'a str>) -> Option<Outcome> {
     states.contains(&"failed").then_some(Outcome::Failed)
 }
 
-/// Releases waiting subtasks whose parents all succeeded (J1), in one transaction; returns how many.
-pub(super) async fn release_successors(worker: &Worker) -> Result<usize, WorkerError> {
-    let mut conn = worker.store.pool().acquire().await?;
-    let releasable = releasable_subtasks(&mut conn).await?;
-    drop(conn);
-    if releasable.is_empty() {
+/// Releases waiting subtasks whose parents all succeeded (J1); returns how
+/// many. With `children_of`, only children of those (just succeeded)
+/// subtasks are looked at.
+pub(super) async fn release_successors(
+    tx: &mut Tx<'_>,
+    children_of: Option<&[i64]>,
+) -> Result<usize, WorkerError> {
+    if children_of.is_some_and(|parents| parents.is_empty()) {
         return Ok(0);
     }
+    let releasable = releasable_subtasks(tx, children_of).await?;
     let mut ready = Moves::default();
-    for sub in &releasable {
-        ready.add(sub.id, SubtaskState::Ready, "every parent succeeded");
+    for id in &releasable {
+        ready.add(*id, SubtaskState::Ready, "every parent succeeded");
     }
-    let mut tx = worker.store.begin().await?;
-    ready.write(&mut tx, WORKER_USER).await?;
-    tx.commit().await?;
+    ready.write(tx, WORKER_USER).await?;
     Ok(releasable.len())
 }
 

@@ -12,28 +12,44 @@ use crate::model::split::JobPlan;
 use crate::model::state::{BatchState, JobState, Lifecycle};
 use crate::store::jobs::{files_by_id, set_batch_job_ids};
 use crate::store::queue::{in_flight, submittable_jobs, InFlight, Submittable};
+use crate::store::sql::{json, Dialect};
 use crate::store::states::{set_states, states_of};
 use crate::store::StoreError;
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// Submits created jobs in queue order within throttles; returns how many and any warnings.
-pub(super) async fn submit(worker: &Worker) -> Result<(usize, Vec<String>), WorkerError> {
-    let mut conn = worker.store.pool().acquire().await?;
-    let mut flight = in_flight(&mut conn).await?;
-    let candidates =
-        submittable_jobs(&mut conn, worker.config.throttles.per_pass as i64 * 4).await?;
-    drop(conn);
+/// What a submission phase did.
+#[derive(Debug, Default)]
+pub(super) struct Submissions {
+    /// Jobs the batch systems accepted.
+    pub(super) jobs: usize,
+    /// Jobs in flight afterwards.
+    pub(super) in_flight: usize,
+    /// Refusals (the jobs go back to `created` and are tried again).
+    pub(super) warnings: Vec<String>,
+}
+
+/// Submits created jobs in queue order within throttles.
+pub(super) async fn submit(
+    worker: &Worker,
+    conn: &mut AnyConnection,
+) -> Result<Submissions, WorkerError> {
+    let mut flight = in_flight(conn).await?;
+    let before = flight.total;
+    let candidates = submittable_jobs(conn, worker.config.throttles.per_pass as i64 * 4).await?;
     let picked = within_throttles(worker, &mut flight, candidates);
     if picked.is_empty() {
-        return Ok((0, Vec::new()));
+        return Ok(Submissions {
+            in_flight: before,
+            ..Submissions::default()
+        });
     }
     let intents: Vec<(i64, String)> = picked
         .iter()
         .map(|job| (job.job_id, format!("submitting to {}", job.backend)))
         .collect();
-    let mut tx = worker.store.begin().await?;
+    let mut tx = worker.store.begin_on(conn).await?;
     set_states(&mut tx, &intents, JobState::Submitting, WORKER_USER).await?;
     tx.commit().await?;
     failpoint::hit("submit:after-intent");
@@ -46,9 +62,8 @@ pub(super) async fn submit(worker: &Worker) -> Result<(usize, Vec<String>), Work
     }
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
-    let mut conn = worker.store.pool().acquire().await?;
     let subtasks: Vec<i64> = groups.keys().map(|(_, subtask)| *subtask).collect();
-    let specs = stage_specs(&mut conn, &subtasks).await?;
+    let specs = stage_specs(conn, &subtasks).await?;
     for ((backend_name, subtask), jobs) in groups {
         let backend = worker
             .backend(&backend_name)
@@ -56,7 +71,7 @@ pub(super) async fn submit(worker: &Worker) -> Result<(usize, Vec<String>), Work
         let stage = specs
             .get(&subtask)
             .ok_or_else(|| StoreError::NotFound(format!("S{subtask}")))?;
-        let group = job_group(worker, &mut conn, stage, &jobs).await?;
+        let group = job_group(worker, conn, stage, &jobs).await?;
         match backend.submit(&group).await {
             Ok(ids) => {
                 failpoint::hit("submit:after-backend");
@@ -65,10 +80,13 @@ pub(super) async fn submit(worker: &Worker) -> Result<(usize, Vec<String>), Work
             Err(e) => refused.push((jobs, e.to_string())),
         }
     }
-    drop(conn);
-    let submitted = record_submissions(worker, &accepted, &refused).await?;
+    let submitted = record_submissions(worker, conn, &accepted, &refused).await?;
     failpoint::hit("submit:after-record");
-    Ok((submitted, refused.into_iter().map(|(_, e)| e).collect()))
+    Ok(Submissions {
+        jobs: submitted,
+        in_flight: before + submitted,
+        warnings: refused.into_iter().map(|(_, e)| e).collect(),
+    })
 }
 
 /// Groups the batch system accepted, with their batch ids.
@@ -82,10 +100,11 @@ type Accepted<'a> = (
 /// `created`, in one transaction; returns how many were accepted.
 async fn record_submissions(
     worker: &Worker,
+    conn: &mut AnyConnection,
     accepted: &[Accepted<'_>],
     refused: &[(Vec<&Submittable>, String)],
 ) -> Result<usize, WorkerError> {
-    let mut tx = worker.store.begin().await?;
+    let mut tx = worker.store.begin_on(conn).await?;
     let mut queued = Vec::new();
     let mut batches = Vec::new();
     for (backend, ids, jobs) in accepted {
@@ -146,28 +165,26 @@ fn within_throttles(
     picked
 }
 
-/// The stage specs of `subtasks`, read in one statement per 500.
+/// The stage specs of `subtasks`, read in one statement.
 async fn stage_specs(
     conn: &mut AnyConnection,
     subtasks: &[i64],
 ) -> Result<HashMap<i64, StageSpec>, WorkerError> {
-    let mut specs = HashMap::new();
-    for chunk in subtasks.chunks(500) {
-        let sql = format!(
-            "SELECT id, spec_json FROM subtasks WHERE id IN ({})",
-            crate::store::campaigns::placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut *conn).await? {
-            let id: i64 = r.try_get(0)?;
-            let json: String = r.try_get(1)?;
-            let stage: StageSpec = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("spec of S{id}"), e.to_string()))?;
-            specs.insert(id, stage);
-        }
+    let sql = format!(
+        "SELECT id, spec_json FROM subtasks WHERE id IN ({})",
+        Dialect::of(conn).ids(1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(json(&subtasks))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut specs = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let id: i64 = r.try_get(0)?;
+        let text: String = r.try_get(1)?;
+        let stage: StageSpec = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("spec of S{id}"), e.to_string()))?;
+        specs.insert(id, stage);
     }
     Ok(specs)
 }
@@ -256,7 +273,7 @@ fn run_spec(
 
 /// Batches of the submitted jobs that may be `submitted` become so (T6).
 async fn mark_batches_submitted(
-    tx: &mut crate::store::Tx,
+    tx: &mut crate::store::Tx<'_>,
     mut batches: Vec<i64>,
 ) -> Result<(), WorkerError> {
     batches.sort_unstable();

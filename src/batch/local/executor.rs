@@ -18,7 +18,7 @@ use super::valid_name;
 use super::view::View;
 use crate::jobrun::stages::StageLog;
 use crate::jobrun::{self, JobIo, SharedOut};
-use crate::model::jobspec::{files, JobResult, JobRunSpec};
+use crate::model::jobspec::{files, JobResult, JobRunSpec, StageEvent};
 use crate::worker::failpoint;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -80,10 +80,49 @@ struct EventLog(Mutex<File>);
 
 impl EventLog {
     fn write(&self, event: &Event) {
+        self.write_lines(&line_of(event));
+    }
+
+    fn write_lines(&self, lines: &[u8]) {
         let mut file = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = file.write_all(&line_of(event)) {
+        if let Err(e) = file.write_all(lines) {
             eprintln!("local-executor: cannot append to {EVENTS}: {e}");
         }
+    }
+}
+
+/// A job's stage records, written a few at a time: the quick stages before
+/// the script (`stage-in`, `unpack`) go out with the script's start, the rest
+/// as each stage starts and when the job's stages are over (on drop).
+struct StageWriter {
+    name: String,
+    events: Arc<EventLog>,
+    pending: Vec<u8>,
+}
+
+impl StageWriter {
+    fn record(&mut self, stage: &StageEvent) {
+        self.pending.extend(line_of(&Event::Stage {
+            name: self.name.clone(),
+            stage: stage.clone(),
+        }));
+        let before_script = matches!(stage, StageEvent::Start { stage, .. } if stage == "stage-in" || stage == "unpack");
+        if matches!(stage, StageEvent::Start { .. }) && !before_script {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.events.write_lines(&self.pending);
+            self.pending.clear();
+        }
+    }
+}
+
+impl Drop for StageWriter {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -527,19 +566,17 @@ fn run_job(name: String, spec: JobRunSpec, dir: PathBuf, events: Arc<EventLog>, 
 /// Where a job's records go: stages to the event log, output to files in
 /// its directory made on first write, its pid to the event log and the main loop.
 fn job_io(name: &str, dir: &Path, events: &Arc<EventLog>, inbox: &Inbox) -> JobIo {
-    let stage_events = events.clone();
-    let stage_name = name.to_string();
+    let mut stages = StageWriter {
+        name: name.to_string(),
+        events: events.clone(),
+        pending: Vec::new(),
+    };
     let pid_events = events.clone();
     let pid_name = name.to_string();
     let inbox = inbox.clone();
     let lazy = |file: &str| -> SharedOut { Arc::new(Mutex::new(LazyFile::new(dir.join(file)))) };
     JobIo {
-        stages: StageLog::sink(move |stage| {
-            stage_events.write(&Event::Stage {
-                name: stage_name.clone(),
-                stage: stage.clone(),
-            })
-        }),
+        stages: StageLog::sink(move |stage| stages.record(stage)),
         stdout: lazy(files::STDOUT),
         stderr: Some(lazy(files::STDERR)),
         on_start: Some(Box::new(move |pid| {

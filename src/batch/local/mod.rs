@@ -26,7 +26,7 @@ use super::{
 };
 use crate::model::jobspec::{files, JobResult};
 use async_trait::async_trait;
-use protocol::{append_locked, line_of, wake, Command, Event, LogTail};
+use protocol::{append_locked, line_of, wake, Command, CommandHead, Event, LogTail};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -68,8 +68,8 @@ struct Logs {
 impl Logs {
     /// Reads what was appended to both logs since the last look.
     fn refresh(&mut self) -> Result<(), BatchError> {
-        for command in self.commands.read_new::<Command>().map_err(log_error)? {
-            self.view.apply_command(command);
+        for command in self.commands.read_new::<CommandHead>().map_err(log_error)? {
+            self.view.apply_command_head(command);
         }
         for event in self.events.read_new::<Event>().map_err(log_error)? {
             self.view.apply_event(event);
@@ -209,7 +209,7 @@ impl LocalBatch {
         logs.refresh()?;
         Ok(ids
             .iter()
-            .filter(|id| valid_name(&id.0) && logs.view.get(&id.0).is_some())
+            .filter(|id| logs.view.get(&id.0).is_some())
             .map(|id| make(id.0.clone()))
             .collect())
     }
@@ -284,12 +284,10 @@ impl BatchSystem for LocalBatch {
         let logs = self.logs();
         Ok(ids
             .iter()
-            .map(
-                |id| match logs.view.get(&id.0).filter(|_| valid_name(&id.0)) {
-                    Some(job) => observe(id, job),
-                    None => Observed::state(id.clone(), ObservedState::Unknown),
-                },
-            )
+            .map(|id| match logs.view.get(&id.0) {
+                Some(job) => observe(id, job),
+                None => Observed::state(id.clone(), ObservedState::Unknown),
+            })
             .collect())
     }
 
@@ -315,7 +313,6 @@ impl BatchSystem for LocalBatch {
             let job = logs
                 .view
                 .get(&id.0)
-                .filter(|_| valid_name(&id.0))
                 .ok_or_else(|| failed(&format!("unknown job {id}")))?;
             (job.stages.clone(), result_json(job))
         };
@@ -330,6 +327,22 @@ impl BatchSystem for LocalBatch {
         })
         .await
         .map_err(|e| failed(&format!("reading the logs of {id}: {e}")))?
+    }
+
+    async fn fetch_records(&self, ids: &[BatchJobId]) -> Result<Vec<LogBundle>, BatchError> {
+        let mut logs = self.logs();
+        logs.refresh()?;
+        Ok(ids
+            .iter()
+            .map(|id| match logs.view.get(&id.0) {
+                Some(job) => LogBundle {
+                    stages: job.stages.clone(),
+                    result: result_json(job),
+                    ..LogBundle::default()
+                },
+                None => LogBundle::default(),
+            })
+            .collect())
     }
 
     async fn queue_depth(&self) -> Result<u64, BatchError> {

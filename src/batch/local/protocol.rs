@@ -66,6 +66,38 @@ pub enum Command {
     },
 }
 
+/// A [`Command`] without what a submitted job runs: what workers read back
+/// (the spec is the executor's business, and the costliest part to parse).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum CommandHead {
+    /// A submission.
+    Submit {
+        /// The job's name.
+        name: String,
+    },
+    /// A hold.
+    Hold {
+        /// The job.
+        name: String,
+    },
+    /// A release.
+    Release {
+        /// The job.
+        name: String,
+    },
+    /// A cancellation.
+    Cancel {
+        /// The job.
+        name: String,
+    },
+    /// A change of slots.
+    Slots {
+        /// Jobs at once.
+        slots: usize,
+    },
+}
+
 /// What happened to a job, as the executor records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]

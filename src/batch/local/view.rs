@@ -2,7 +2,8 @@
 //! executor rebuilds its queue from it after a restart, and workers answer
 //! `poll`, `find` and `fetch_logs` from it.
 
-use super::protocol::{Command, Event};
+use super::protocol::{Command, CommandHead, Event};
+use super::valid_name;
 use crate::model::jobspec::{JobResult, JobRunSpec, StageEvent};
 use std::collections::HashMap;
 
@@ -58,8 +59,6 @@ pub struct View {
     executor: bool,
     /// Started, ended, removed or lost events seen so far.
     changes: u64,
-    /// The latest `slots` command.
-    slots: Option<usize>,
 }
 
 impl View {
@@ -99,33 +98,42 @@ impl View {
         self.changes
     }
 
-    /// The latest `slots` a worker asked for.
-    pub fn slots(&self) -> Option<usize> {
-        self.slots
-    }
-
-    /// Applies a worker's command.
+    /// Applies a worker's command (the executor's view keeps the spec).
     pub fn apply_command(&mut self, command: Command) {
         match command {
-            Command::Submit { name, spec } => {
-                if self.jobs.contains_key(&name) {
-                    return;
-                }
-                let spec = self.executor.then_some(spec);
-                self.order.push(name.clone());
-                self.jobs.insert(
-                    name,
-                    JobStatus {
-                        spec,
-                        ..JobStatus::default()
-                    },
-                );
-            }
+            Command::Submit { name, spec } => self.submitted(name, Some(spec)),
             Command::Hold { name } => self.update(&name, |j| j.held = true),
             Command::Release { name } => self.update(&name, |j| j.held = false),
             Command::Cancel { name } => self.update(&name, |j| j.cancelled = true),
-            Command::Slots { slots } => self.slots = Some(slots.max(1)),
+            Command::Slots { .. } => {}
         }
+    }
+
+    /// Applies a worker's command as workers read it back (without specs).
+    pub fn apply_command_head(&mut self, command: CommandHead) {
+        match command {
+            CommandHead::Submit { name } => self.submitted(name, None),
+            CommandHead::Hold { name } => self.update(&name, |j| j.held = true),
+            CommandHead::Release { name } => self.update(&name, |j| j.held = false),
+            CommandHead::Cancel { name } => self.update(&name, |j| j.cancelled = true),
+            CommandHead::Slots { .. } => {}
+        }
+    }
+
+    /// Notes a submission (a name already known, or not one of ours, is left alone).
+    fn submitted(&mut self, name: String, spec: Option<JobRunSpec>) {
+        if self.jobs.contains_key(&name) || !valid_name(&name) {
+            return;
+        }
+        let spec = spec.filter(|_| self.executor);
+        self.order.push(name.clone());
+        self.jobs.insert(
+            name,
+            JobStatus {
+                spec,
+                ..JobStatus::default()
+            },
+        );
     }
 
     /// Applies one of the executor's events. A job seen first in an event
@@ -133,6 +141,9 @@ impl View {
     pub fn apply_event(&mut self, event: Event) {
         let counts = !matches!(event, Event::Stage { .. } | Event::Pid { .. });
         let executor = self.executor;
+        if !valid_name(event.name()) {
+            return;
+        }
         if !self.jobs.contains_key(event.name()) {
             self.order.push(event.name().to_string());
         }
