@@ -283,3 +283,59 @@ fn output_piped_into_a_reader_that_goes_away_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.is_empty(), "nothing but silence: {stderr}");
 }
+
+#[test]
+fn bench_runs_named_scenarios_in_rounds_and_reports_medians_as_json() {
+    let out = Command::new(env!("CARGO_BIN_EXE_prodops"))
+        .args([
+            "--json",
+            "bench",
+            "dag-schedule",
+            "ingest",
+            "--quick",
+            "--rounds",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["cores"].as_u64().unwrap() >= 1);
+    let names: Vec<&str> = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dag-schedule", "ingest"]);
+    for scenario in report["scenarios"].as_array().unwrap() {
+        assert_eq!(scenario["rounds"], 2);
+        for figure in scenario["figures"].as_array().unwrap() {
+            assert!(figure["value"].as_f64().unwrap() > 0.0, "{figure}");
+            assert!(figure["target"].is_null(), "a quick run judges no target");
+        }
+    }
+    let ingest = &report["scenarios"][1];
+    assert!(ingest["notes"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("PostgreSQL skipped"));
+}
+
+#[test]
+fn bench_refuses_an_unknown_scenario_naming_the_choices() {
+    let out = Command::new(env!("CARGO_BIN_EXE_prodops"))
+        .args(["bench", "dag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dag-1000") && stderr.contains("console-1m"),
+        "{stderr}"
+    );
+}

@@ -1,10 +1,11 @@
-//! `console`: the console over a database of N jobs (1,000,000 by default):
-//! time to the first frame (empty, then with the first page of jobs loaded),
-//! render time of frames while scrolling the jobs table (median and p99) and
-//! resident memory. Rendering is measured on ratatui's `TestBackend` at
-//! 200×60: the UI thread's cost; loading runs on other tasks in the console,
-//! and its time is printed too.
+//! `console-1m`: the console over a database of 1,000,000 jobs: time to the
+//! first frame (empty, then with the first page of jobs loaded), render time
+//! of frames while scrolling the jobs table (median and p99) and resident
+//! memory. Rendering is measured on ratatui's `TestBackend` at 200×60: the UI
+//! thread's cost; loading runs on other tasks in the console, and its time is
+//! reported too. `--quick`: 100,000 jobs.
 
+use super::{bench_ops, file_and_approve, Figure, Options, Round, Target};
 use crate::ops::{Actor, Ops};
 use crate::store::Store;
 use crate::tui::action::Action;
@@ -36,8 +37,35 @@ pub struct ConsoleFigures {
     pub frame_p99_ms: f64,
     /// Median time to load one snapshot (off the UI thread), ms.
     pub load_median_ms: f64,
-    /// Resident memory after the run, MiB.
-    pub rss_mib: f64,
+    /// Resident memory after the run, MB.
+    pub rss_mb: f64,
+}
+
+/// One round of `console-1m`.
+pub(super) async fn round(dir: &Path, options: &Options) -> anyhow::Result<Round> {
+    let (jobs, frames) = if options.quick {
+        (100_000, 100)
+    } else {
+        (1_000_000, 300)
+    };
+    let f = console(dir, jobs, frames).await?;
+    Ok(Round {
+        figures: vec![
+            Figure::new("first frame (nothing loaded yet)", f.first_frame_ms, "ms")
+                .target(Target::AtMost(300.0)),
+            Figure::new(
+                "first frame with the jobs page",
+                f.first_data_frame_ms,
+                "ms",
+            ),
+            Figure::new("frame render, median", f.frame_median_ms, "ms"),
+            Figure::new("frame render, p99", f.frame_p99_ms, "ms").target(Target::AtMost(10.0)),
+            Figure::new("snapshot load (off the UI thread)", f.load_median_ms, "ms"),
+            Figure::new(&format!("resident memory, {jobs} jobs"), f.rss_mb, "MB")
+                .target(Target::AtMost(150.0)),
+        ],
+        notes: Vec::new(),
+    })
 }
 
 /// Seeds `dir/console.db` with `jobs` jobs, then measures the console on it.
@@ -105,7 +133,7 @@ pub async fn console(dir: &Path, jobs: i64, frames: usize) -> anyhow::Result<Con
         frame_median_ms: times[times.len() / 2],
         frame_p99_ms: times[(times.len() * 99 / 100).min(times.len() - 1)],
         load_median_ms: loads[loads.len() / 2],
-        rss_mib: resident_mib().context("reading /proc/self/status")?,
+        rss_mb: super::status_mb("self", "VmRSS").context("reading /proc/self/status")?,
     })
 }
 
@@ -113,51 +141,15 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
-/// VmRSS of this process, MiB.
-fn resident_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
-}
-
 /// One approved MC campaign whose single subtask has `jobs` jobs in mixed
 /// states (a tenth failed, a tenth running, the rest succeeded) over 7 sites.
 async fn seed(db: &str, dir: &Path, jobs: i64) -> anyhow::Result<()> {
     let store = Store::open(db).await?;
-    let ops = Ops::new(store.clone(), Actor::named("bench"));
-    let grant = |role, experiment: &str| crate::model::role::Grant {
-        role,
-        experiment: experiment.to_string(),
-        kind: None,
-    };
-    ops.user_add(
-        "bench",
-        &grant(crate::model::role::Role::Operator, "*"),
-        None,
-        None,
-    )
-    .await?;
-    ops.experiment_add("bench", &[]).await?;
-    ops.user_add(
-        "bench",
-        &grant(crate::model::role::Role::Approver, "bench"),
-        None,
-        None,
-    )
-    .await?;
-    let request = dir.join("console.toml");
-    std::fs::write(
-        &request,
-        "experiment = \"bench\"\nkind = \"mc\"\ntitle = \"a million jobs\"\n[defaults]\nrelease = \"bench\"\n[[stage]]\nname = \"gen\"\nscript = \"/bin/true\"\nevents = 1000000\nevents_per_job = 1\nseed_base = 1\n",
-    )?;
-    let id = ops.request_new(&request).await?.summary.id.parse()?;
-    ops.approve(id, "bench").await?;
+    let ops = bench_ops(&store).await?;
+    let request = format!(
+        "experiment = \"bench\"\nkind = \"mc\"\ntitle = \"{jobs} jobs\"\n[defaults]\nrelease = \"bench\"\n[[stage]]\nname = \"gen\"\nscript = \"/bin/true\"\nevents = {jobs}\nevents_per_job = 1\nseed_base = 1\n"
+    );
+    file_and_approve(&ops, dir, &request).await?;
     let subtask: i64 = sqlx::query_scalar("SELECT MIN(id) FROM subtasks")
         .fetch_one(store.pool())
         .await?;

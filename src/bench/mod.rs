@@ -1,147 +1,301 @@
-//! `prodops bench`: named scenarios that measure prodops on this machine and
-//! check their own result (a benchmark that did not do the work fails loudly).
+//! `prodops bench`: named scenarios that measure prodops on this machine,
+//! beside the tools users would otherwise pick where there are such tools,
+//! and check their own results (a benchmark that did not do the work fails
+//! loudly instead of printing a figure).
 //!
-//! `dag`: N chains of K trivial jobs (`/bin/true`), job k of a chain after job
-//! k−1, run `slots` at a time on the local backend with every transition,
-//! stage and result recorded in SQLite. The same N×K `/bin/true` processes
-//! are also spawned `slots` at a time by a bare launcher (no database, no
-//! files, no worker): that is the process-spawn floor, and the difference
-//! per job is prodops's overhead. The two alternate for several rounds and
-//! the medians are reported, so a slow moment of the machine does not decide
-//! the figure.
+//! Each round of a scenario runs in a fresh child process
+//! (`prodops bench --round NAME`), so memory figures are that scenario's own;
+//! the parent prints the median of every figure over the rounds, with the
+//! scenario's targets. See `docs/performance.md` for the workloads.
 
 pub mod console;
+mod dag;
+mod ingest;
+mod peers;
+mod reconcile;
+mod schedule;
 
-use crate::batch::local::LocalBatch;
-use crate::batch::BatchSystem;
-use crate::jobrun::stages::SelfMeter;
-use crate::model::ids::CampaignId;
-use crate::ops::{Actor, Ops};
-use crate::store::Store;
-use crate::worker::{Throttles, Worker, WorkerConfig};
-use anyhow::{ensure, Context};
-use serde::Serialize;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-/// The shape of a `dag` run.
-#[derive(Debug, Clone, Copy)]
-pub struct DagShape {
-    /// Independent chains.
-    pub chains: usize,
-    /// Jobs per chain, each after the previous.
-    pub length: usize,
-    /// Jobs at once.
-    pub slots: usize,
-    /// Rounds of prodops and floor, alternating; medians are reported.
-    pub rounds: usize,
+/// The scenarios, by the names the command line takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// 1000 trivial jobs in 100 chains of 10, 2 at a time, against make, Snakemake, Luigi.
+    #[value(name = "dag-1000")]
+    Dag1000,
+    /// Job status and stage events written per second, on SQLite and PostgreSQL.
+    Ingest,
+    /// One worker pass over 100,000 active jobs reported by a stand-in batch system.
+    #[value(name = "reconcile-100k")]
+    Reconcile100k,
+    /// The console over 1,000,000 jobs: first frame, frame times, memory.
+    #[value(name = "console-1m")]
+    Console1m,
+    /// Readiness of a 10,000-node random DAG after each completion.
+    #[value(name = "dag-schedule")]
+    DagSchedule,
 }
 
-/// The figures of a `dag` run (medians over its rounds).
-#[derive(Debug, Clone, Serialize)]
-pub struct DagFigures {
-    /// Jobs run per round.
-    pub jobs: usize,
-    /// Independent chains.
-    pub chains: usize,
-    /// Jobs at once.
-    pub slots: usize,
-    /// Rounds measured.
-    pub rounds: usize,
-    /// Wall time of prodops from approval to campaign succeeded, seconds.
-    pub prodops_seconds: f64,
-    /// Wall time of a bare launcher spawning the same `/bin/true` processes, seconds.
-    pub spawn_floor_seconds: f64,
-    /// (prodops − floor) × slots / jobs per round, milliseconds: what each
-    /// job costs beyond its spawn.
-    pub overhead_ms_per_job: f64,
-    /// CPU time (user + system) of the worker's own process per job,
-    /// milliseconds: the part of the overhead that does not depend on how
-    /// busy the machine is.
-    pub worker_cpu_ms_per_job: f64,
-    /// CPU time of the local executor's own threads per job (its scripts
-    /// not included), milliseconds.
-    pub executor_cpu_ms_per_job: f64,
-    /// CPU time of the floor's own process per job, milliseconds: what
-    /// spawning and reaping alone cost the launcher.
-    pub launcher_cpu_ms_per_job: f64,
-    /// History rows written.
-    pub history_rows: i64,
-    /// Stage rows written.
-    pub stage_rows: i64,
-}
+impl Scenario {
+    /// Every scenario, in the order they are run.
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Dag1000,
+        Scenario::Ingest,
+        Scenario::Reconcile100k,
+        Scenario::Console1m,
+        Scenario::DagSchedule,
+    ];
 
-/// Builds the request file of `chains` chains of `length` trivial jobs.
-fn dag_request(chains: usize, length: usize) -> String {
-    let mut out = String::from(
-        "experiment = \"bench\"\nkind = \"mc\"\ntitle = \"dag bench\"\n[defaults]\nrelease = \"bench\"\nresources = { memory_mb = 100, wall_hours = 1 }\n",
-    );
-    for c in 0..chains {
-        for k in 0..length {
-            out += &format!(
-                "[[stage]]\nname = \"c{c}_{k}\"\nscript = \"/bin/true\"\nevents = 1\nevents_per_job = 1\nseed_base = {k}\n"
-            );
-            if k > 0 {
-                out += &format!("after = [\"c{c}_{}\"]\n", k - 1);
-            }
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Dag1000 => "dag-1000",
+            Scenario::Ingest => "ingest",
+            Scenario::Reconcile100k => "reconcile-100k",
+            Scenario::Console1m => "console-1m",
+            Scenario::DagSchedule => "dag-schedule",
         }
     }
-    out
 }
 
-/// One round of the floor: wall seconds and the launcher's own CPU ms.
-struct FloorRound {
-    seconds: f64,
-    launcher_cpu_ms: f64,
+/// How the suite runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Options {
+    /// Smaller sizes and no peers (for CI: the benchmarks must not rot).
+    pub quick: bool,
+    /// Rounds per scenario; medians are reported.
+    pub rounds: usize,
+    /// A Python venv holding `snakemake` and `luigi` (see `scripts/bench.sh`).
+    pub peers: Option<PathBuf>,
+    /// A PostgreSQL server for the `ingest` scenario (a schema is made and dropped).
+    pub pg: Option<String>,
 }
 
-/// One round of prodops: wall seconds, worker and executor CPU ms, history and stage rows.
-struct ProdopsRound {
-    seconds: f64,
-    worker_cpu_ms: f64,
-    executor_cpu_ms: f64,
-    history_rows: i64,
-    stage_rows: i64,
+/// A bound a figure should keep.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// At most this.
+    AtMost(f64),
+    /// At least this.
+    AtLeast(f64),
 }
 
-/// Runs the `dag` scenario in `dir`, `shape.rounds` times alternating with
-/// the floor, and checks that every job of every round succeeded.
-pub async fn dag(dir: &Path, shape: DagShape, runner: Vec<String>) -> anyhow::Result<DagFigures> {
-    let jobs = shape.chains * shape.length;
-    let mut prodops = Vec::new();
-    let mut floors = Vec::new();
-    let mut overheads = Vec::new();
-    for round in 0..shape.rounds.max(1) {
-        let run = dag_round(&dir.join(format!("round{round}")), shape, &runner).await?;
-        let floor = spawn_floor(jobs, shape.slots).await?;
-        overheads.push((run.seconds - floor.seconds) * 1000.0 * shape.slots as f64 / jobs as f64);
-        floors.push(floor);
-        prodops.push(run);
+impl Target {
+    /// True when `value` keeps the bound.
+    pub fn met_by(self, value: f64) -> bool {
+        match self {
+            Target::AtMost(bound) => value <= bound,
+            Target::AtLeast(bound) => value >= bound,
+        }
     }
-    let last = prodops.last().context("no round ran")?;
-    let (history_rows, stage_rows) = (last.history_rows, last.stage_rows);
-    Ok(DagFigures {
-        jobs,
-        chains: shape.chains,
-        slots: shape.slots,
-        rounds: prodops.len(),
-        prodops_seconds: median(prodops.iter().map(|r| r.seconds).collect()),
-        spawn_floor_seconds: median(floors.iter().map(|f| f.seconds).collect()),
-        launcher_cpu_ms_per_job: median(floors.iter().map(|f| f.launcher_cpu_ms).collect())
-            / jobs as f64,
-        overhead_ms_per_job: median(overheads),
-        worker_cpu_ms_per_job: median(prodops.iter().map(|r| r.worker_cpu_ms).collect())
-            / jobs as f64,
-        executor_cpu_ms_per_job: median(prodops.iter().map(|r| r.executor_cpu_ms).collect())
-            / jobs as f64,
-        history_rows,
-        stage_rows,
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    /// What it is.
+    pub name: String,
+    /// Its value (the median over the rounds, in a report).
+    pub value: f64,
+    /// Its unit (`s`, `ms`, `MiB`, `×`, `events/s`).
+    pub unit: String,
+    /// The bound it should keep, if any.
+    pub target: Option<Target>,
+}
+
+impl Figure {
+    /// A figure without a target.
+    pub fn new(name: &str, value: f64, unit: &str) -> Figure {
+        Figure {
+            name: name.to_string(),
+            value,
+            unit: unit.to_string(),
+            target: None,
+        }
+    }
+
+    /// The same figure with a target.
+    pub fn target(self, target: Target) -> Figure {
+        Figure {
+            target: Some(target),
+            ..self
+        }
+    }
+}
+
+/// What one round of a scenario measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    /// The figures.
+    pub figures: Vec<Figure>,
+    /// What was left out and why (a peer that is not installed).
+    pub notes: Vec<String>,
+}
+
+/// A scenario's figures, medians over its rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioReport {
+    /// Its name.
+    pub scenario: &'static str,
+    /// Rounds run.
+    pub rounds: usize,
+    /// Medians, with whether each met its target.
+    pub figures: Vec<ReportedFigure>,
+    /// What was left out and why.
+    pub notes: Vec<String>,
+}
+
+/// A figure in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportedFigure {
+    /// The median figure.
+    #[serde(flatten)]
+    pub figure: Figure,
+    /// Whether it met its target (`None` without one).
+    pub met: Option<bool>,
+}
+
+/// The whole suite's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Cores of this machine.
+    pub cores: usize,
+    /// When it started (RFC 3339, UTC).
+    pub date: String,
+    /// Smaller sizes, no peers.
+    pub quick: bool,
+    /// The scenarios run.
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+/// Runs `scenarios` (all when empty), each round in a child process of
+/// `exe`, and gathers the medians.
+pub fn run(exe: &Path, scenarios: &[Scenario], options: &Options) -> anyhow::Result<Report> {
+    let date = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let chosen: Vec<Scenario> = if scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        scenarios.to_vec()
+    };
+    let mut reports = Vec::new();
+    for scenario in chosen {
+        let rounds: Vec<Round> = (0..options.rounds.max(1))
+            .map(|_| run_round_in_child(exe, scenario, options))
+            .collect::<anyhow::Result<_>>()
+            .with_context(|| format!("scenario {}", scenario.name()))?;
+        let mut report = summarise(scenario, &rounds);
+        if options.quick {
+            drop_targets(&mut report);
+        }
+        reports.push(report);
+    }
+    Ok(Report {
+        cores: cores(),
+        date,
+        quick: options.quick,
+        scenarios: reports,
     })
 }
 
+/// Runs one round of `scenario` in a fresh `prodops bench --round` process.
+fn run_round_in_child(exe: &Path, scenario: Scenario, options: &Options) -> anyhow::Result<Round> {
+    let mut cmd = Command::new(exe);
+    cmd.args(["bench", "--round", scenario.name()]);
+    if options.quick {
+        cmd.arg("--quick");
+    }
+    if let Some(peers) = &options.peers {
+        cmd.arg("--peers").arg(peers);
+    }
+    if let Some(pg) = &options.pg {
+        cmd.arg("--pg").arg(pg);
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        bail!("the round failed ({})", out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("the round printed no figures")
+}
+
+/// Runs one round of `scenario` in this process, in a fresh temporary
+/// directory removed afterwards (`prodops bench --round`).
+pub async fn round(scenario: Scenario, options: &Options) -> anyhow::Result<Round> {
+    let dir = std::env::temp_dir().join(format!(
+        "prodops-bench-{}-{}",
+        scenario.name(),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let result = match scenario {
+        Scenario::Dag1000 => dag::round(&dir, options).await,
+        Scenario::Ingest => ingest::round(&dir, options).await,
+        Scenario::Reconcile100k => reconcile::round(&dir, options).await,
+        Scenario::Console1m => console::round(&dir, options).await,
+        Scenario::DagSchedule => schedule::round(options),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Medians of each figure (by name, in first-seen order) over the rounds.
+fn summarise(scenario: Scenario, rounds: &[Round]) -> ScenarioReport {
+    let mut names: Vec<&Figure> = Vec::new();
+    for figure in rounds.iter().flat_map(|r| &r.figures) {
+        if !names.iter().any(|f| f.name == figure.name) {
+            names.push(figure);
+        }
+    }
+    let figures = names
+        .into_iter()
+        .map(|first| {
+            let values: Vec<f64> = rounds
+                .iter()
+                .flat_map(|r| &r.figures)
+                .filter(|f| f.name == first.name)
+                .map(|f| f.value)
+                .collect();
+            let figure = Figure {
+                value: median(values),
+                ..first.clone()
+            };
+            ReportedFigure {
+                met: figure.target.map(|t| t.met_by(figure.value)),
+                figure,
+            }
+        })
+        .collect();
+    let mut notes: Vec<String> = Vec::new();
+    for note in rounds.iter().flat_map(|r| &r.notes) {
+        if !notes.contains(note) {
+            notes.push(note.clone());
+        }
+    }
+    ScenarioReport {
+        scenario: scenario.name(),
+        rounds: rounds.len(),
+        figures,
+        notes,
+    }
+}
+
+/// Targets are set for the full sizes: a quick run shows none.
+fn drop_targets(report: &mut ScenarioReport) {
+    for f in &mut report.figures {
+        f.figure.target = None;
+        f.met = None;
+    }
+}
+
 /// The median of `values` (the mean of the middle two for an even count).
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     match n {
@@ -151,118 +305,169 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// One prodops round in a fresh `dir`: a new database and backend root.
-async fn dag_round(dir: &Path, shape: DagShape, runner: &[String]) -> anyhow::Result<ProdopsRound> {
-    std::fs::create_dir_all(dir)?;
-    let (chains, length, slots) = (shape.chains, shape.length, shape.slots);
-    let jobs = chains * length;
-    let store = Store::open(&dir.join("bench.db").display().to_string()).await?;
-    let ops = Ops::new(store.clone(), Actor::named("bench"));
-    let admin = crate::model::role::Grant {
-        role: crate::model::role::Role::Approver,
-        experiment: "bench".into(),
-        kind: None,
-    };
-    ops.user_add(
-        "bench",
-        &crate::model::role::Grant {
-            role: crate::model::role::Role::Operator,
-            experiment: "*".into(),
-            kind: None,
-        },
-        None,
-        None,
-    )
-    .await?;
-    ops.experiment_add("bench", &[]).await?;
-    ops.user_add("bench", &admin, None, None).await?;
-    let request = dir.join("dag.toml");
-    std::fs::write(&request, dag_request(chains, length))?;
-    let id: CampaignId = ops.request_new(&request).await?.summary.id.parse()?;
-    let local_root = dir.join("local");
-    let local = LocalBatch::open(local_root.clone(), slots, runner.to_vec()).await?;
-    let executor_cpu = executor_cpu_ms(&local_root);
-    let backends: Vec<Arc<dyn BatchSystem>> = vec![local];
-    let config = WorkerConfig {
-        throttles: Throttles::default(),
-        output_root: dir.join("outputs"),
-        lease_ttl: Duration::from_secs(60),
-        min_pass_interval: crate::worker::MIN_PASS_INTERVAL,
-    };
-    let worker = Worker::new(store.clone(), backends, config);
-    ops.approve(id, "bench").await?;
-    let cpu = SelfMeter::start();
-    let started = Instant::now();
-    worker.run_until_idle(|_| {}).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let worker_cpu_ms = cpu.usage().cpu_ms as f64;
-    let executor_cpu_ms = (executor_cpu_ms(&local_root) - executor_cpu) as f64;
-
-    let c = ops.campaign(id).await?;
-    ensure!(
-        c.request.state == "succeeded",
-        "the dag campaign ended `{}`, not succeeded",
-        c.request.state
-    );
-    let succeeded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'")
-        .fetch_one(store.pool())
-        .await?;
-    ensure!(
-        succeeded as usize == jobs,
-        "{succeeded} of {jobs} jobs succeeded"
-    );
-    let history_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM history")
-        .fetch_one(store.pool())
-        .await?;
-    let stage_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_stages")
-        .fetch_one(store.pool())
-        .await?;
-    ensure!(
-        stage_rows as usize >= jobs * 3,
-        "only {stage_rows} stage rows for {jobs} jobs"
-    );
-    store.close().await;
-    Ok(ProdopsRound {
-        seconds,
-        worker_cpu_ms,
-        executor_cpu_ms,
-        history_rows,
-        stage_rows,
-    })
-}
-
-/// Spawns `jobs` `/bin/true` processes, `slots` at a time, with nothing
-/// else: no database, no files, no measuring.
-async fn spawn_floor(jobs: usize, slots: usize) -> anyhow::Result<FloorRound> {
-    let cpu = SelfMeter::start();
-    let started = Instant::now();
-    let mut queue = 0..jobs;
-    let mut running = tokio::task::JoinSet::new();
-    loop {
-        while running.len() < slots && queue.next().is_some() {
-            let mut cmd = tokio::process::Command::new("/bin/true");
-            running.spawn(async move { cmd.status().await });
+/// The report as a table for people.
+pub fn table(report: &Report) -> String {
+    let mut out = format!(
+        "prodops bench · {} cores · {}{}\n\n",
+        report.cores,
+        report.date,
+        if report.quick {
+            " · --quick (smaller sizes, no peers)"
+        } else {
+            ""
         }
-        match running.join_next().await {
-            Some(done) => ensure!(
-                done.context("join")?.context("spawn")?.success(),
-                "a floor job failed"
-            ),
-            None => break,
+    );
+    out += &format!(
+        "{:<18} {:<46} {:>16}  {:<12} {}\n",
+        "scenario", "figure (median)", "value", "target", ""
+    );
+    for s in &report.scenarios {
+        for (i, f) in s.figures.iter().enumerate() {
+            let label = if i == 0 {
+                format!("{} ×{}", s.scenario, s.rounds)
+            } else {
+                String::new()
+            };
+            let target = f
+                .figure
+                .target
+                .map(|t| match t {
+                    Target::AtMost(b) => format!("≤ {}", number(b)),
+                    Target::AtLeast(b) => format!("≥ {}", number(b)),
+                })
+                .unwrap_or_default();
+            let verdict = match f.met {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "",
+            };
+            out += &format!(
+                "{:<18} {:<46} {:>16}  {:<12} {}\n",
+                label,
+                f.figure.name,
+                format!("{} {}", number(f.figure.value), f.figure.unit),
+                target,
+                verdict
+            );
+        }
+        for note in &s.notes {
+            out += &format!("{:<18} note: {note}\n", "");
         }
     }
-    Ok(FloorRound {
-        seconds: started.elapsed().as_secs_f64(),
-        launcher_cpu_ms: cpu.usage().cpu_ms as f64,
-    })
+    out
 }
 
-/// CPU time (user + system) of the local executor running in `root` so
-/// far, ms; 0 when none runs.
-fn executor_cpu_ms(root: &Path) -> i64 {
-    let pid = std::fs::read_to_string(root.join(crate::batch::local::protocol::LOCK))
-        .ok()
-        .and_then(|text| text.trim().parse::<i32>().ok());
-    pid.and_then(crate::jobrun::measure::cpu_ms_of_process)
-        .unwrap_or(0)
+/// A number with as many digits as it needs.
+fn number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 10_000.0 {
+        format!("{:.0}", v)
+    } else if a >= 100.0 {
+        format!("{:.1}", v)
+    } else if a >= 1.0 {
+        format!("{:.2}", v)
+    } else {
+        format!("{:.3}", v)
+    }
+}
+
+/// Cores of this machine.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// A field (in KiB) of `/proc/<pid>/status`, such as `VmRSS` or `VmHWM`, in MB.
+fn status_mb(pid: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024.0 / 1e6)
+}
+
+/// Forgets this process's peak resident memory so far (`VmHWM`), so the
+/// next reading is the peak of what follows.
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The user, experiment and grants every scenario's database starts with.
+async fn bench_ops(store: &crate::store::Store) -> anyhow::Result<crate::ops::Ops> {
+    use crate::model::role::{Grant, Role};
+    let ops = crate::ops::Ops::new(store.clone(), crate::ops::Actor::named("bench"));
+    let grant = |role, experiment: &str| Grant {
+        role,
+        experiment: experiment.to_string(),
+        kind: None,
+    };
+    ops.user_add("bench", &grant(Role::Operator, "*"), None, None)
+        .await?;
+    ops.experiment_add("bench", &[]).await?;
+    ops.user_add("bench", &grant(Role::Approver, "bench"), None, None)
+        .await?;
+    Ok(ops)
+}
+
+/// Files and approves the request `toml` (written to `dir/request.toml`).
+async fn file_and_approve(
+    ops: &crate::ops::Ops,
+    dir: &Path,
+    toml: &str,
+) -> anyhow::Result<crate::model::ids::CampaignId> {
+    let path = dir.join("request.toml");
+    std::fs::write(&path, toml)?;
+    let id: crate::model::ids::CampaignId = ops.request_new(&path).await?.summary.id.parse()?;
+    ops.approve(id, "bench").await?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_are_taken_per_figure_and_targets_judged_on_them() {
+        let round = |v: f64| Round {
+            figures: vec![
+                Figure::new("wall", v, "s").target(Target::AtMost(2.0)),
+                Figure::new("rate", 10.0 * v, "events/s").target(Target::AtLeast(25.0)),
+            ],
+            notes: vec!["luigi skipped".into(), "snakemake skipped".into()],
+        };
+        let report = summarise(Scenario::Ingest, &[round(1.0), round(3.0), round(2.5)]);
+        assert_eq!(report.figures[0].figure.value, 2.5);
+        assert_eq!(report.figures[0].met, Some(false));
+        assert_eq!(report.figures[1].figure.value, 25.0);
+        assert_eq!(report.figures[1].met, Some(true));
+        assert_eq!(report.notes, ["luigi skipped", "snakemake skipped"]);
+        assert_eq!(median(vec![4.0, 1.0]), 2.5);
+    }
+
+    #[test]
+    fn the_table_names_each_figure_its_target_and_verdict() {
+        let report = Report {
+            cores: 2,
+            date: "2026-11-29T00:00:00Z".into(),
+            quick: true,
+            scenarios: vec![summarise(
+                Scenario::DagSchedule,
+                &[Round {
+                    figures: vec![Figure::new("total", 12.5, "ms").target(Target::AtMost(50.0))],
+                    notes: Vec::new(),
+                }],
+            )],
+        };
+        let text = table(&report);
+        assert!(text.contains("2 cores"), "{text}");
+        assert!(text.contains("dag-schedule ×1"), "{text}");
+        assert!(text.contains("12.50 ms"), "{text}");
+        assert!(text.contains("≤ 50.00"), "{text}");
+        assert!(text.contains("met"), "{text}");
+    }
 }

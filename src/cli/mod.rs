@@ -178,9 +178,8 @@ enum Command {
         #[command(flatten)]
         worker: worker::WorkerArgs,
     },
-    /// Measure prodops on this machine (scenarios check their own results).
-    #[command(subcommand)]
-    Bench(BenchCmd),
+    /// Measure prodops on this machine beside the tools users would otherwise pick.
+    Bench(BenchArgs),
     /// Run one job on a batch node: its stages, measured, from a job.json (used by backends).
     JobRun {
         /// The job spec written by the worker.
@@ -308,32 +307,26 @@ enum ExperimentCmd {
     List,
 }
 
-#[derive(Debug, Subcommand)]
-enum BenchCmd {
-    /// Chains of trivial jobs on the local backend, against the bare process-spawn floor.
-    Dag {
-        /// Independent chains.
-        #[arg(long, default_value_t = 100)]
-        chains: usize,
-        /// Jobs per chain, each after the previous.
-        #[arg(long, default_value_t = 10)]
-        length: usize,
-        /// Jobs at once.
-        #[arg(long = "parallel", default_value_t = 2)]
-        parallel: usize,
-        /// Rounds of prodops and the floor, alternating; medians are printed.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-    },
-    /// The console over a database of many jobs: first frame, frame times, memory.
-    Console {
-        /// Jobs in the database.
-        #[arg(long, default_value_t = 1_000_000)]
-        jobs: i64,
-        /// Frames measured while scrolling the jobs table.
-        #[arg(long, default_value_t = 300)]
-        frames: usize,
-    },
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Scenarios to run (default: all of them).
+    #[arg(value_enum, value_name = "SCENARIO")]
+    scenarios: Vec<crate::bench::Scenario>,
+    /// Smaller sizes and no peers (what CI runs, so the benchmarks never rot).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds per scenario; medians are printed [default: 3, or 1 with --quick].
+    #[arg(long, value_name = "N")]
+    rounds: Option<usize>,
+    /// A Python venv with snakemake and luigi (scripts/bench.sh makes a throwaway one).
+    #[arg(long, value_name = "DIR")]
+    peers: Option<PathBuf>,
+    /// A PostgreSQL server for the ingest scenario (a schema is made and dropped).
+    #[arg(long, value_name = "URL")]
+    pg: Option<String>,
+    /// One round of one scenario in this process, figures as JSON (the suite runs these).
+    #[arg(long, value_name = "SCENARIO", hide = true)]
+    round: Option<crate::bench::Scenario>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -409,64 +402,47 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
         .ok()
 }
 
-/// Runs a benchmark in a temporary directory (no configured database is touched).
-fn run_bench(cmd: &BenchCmd, json: bool) -> i32 {
-    let Some(runtime) = runtime() else {
-        return EXIT_ERROR;
+/// Runs the benchmark suite (each scenario in temporary directories; no
+/// configured database is touched), or one round of one scenario.
+fn run_bench(args: &BenchArgs, json: bool) -> i32 {
+    let options = crate::bench::Options {
+        quick: args.quick,
+        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
+        peers: args.peers.clone(),
+        pg: args.pg.clone(),
     };
-    match cmd {
-        BenchCmd::Dag {
-            chains,
-            length,
-            parallel,
-            rounds,
-        } => {
-            let shape = crate::bench::DagShape {
-                chains: *chains,
-                length: *length,
-                slots: (*parallel).max(1),
-                rounds: (*rounds).max(1),
-            };
-            let scenario = |dir: PathBuf| async move {
-                crate::bench::dag(&dir, shape, crate::batch::local::default_runner()).await
-            };
-            run_scenario(&runtime, json, scenario, print_dag)
-        }
-        BenchCmd::Console { jobs, frames } => {
-            let (jobs, frames) = (*jobs, (*frames).max(1));
-            let scenario = |dir: PathBuf| async move {
-                crate::bench::console::console(&dir, jobs, frames).await
-            };
-            run_scenario(&runtime, json, scenario, print_console)
-        }
+    if let Some(scenario) = args.round {
+        let Some(runtime) = runtime() else {
+            return EXIT_ERROR;
+        };
+        return match runtime.block_on(crate::bench::round(scenario, &options)) {
+            Ok(round) => {
+                println!("{}", serde_json::to_string(&round).unwrap_or_default());
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: bench {}: {}", scenario.name(), one_line(&e));
+                EXIT_ERROR
+            }
+        };
     }
-}
-
-/// Runs one scenario in a fresh temporary directory (removed afterwards) and
-/// prints its figures, as JSON with `--json`.
-fn run_scenario<T, F>(
-    runtime: &tokio::runtime::Runtime,
-    json: bool,
-    scenario: impl FnOnce(PathBuf) -> F,
-    print: fn(&T),
-) -> i32
-where
-    T: serde::Serialize,
-    F: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let result = runtime.block_on(async {
-        let dir = tempfile_dir()?;
-        let figures = scenario(dir.clone()).await;
-        let _ = std::fs::remove_dir_all(&dir);
-        figures
-    });
-    match result {
-        Ok(f) if json => {
-            println!("{}", serde_json::to_string_pretty(&f).unwrap_or_default());
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("error: cannot find this program to run the rounds: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    match crate::bench::run(&exe, &args.scenarios, &options) {
+        Ok(report) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
             EXIT_OK
         }
-        Ok(f) => {
-            print(&f);
+        Ok(report) => {
+            print!("{}", crate::bench::table(&report));
             EXIT_OK
         }
         Err(e) => {
@@ -474,91 +450,6 @@ where
             EXIT_ERROR
         }
     }
-}
-
-fn print_dag(f: &crate::bench::DagFigures) {
-    println!(
-        "dag: {} jobs ({} chains of {}), {} at a time, on {} cores; medians of {} rounds",
-        f.jobs,
-        f.chains,
-        f.jobs / f.chains.max(1),
-        f.slots,
-        num_cpus(),
-        f.rounds
-    );
-    println!(
-        "  prodops (local backend, SQLite, all recorded)  {:>8.3} s",
-        f.prodops_seconds
-    );
-    println!(
-        "  bare spawns of /bin/true, same parallelism     {:>8.3} s",
-        f.spawn_floor_seconds
-    );
-    println!(
-        "  overhead per job beyond the spawn              {:>8.3} ms",
-        f.overhead_ms_per_job
-    );
-    println!(
-        "  worker CPU per job                             {:>8.3} ms",
-        f.worker_cpu_ms_per_job
-    );
-    println!(
-        "  local executor CPU per job (without scripts)   {:>8.3} ms",
-        f.executor_cpu_ms_per_job
-    );
-    println!(
-        "  bare launcher CPU per job                      {:>8.3} ms",
-        f.launcher_cpu_ms_per_job
-    );
-    println!(
-        "  history rows {} · stage rows {}",
-        f.history_rows, f.stage_rows
-    );
-}
-
-fn print_console(f: &crate::bench::console::ConsoleFigures) {
-    println!(
-        "console: {} jobs, {} frames at 200×60, on {} cores",
-        f.jobs,
-        f.frames,
-        num_cpus()
-    );
-    println!(
-        "  first frame (nothing loaded yet)      {:>9.1} ms",
-        f.first_frame_ms
-    );
-    println!(
-        "  first frame with the jobs page        {:>9.1} ms",
-        f.first_data_frame_ms
-    );
-    println!(
-        "  frame render, median                  {:>9.3} ms",
-        f.frame_median_ms
-    );
-    println!(
-        "  frame render, p99                     {:>9.3} ms",
-        f.frame_p99_ms
-    );
-    println!(
-        "  snapshot load (off the UI thread)     {:>9.1} ms median",
-        f.load_median_ms
-    );
-    println!(
-        "  resident memory                       {:>9.1} MiB",
-        f.rss_mib
-    );
-}
-
-fn num_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("prodops-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 fn one_line(e: &anyhow::Error) -> String {

@@ -399,7 +399,7 @@ pub async fn insert_split_jobs(
     let inserted = sqlx::query(&sql)
         .bind(JobState::Created.as_str())
         .bind(now_ms())
-        .bind(dialect.rows_json(&rows))
+        .bind(json(&rows))
         .fetch_all(&mut **tx)
         .await?;
     let mut ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(jobs.len());
@@ -428,7 +428,7 @@ pub async fn insert_split_jobs(
             dialect.rows(1, &[Col::Int, Col::Int])
         );
         sqlx::query(&sql)
-            .bind(dialect.rows_json(&inputs))
+            .bind(json(&inputs))
             .execute(&mut **tx)
             .await?;
     }
@@ -453,7 +453,7 @@ pub async fn set_batch_job_ids(
     );
     sqlx::query(&sql)
         .bind(site)
-        .bind(dialect.rows_json(ids))
+        .bind(json(&ids))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -476,7 +476,7 @@ pub async fn set_started(
     );
     sqlx::query(&sql)
         .bind(at)
-        .bind(dialect.rows_json(jobs))
+        .bind(json(&jobs))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -553,7 +553,7 @@ pub async fn record_job_ends(tx: &mut Tx<'_>, ends: &[(i64, JobEnd)]) -> Result<
         )
     );
     sqlx::query(&sql)
-        .bind(dialect.rows_json(&rows))
+        .bind(json(&rows))
         .execute(&mut **tx)
         .await?;
     insert_stages(tx, &stages).await
@@ -590,7 +590,7 @@ async fn insert_stages(tx: &mut Tx<'_>, jobs: &[(i64, Vec<StageRow>)]) -> Result
         dialect.rows(1, &[Int, Int, Text, Int, Int, Int, Int, Int, Int])
     );
     sqlx::query(&sql)
-        .bind(dialect.rows_json(&rows))
+        .bind(json(&rows))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -731,7 +731,7 @@ pub async fn insert_files(
     );
     sqlx::query(&sql)
         .bind(now_ms())
-        .bind(dialect.rows_json(&rows))
+        .bind(json(&rows))
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -48,57 +48,42 @@ impl Dialect {
         }
     }
 
-    /// A subquery with columns `c0`, `c1`, …: the rows in parameter `$n`
-    /// (made by [`Dialect::rows_json`]), each column read as `columns[i]`.
-    ///
-    /// SQLite gets the rows as one flat array, pivoted back into rows by
-    /// position, so each value is parsed once (extracting each column of
-    /// each row would parse the row once per column).
+    /// A subquery with columns `c0`, `c1`, …: the rows in parameter `$n` (a
+    /// JSON array of arrays, see [`json`]), each column read as `columns[i]`.
     pub(crate) fn rows(self, n: usize, columns: &[Col]) -> String {
-        let k = columns.len();
         let picked: Vec<String> = columns
             .iter()
             .enumerate()
             .map(|(i, col)| match (self, col) {
-                (Dialect::Sqlite, _) => {
-                    format!("MAX(CASE WHEN key % {k} = {i} THEN value END) AS c{i}")
-                }
+                (Dialect::Sqlite, _) => format!("value ->> {i} AS c{i}"),
                 (Dialect::Postgres, Col::Int) => format!("(value->>{i})::bigint AS c{i}"),
                 (Dialect::Postgres, Col::Text) => format!("(value->>{i}) AS c{i}"),
             })
             .collect();
         match self {
-            Dialect::Sqlite => format!(
-                "SELECT {} FROM json_each(${n}) GROUP BY key / {k}",
-                picked.join(", ")
-            ),
+            Dialect::Sqlite => format!("SELECT {} FROM json_each(${n})", picked.join(", ")),
             Dialect::Postgres => format!(
                 "SELECT {} FROM json_array_elements(${n}::json)",
                 picked.join(", ")
             ),
         }
     }
+}
 
-    /// The parameter of [`Dialect::rows`] for `rows`, each serialised as an
-    /// array of its columns (a tuple or an array).
-    pub(crate) fn rows_json<R: Serialize>(self, rows: &[R]) -> String {
+impl Dialect {
+    /// The join from a [`Dialect::rows`] subquery to a table, reading the
+    /// rows first and the table by key: SQLite would otherwise scan the
+    /// table by another index and the rows once per table row.
+    pub(crate) fn join_rows_first(self) -> &'static str {
         match self {
-            Dialect::Postgres => json(&rows),
-            Dialect::Sqlite => {
-                let flat: Vec<serde_json::Value> = rows
-                    .iter()
-                    .flat_map(|row| match serde_json::to_value(row) {
-                        Ok(serde_json::Value::Array(cells)) => cells,
-                        other => vec![other.unwrap_or_default()],
-                    })
-                    .collect();
-                json(&flat)
-            }
+            Dialect::Sqlite => "CROSS JOIN",
+            Dialect::Postgres => "JOIN",
         }
     }
 }
 
-/// The JSON parameter of [`Dialect::ids`].
+/// The JSON parameter of [`Dialect::ids`] and [`Dialect::rows`] (rows as
+/// tuples or arrays of their columns).
 pub(crate) fn json(values: &impl Serialize) -> String {
     serde_json::to_string(values).expect("ids and rows serialise")
 }
@@ -124,7 +109,7 @@ mod tests {
             "SELECT c0, c1 FROM ({}) AS v ORDER BY c0",
             dialect.rows(1, &[Col::Int, Col::Text])
         ))
-        .bind(dialect.rows_json(&[(2_i64, Some("b\"quoted\"")), (1, None::<&str>)]))
+        .bind(json(&[(2_i64, Some("b\"quoted\"")), (1, None::<&str>)]))
         .fetch_all(&mut *conn)
         .await
         .unwrap();

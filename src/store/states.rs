@@ -113,9 +113,9 @@ pub async fn set_state<S: Lifecycle>(
 }
 
 /// Moves many entities of one kind to `to`, each with its own reason, as
-/// [`set_state`] does one: the same checks and history rows, in two
-/// statements of a fixed shape (one history insert, one compare-and-set per
-/// old state). All move or the call fails (the caller's transaction is then
+/// [`set_state`] does one: the same checks and history rows, in statements
+/// of a fixed shape that return no rows (sqlx hands each returned row across
+/// threads). All move or the call fails (the caller's transaction is then
 /// not to be committed). `changes` holds each id once.
 pub async fn set_states<S: Lifecycle>(
     tx: &mut Tx<'_>,
@@ -131,115 +131,149 @@ pub async fn set_states<S: Lifecycle>(
         .filter(|s| s.next().contains(&to))
         .map(|s| s.as_str())
         .collect();
-    let now = now_ms();
-    let moved = record_many_if_allowed(tx, S::KIND, changes, &from, to.as_str(), user, now).await?;
-    if moved.len() != changes.len() {
-        return Err(first_refusal::<S>(tx, changes, &moved, to).await);
-    }
-    compare_and_set_many(tx, S::KIND, &moved, to.as_str(), now).await
-}
-
-/// Inserts the history rows of the entities in `changes` whose current
-/// state is one of `from`; returns `(id, old state)` of each row written.
-async fn record_many_if_allowed(
-    tx: &mut Tx<'_>,
-    kind: EntityKind,
-    changes: &[(i64, String)],
-    from: &[&str],
-    new: &str,
-    user: &str,
-    now: i64,
-) -> Result<Vec<(i64, String)>, StoreError> {
     if from.is_empty() {
-        return Ok(Vec::new());
+        return Err(first_refusal::<S>(tx, changes, to).await);
     }
-    let dialect = Dialect::of(tx);
-    let sql = format!(
-        "INSERT INTO history (ts, entity_kind, entity_id, old_state, new_state, reason, user_name)
-         SELECT $1, $2, t.id, t.state, $3, v.c1, $4
-         FROM {} t JOIN ({}) AS v ON t.id = v.c0
-         WHERE t.state IN ({})
-         RETURNING entity_id, old_state",
-        table_of(kind),
-        dialect.rows(5, &[Col::Int, Col::Text]),
-        super::campaigns::placeholders(6, from.len())
-    );
-    let mut q = sqlx::query(&sql)
-        .bind(now)
-        .bind(kind.as_str())
-        .bind(new)
-        .bind(user)
-        .bind(dialect.rows_json(changes));
-    for state in from {
-        q = q.bind(*state);
-    }
-    q.fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect()
-}
-
-/// Sets `new` on every `(id, old)` of `moved` still in `old`, one statement
-/// per distinct old state; any other outcome is a conflict.
-async fn compare_and_set_many(
-    tx: &mut Tx<'_>,
-    kind: EntityKind,
-    moved: &[(i64, String)],
-    new: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    let mut by_old: std::collections::BTreeMap<&str, Vec<i64>> = Default::default();
-    for (id, old) in moved {
-        by_old.entry(old.as_str()).or_default().push(*id);
-    }
-    let sql = format!(
-        "UPDATE {} SET state = $1, state_since = $2 WHERE state = $3 AND id IN ({})",
-        table_of(kind),
-        Dialect::of(tx).ids(4)
-    );
-    for (old, ids) in by_old {
-        let done = sqlx::query(&sql)
-            .bind(new)
-            .bind(now)
-            .bind(old)
-            .bind(json(&ids))
-            .execute(&mut **tx)
-            .await?;
-        if done.rows_affected() != ids.len() as u64 {
-            return Err(StoreError::Conflict(format!(
-                "{} {} changed while this was being done; look again and retry",
-                ids.len(),
-                table_of(kind)
-            )));
-        }
+    let moving = Moving {
+        kind: S::KIND,
+        changes,
+        from: &from,
+        to: to.as_str(),
+        user,
+        now: now_ms(),
+    };
+    let moved = match Dialect::of(tx) {
+        Dialect::Sqlite => moving.sqlite(tx).await?,
+        Dialect::Postgres => moving.postgres(tx).await?,
+    };
+    if moved != changes.len() as u64 {
+        return Err(first_refusal::<S>(tx, changes, to).await);
     }
     Ok(())
 }
 
-/// Why the first entity of `chunk` missing from `moved` could not move to `to`.
+/// The entities [`set_states`] moves and how.
+struct Moving<'a> {
+    kind: EntityKind,
+    changes: &'a [(i64, String)],
+    from: &'a [&'a str],
+    to: &'a str,
+    user: &'a str,
+    now: i64,
+}
+
+impl Moving<'_> {
+    /// SQLite: the history rows of the entities in an allowed state, then the
+    /// compare-and-set; the transaction's write lock keeps other writers out
+    /// between the two. Returns how many moved (all or a conflict).
+    async fn sqlite(&self, tx: &mut Tx<'_>) -> Result<u64, StoreError> {
+        let dialect = Dialect::Sqlite;
+        let table = table_of(self.kind);
+        let from = super::campaigns::placeholders(6, self.from.len());
+        let sql = format!(
+            "INSERT INTO history (ts, entity_kind, entity_id, old_state, new_state, reason, user_name)
+             SELECT $1, $2, t.id, t.state, $3, v.c1, $4
+             FROM ({}) AS v {} {table} t ON t.id = v.c0
+             WHERE t.state IN ({from})",
+            dialect.rows(5, &[Col::Int, Col::Text]),
+            dialect.join_rows_first(),
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(self.now)
+            .bind(self.kind.as_str())
+            .bind(self.to)
+            .bind(self.user)
+            .bind(json(&self.changes));
+        for state in self.from {
+            q = q.bind(*state);
+        }
+        let recorded = q.execute(&mut **tx).await?.rows_affected();
+        if recorded != self.changes.len() as u64 {
+            return Ok(recorded);
+        }
+        let sql = format!(
+            "UPDATE {table} SET state = $1, state_since = $2 WHERE id IN ({}) AND state IN ({})",
+            dialect.ids(3),
+            super::campaigns::placeholders(4, self.from.len())
+        );
+        let ids: Vec<i64> = self.changes.iter().map(|(id, _)| *id).collect();
+        let mut q = sqlx::query(&sql)
+            .bind(self.to)
+            .bind(self.now)
+            .bind(json(&ids));
+        for state in self.from {
+            q = q.bind(*state);
+        }
+        let set = q.execute(&mut **tx).await?.rows_affected();
+        if set != recorded {
+            return Err(self.conflict());
+        }
+        Ok(set)
+    }
+
+    /// PostgreSQL: one statement moves the entities still in the state read
+    /// by the statement (a concurrent change leaves a row out) and records
+    /// the history of those it moved. Returns how many moved.
+    async fn postgres(&self, tx: &mut Tx<'_>) -> Result<u64, StoreError> {
+        let table = table_of(self.kind);
+        let sql = format!(
+            "WITH v AS ({}),
+             moved AS (
+               UPDATE {table} t SET state = $3, state_since = $1
+               FROM {table} o, v
+               WHERE o.id = t.id AND v.c0 = t.id AND t.state = o.state AND o.state IN ({})
+               RETURNING t.id, o.state AS old_state, v.c1 AS reason)
+             INSERT INTO history (ts, entity_kind, entity_id, old_state, new_state, reason, user_name)
+             SELECT $1, $2, id, old_state, $3, reason, $4 FROM moved",
+            Dialect::Postgres.rows(5, &[Col::Int, Col::Text]),
+            super::campaigns::placeholders(6, self.from.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(self.now)
+            .bind(self.kind.as_str())
+            .bind(self.to)
+            .bind(self.user)
+            .bind(json(&self.changes));
+        for state in self.from {
+            q = q.bind(*state);
+        }
+        Ok(q.execute(&mut **tx).await?.rows_affected())
+    }
+
+    fn conflict(&self) -> StoreError {
+        StoreError::Conflict(format!(
+            "{} {} changed while this was being done; look again and retry",
+            self.changes.len(),
+            table_of(self.kind)
+        ))
+    }
+}
+
+/// Why not every entity of `changes` could move to `to`: the first one
+/// whose state the table refuses, or a conflict when each alone could.
 async fn first_refusal<S: Lifecycle>(
     tx: &mut Tx<'_>,
-    chunk: &[(i64, String)],
-    moved: &[(i64, String)],
+    changes: &[(i64, String)],
     to: S,
 ) -> StoreError {
-    let Some(&(id, _)) = chunk
-        .iter()
-        .find(|(id, _)| !moved.iter().any(|(m, _)| m == id))
-    else {
-        return StoreError::Conflict("the same entity was named twice in one change".into());
+    let ids: Vec<i64> = changes.iter().map(|(id, _)| *id).collect();
+    let states = match states_of::<S>(tx, &ids).await {
+        Ok(states) => states,
+        Err(e) => return e,
     };
-    let entity = EntityRef { kind: S::KIND, id };
-    match current_state::<S>(tx, id).await {
-        Err(e) => e,
-        Ok(current) => match check_transition(current, to) {
-            Err(e) => e.into(),
-            Ok(()) => StoreError::Conflict(format!(
-                "{entity} changed while this was being done; look again and retry"
-            )),
-        },
+    if let Some(&id) = ids.iter().find(|id| !states.iter().any(|(s, _)| s == *id)) {
+        return StoreError::NotFound(EntityRef { kind: S::KIND, id }.to_string());
     }
+    for (_, current) in &states {
+        if let Err(e) = check_transition(*current, to) {
+            return e.into();
+        }
+    }
+    StoreError::Conflict(format!(
+        "{} {} changed while this was being done; look again and retry",
+        changes.len(),
+        table_of(S::KIND)
+    ))
 }
 
 /// State changes of many entities of one kind, gathered during a phase and
