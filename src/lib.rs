@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod jobrun;
 pub mod model;
 pub mod ops;

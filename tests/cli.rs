@@ -339,3 +339,53 @@ fn bench_refuses_an_unknown_scenario_naming_the_choices() {
         "{stderr}"
     );
 }
+
+#[test]
+fn config_validate_names_the_file_line_and_key_of_a_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[worker]\nslots = 2\n[slurm]\nwork_dir = \"/shared/slurm\"\n",
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[worker]\nslots = 2\n\n[slurm]\nwork_dir = \"/s\"\npoll_secs = 3\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_prodops"))
+            .args(args)
+            .env_remove("PRODOPS_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let ok = run(&["config", "validate", good.to_str().unwrap()]);
+    assert!(ok.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        format!("ok: {}", good.display())
+    );
+    let refused = run(&["config", "validate", bad.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}:6: slurm.poll_secs: unknown field `poll_secs`",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    let shown = run(&[
+        "--json",
+        "--config",
+        good.to_str().unwrap(),
+        "config",
+        "show",
+    ]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["config"]["slurm"]["work_dir"], "/shared/slurm");
+    assert_eq!(shown["config"]["worker"]["slots"], 2);
+}

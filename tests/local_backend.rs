@@ -361,9 +361,12 @@ async fn hold_suspends_a_running_job_and_release_resumes_it() {
         batch.poll(std::slice::from_ref(&job)).await.unwrap()[0].state,
         ObservedState::Held
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let pid = pid_of(root.path(), &job).await;
-    assert_eq!(process_state(pid), Some('T'), "the script is stopped");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_state(pid) != Some('T') {
+        assert!(Instant::now() < deadline, "the script is stopped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let ticks = line_count(root.path(), &job, "ticks");
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
@@ -544,7 +547,15 @@ async fn changed_wakes_on_a_job_end_and_loses_none_that_happened_before_the_call
         .unwrap();
     batch.poll(&[id(1), id(2)]).await.unwrap();
     // Job 1 ends after that poll while nobody waits: changed() returns at once.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(root.path().join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains("\"ended\"") && l.contains("prodops-j1-a1"))
+    {
+        assert!(Instant::now() < deadline, "job 1 never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let started = Instant::now();
     batch.changed().await;
     assert!(started.elapsed() < Duration::from_millis(100));

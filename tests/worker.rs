@@ -479,13 +479,9 @@ async fn x6_hold_release_and_abort_of_running_work_reach_the_batch_jobs() {
         let running = wait_for_jobs(&worker, &w, id, "running").await;
         w.root.hold(id, "site downtime").await.unwrap();
         wait_for_jobs(&worker, &w, id, "held").await;
-        let stopped = std::fs::read_to_string(format!(
-            "/proc/{}/stat",
-            pid_of(dir.path(), &running[0].batch_job_id.clone().unwrap())
-        ))
-        .unwrap();
+        let pid = pid_of(dir.path(), &running[0].batch_job_id.clone().unwrap());
         assert!(
-            stopped.split_whitespace().nth(2) == Some("T"),
+            eventually_stopped(pid).await,
             "{}: a held running job is stopped",
             db.label
         );
@@ -517,6 +513,23 @@ async fn wait_for_jobs(
         "jobs never became {want}: {:?}",
         w.ed.jobs(id, &[], 10, 0).await.unwrap()
     );
+}
+
+/// True once process `pid` is stopped (the executor applies a hold as soon
+/// as it reads it, as a batch system would), within 5 s.
+async fn eventually_stopped(pid: i32) -> bool {
+    for _ in 0..100 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            == Some("T")
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 fn pid_of(work: &Path, batch_id: &str) -> i32 {

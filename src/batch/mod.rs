@@ -4,7 +4,9 @@
 //! the batch system's job name, so a restarted worker can [`BatchSystem::find`]
 //! what it submitted before a crash instead of submitting it twice.
 
+pub mod command;
 pub mod local;
+pub mod slurm;
 
 use crate::model::ids::JobId;
 use crate::model::jobspec::JobRunSpec;

@@ -132,6 +132,9 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCmd),
+    /// Show or check the configuration file (batch systems, worker defaults).
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Resubmit only the failed parts of a campaign, task, subtask, batch or job (operators).
     Resubmit {
         /// C, T, S, B or J id.
@@ -330,6 +333,20 @@ struct BenchArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Print the configuration in effect (the file, or the defaults).
+    Show {
+        /// A file instead of the one in effect.
+        file: Option<PathBuf>,
+    },
+    /// Check a configuration file: errors name the file, line and key.
+    Validate {
+        /// The file (default: the one in effect).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum DbCmd {
     /// Apply pending migrations (also done on every open).
     Migrate,
@@ -357,6 +374,9 @@ pub fn main() -> i32 {
     }
     if let Some(Command::LocalExecutor { root, slots }) = &cli.command {
         return crate::batch::local::executor::main(root, *slots);
+    }
+    if let Some(Command::Config(cmd)) = &cli.command {
+        return run_config(cmd, cli.json, cli.worker.config.as_deref());
     }
     if let Some(Command::Bench(cmd)) = &cli.command {
         return run_bench(cmd, cli.json);
@@ -400,6 +420,44 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
         .build()
         .map_err(|e| eprintln!("error: cannot start the async runtime: {e}"))
         .ok()
+}
+
+/// `prodops config show|validate`: reads the file without touching a database.
+fn run_config(cmd: &ConfigCmd, json: bool, in_effect: Option<&std::path::Path>) -> i32 {
+    let (ConfigCmd::Show { file } | ConfigCmd::Validate { file }) = cmd;
+    let (config, source) = match crate::config::load(file.as_deref().or(in_effect)) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let source_text = match &source {
+        Some(path) => path.display().to_string(),
+        None => format!(
+            "no file at {}: the defaults",
+            crate::config::default_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(no config dir)".into())
+        ),
+    };
+    match cmd {
+        ConfigCmd::Validate { .. } if json => {
+            println!("{}", serde_json::json!({ "ok": true, "file": source }))
+        }
+        ConfigCmd::Validate { .. } => println!("ok: {source_text}"),
+        ConfigCmd::Show { .. } if json => println!(
+            "{}",
+            serde_json::json!({ "file": source, "config": config })
+        ),
+        ConfigCmd::Show { .. } => {
+            print!(
+                "# {source_text}\n{}",
+                toml::to_string_pretty(&config).unwrap_or_default()
+            )
+        }
+    }
+    EXIT_OK
 }
 
 /// Runs the benchmark suite (each scenario in temporary directories; no
@@ -553,6 +611,7 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
         Command::Demo { .. }
         | Command::JobRun { .. }
         | Command::LocalExecutor { .. }
+        | Command::Config(_)
         | Command::Bench(_) => {
             unreachable!("dispatched before")
         }

@@ -2,6 +2,7 @@
 //! the demo, which runs its campaign to the end while printing progress.
 
 use crate::batch::local::{default_runner, LocalBatch};
+use crate::batch::slurm::{SlurmBatch, SlurmConfig};
 use crate::batch::BatchSystem;
 use crate::model::ids::CampaignId;
 use crate::ops::Ops;
@@ -16,6 +17,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Worker")]
 pub(super) struct WorkerArgs {
+    /// The configuration file (default: config.toml in the config dir; see `prodops config show`).
+    #[arg(long, env = "PRODOPS_CONFIG", value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
     /// Where job directories and outputs live (default: beside the SQLite file, or the data dir).
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
@@ -28,15 +32,15 @@ pub(super) struct WorkerArgs {
     /// At most this many jobs in flight per site (X5).
     #[arg(long, value_name = "N")]
     max_per_site: Option<usize>,
-    /// At most this many submissions per pass (X5).
-    #[arg(long, value_name = "N", default_value_t = 500)]
-    max_per_pass: usize,
+    /// At most this many submissions per pass (X5) [default: 500].
+    #[arg(long, value_name = "N")]
+    max_per_pass: Option<usize>,
 }
 
 impl WorkerArgs {
-    fn work_dir(&self, db_location: &str) -> anyhow::Result<PathBuf> {
-        if let Some(dir) = &self.work_dir {
-            return Ok(dir.clone());
+    fn work_dir(&self, configured: Option<&Path>, db_location: &str) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = self.work_dir.as_deref().or(configured) {
+            return Ok(dir.to_path_buf());
         }
         let path = Path::new(db_location);
         if !db_location.contains("://") {
@@ -55,11 +59,14 @@ impl WorkerArgs {
             .context("no home directory for job files: pass --work-dir DIR")
     }
 
-    /// Builds a worker on `ops`'s store with the local backend.
+    /// Builds a worker on `ops`'s store with the local backend and the batch
+    /// systems of the configuration file; flags override the file.
     pub(super) async fn worker(&self, ops: &Ops) -> anyhow::Result<Worker> {
+        let (file, _) = crate::config::load(self.config.as_deref())?;
+        let defaults = &file.worker;
         let store = ops.store().clone();
-        let work = self.work_dir(store.location())?;
-        let slots = self.slots.unwrap_or_else(|| {
+        let work = self.work_dir(defaults.work_dir.as_deref(), store.location())?;
+        let slots = self.slots.or(defaults.slots).unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
@@ -67,13 +74,20 @@ impl WorkerArgs {
         let local = LocalBatch::open(work.join("local"), slots, default_runner())
             .await
             .with_context(|| format!("cannot start the local backend in {}", work.display()))?;
-        let backends: Vec<Arc<dyn BatchSystem>> = vec![local];
+        let mut backends: Vec<Arc<dyn BatchSystem>> = vec![local];
+        if let Some(slurm) = &file.slurm {
+            backends.push(Arc::new(SlurmBatch::open(slurm_config(slurm))?));
+        }
         let config = WorkerConfig {
             throttles: Throttles {
-                per_experiment: self.max_in_flight,
-                per_backend: None,
-                per_site: self.max_per_site,
-                per_pass: self.max_per_pass.max(1),
+                per_experiment: self.max_in_flight.or(defaults.max_in_flight),
+                per_backend: defaults.max_per_backend,
+                per_site: self.max_per_site.or(defaults.max_per_site),
+                per_pass: self
+                    .max_per_pass
+                    .or(defaults.max_per_pass)
+                    .unwrap_or(500)
+                    .max(1),
             },
             output_root: work.join("outputs"),
             lease_ttl: Duration::from_secs(30),
@@ -81,6 +95,23 @@ impl WorkerArgs {
         };
         Ok(Worker::new(store, backends, config))
     }
+}
+
+/// The Slurm backend's settings from the configuration file's `[slurm]`.
+fn slurm_config(section: &crate::config::SlurmSection) -> SlurmConfig {
+    let mut config = SlurmConfig::new(section.work_dir.clone());
+    config.partition = section.partition.clone();
+    config.array_limit = section.array_limit;
+    if let Some(seconds) = section.poll_seconds {
+        config.poll_interval = Duration::from_secs(seconds);
+    }
+    if let Some(job_run) = &section.job_run {
+        config.job_run = job_run.clone();
+    }
+    if let Some(site) = &section.site {
+        config.site = site.clone();
+    }
+    config
 }
 
 /// `prodops --batch`: passes until idle (or one pass), a line per pass that did something.

@@ -23,7 +23,6 @@ use app::{App, Effect, Popup, WorkerStatus};
 use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event, KeyEventKind};
 use data::{Command, Snapshot, View};
 use keymap::Keymap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -51,11 +50,6 @@ pub struct Options {
     pub select: Option<CampaignId>,
 }
 
-/// The platform config dir where users keep their keymaps and themes.
-pub fn config_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "prodops").map(|d| d.config_dir().to_path_buf())
-}
-
 /// True when `NO_COLOR` asks for no colour (any non-empty value).
 pub fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
@@ -64,7 +58,7 @@ pub fn no_color() -> bool {
 /// Builds the app with the configured keymap and theme; problems with the
 /// user's files are shown in a popup, never fatal.
 pub fn new_app(ops: &Ops, options: &Options) -> App {
-    let user_dir = config_dir();
+    let user_dir = crate::config::dir();
     let (keymap, mut problems) = Keymap::load(&options.keymap, user_dir.as_deref());
     let (theme, theme_problems) = Theme::load(&options.theme, user_dir.as_deref(), no_color());
     problems.extend(theme_problems);
@@ -222,7 +216,7 @@ fn apply_effect(
             what: "theme",
             name,
         } => {
-            let (theme, problems) = Theme::load(&name, config_dir().as_deref(), no_color());
+            let (theme, problems) = Theme::load(&name, crate::config::dir().as_deref(), no_color());
             match problems.first() {
                 Some(p) => app.flash(p.to_string(), false),
                 None => app.flash(format!("theme {name}"), true),
@@ -230,7 +224,7 @@ fn apply_effect(
             app.theme = theme;
         }
         Effect::Load { name, .. } => {
-            let (keymap, problems) = Keymap::load(&name, config_dir().as_deref());
+            let (keymap, problems) = Keymap::load(&name, crate::config::dir().as_deref());
             match problems.first() {
                 Some(p) => app.flash(p.to_string(), false),
                 None => app.flash(format!("keymap {name}"), true),

@@ -1,0 +1,78 @@
+//! Running a batch system's commands: an argument vector (never a shell
+//! string), no input, a time limit, and what it printed.
+
+use super::BatchError;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// It exited 0.
+    pub success: bool,
+}
+
+/// Runs `program` with `args` within `limit`; a command that cannot start or
+/// overruns is an error naming it (it is killed on overrun).
+pub async fn run(
+    system: &str,
+    program: &str,
+    args: &[String],
+    limit: Duration,
+) -> Result<Output, BatchError> {
+    let failed = |message: String| BatchError::Failed {
+        system: system.to_string(),
+        message,
+    };
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(limit, child)
+        .await
+        .map_err(|_| {
+            failed(format!(
+                "`{program}` did not answer within {} s",
+                limit.as_secs()
+            ))
+        })?
+        .map_err(|e| failed(format!("cannot run `{program}`: {e}")))?;
+    Ok(Output {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        success: out.status.success(),
+    })
+}
+
+/// Runs a command that must succeed: its standard output, or an error
+/// with the first line of what it said.
+pub async fn run_ok(
+    system: &str,
+    program: &str,
+    args: &[String],
+    limit: Duration,
+) -> Result<String, BatchError> {
+    let out = run(system, program, args, limit).await?;
+    if out.success {
+        return Ok(out.stdout);
+    }
+    let said = out
+        .stderr
+        .lines()
+        .chain(out.stdout.lines())
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no message")
+        .to_string();
+    Err(BatchError::Failed {
+        system: system.to_string(),
+        message: format!("`{program}` failed: {said}"),
+    })
+}

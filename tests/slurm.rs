@@ -1,0 +1,437 @@
+//! The worker on a real Slurm cluster (X10, issue 6): `.ci/run` starts a
+//! single-node cluster (`scripts/start-slurm.sh`). Without one these tests
+//! are skipped with a note, except in CI (`CI=true`), where they fail.
+
+mod common;
+
+use common::{file_and_approve, world, World};
+use prodops::batch::slurm::{SlurmBatch, SlurmConfig};
+use prodops::batch::{BatchJobId, BatchSystem, JobKey};
+use prodops::model::ids::{CampaignId, JobId, SubtaskId};
+use prodops::store::Store;
+use prodops::worker::{Throttles, Worker, WorkerConfig};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// True when a Slurm cluster answers; in CI a missing one is a failure.
+fn slurm_up() -> bool {
+    let up = Command::new("scontrol")
+        .arg("ping")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("UP"));
+    if !up {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no Slurm cluster answers: .ci/run must start one (scripts/start-slurm.sh)"
+        );
+        eprintln!("NOTE: no Slurm cluster answers `scontrol ping`: the Slurm tests are skipped");
+    }
+    up
+}
+
+/// A Slurm backend in `work` running this build's `job-run`, polled every second.
+fn slurm(work: &Path) -> Arc<SlurmBatch> {
+    let mut config = SlurmConfig::new(work.join("slurm"));
+    config.job_run = vec![env!("CARGO_BIN_EXE_prodops").into(), "job-run".into()];
+    config.poll_interval = Duration::from_secs(1);
+    Arc::new(SlurmBatch::open(config).unwrap())
+}
+
+/// A worker with only the Slurm backend.
+fn worker(store: &Store, work: &Path) -> Worker {
+    Worker::new(
+        store.clone(),
+        vec![slurm(work)],
+        WorkerConfig {
+            throttles: Throttles::default(),
+            output_root: work.join("outputs"),
+            lease_ttl: Duration::from_secs(60),
+            min_pass_interval: prodops::worker::MIN_PASS_INTERVAL,
+        },
+    )
+}
+
+async fn run_to_idle(worker: &Worker) {
+    tokio::time::timeout(Duration::from_secs(300), worker.run_until_idle(|_| {}))
+        .await
+        .expect("the worker finishes within 5 minutes")
+        .unwrap();
+}
+
+/// `text` as a request file in `dir` (scripts resolved from the examples).
+fn request(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The example MC request, sent to Slurm.
+fn mc_on_slurm(dir: &Path) -> PathBuf {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let text = std::fs::read_to_string(examples.join("mc-request.toml"))
+        .unwrap()
+        .replace("backend   = \"local\"", "backend   = \"slurm\"")
+        .replace("scripts/", &format!("{}/scripts/", examples.display()));
+    assert!(text.contains("\"slurm\""));
+    request(dir, "mc.toml", &text)
+}
+
+async fn jobs(w: &World, id: CampaignId) -> Vec<prodops::ops::jobs::JobView> {
+    w.ed.jobs(id, &[], 1000, 0).await.unwrap()
+}
+
+/// Array ids Slurm accounted for the given batch ids.
+fn arrays(jobs: &[prodops::ops::jobs::JobView]) -> std::collections::BTreeSet<String> {
+    jobs.iter()
+        .filter_map(|j| j.batch_job_id.as_deref())
+        .map(|id| id.split('_').next().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x10_the_example_mc_campaign_runs_to_succeeded_through_slurm_arrays() {
+    if !slurm_up() {
+        return;
+    }
+    let db = common::sqlite();
+    let w = world(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = file_and_approve(&w, &mc_on_slurm(dir.path())).await;
+    run_to_idle(&worker(&w.store, dir.path())).await;
+    let c = w.ed.campaign(id).await.unwrap();
+    assert_eq!(c.request.state, "succeeded", "{c:#?}");
+    let all = jobs(&w, id).await;
+    assert_eq!(all.len(), 25);
+    assert!(
+        all.iter().all(|j| j.site.as_deref() == Some("slurm")
+            && j.node.is_some()
+            && j.batch_job_id.as_deref().is_some_and(|b| b.contains('_'))),
+        "M9: {all:#?}"
+    );
+    assert_eq!(arrays(&all).len(), 3, "one sbatch array per stage");
+    let thin: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs j WHERE (SELECT COUNT(*) FROM job_stages s WHERE s.job_id = j.id AND s.cpu_ms IS NOT NULL) < 3",
+    )
+    .fetch_one(w.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(thin, 0, "M10: every job has at least 3 measured stages");
+    w.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d3_a_failing_slurm_task_is_retried_with_its_exit_code_then_resubmitted() {
+    if !slurm_up() {
+        return;
+    }
+    let db = common::sqlite();
+    let w = world(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("gen.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$PRODOPS_SEED\" = 2 ] && [ ! -e {}/fixed ] && exit 3\necho \"PRODOPS_EVENTS $PRODOPS_EVENTS\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = request(
+        dir.path(),
+        "r.toml",
+        "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"t\"\n[defaults]\nrelease = \"v1\"\nbackend = \"slurm\"\nmax_attempts = 2\nresources = { memory_mb = 100, wall_hours = 1 }\n[[stage]]\nname = \"gen\"\nscript = \"gen.sh\"\nevents = 3\nevents_per_job = 1\nseed_base = 1\n",
+    );
+    let id = file_and_approve(&w, &path).await;
+    let worker = worker(&w.store, dir.path());
+    run_to_idle(&worker).await;
+    assert_eq!(w.ed.campaign(id).await.unwrap().request.state, "failed");
+    let failed: Vec<_> = jobs(&w, id)
+        .await
+        .into_iter()
+        .filter(|j| j.state == "failed")
+        .collect();
+    assert_eq!(failed.len(), 2, "attempts 1 and 2 of seed 2: {failed:#?}");
+    assert!(failed
+        .iter()
+        .all(|j| j.exit_code == Some(3) && j.plan["seed"] == 2));
+
+    std::fs::write(dir.path().join("fixed"), "").unwrap();
+    let gen: SubtaskId = w.ed.campaign(id).await.unwrap().tasks[0].subtasks[0]
+        .id
+        .parse()
+        .unwrap();
+    let again = w.root.resubmit(gen.entity(), "fixed").await.unwrap();
+    assert_eq!(
+        again.jobs.len(),
+        1,
+        "only the failed job gets a new attempt"
+    );
+    run_to_idle(&worker).await;
+    assert_eq!(w.ed.campaign(id).await.unwrap().request.state, "succeeded");
+    let all = jobs(&w, id).await;
+    let attempts = |seed: i64| all.iter().filter(|j| j.plan["seed"] == seed).count();
+    assert_eq!(
+        (attempts(1), attempts(2), attempts(3)),
+        (1, 3, 1),
+        "the good jobs were not rerun: {all:#?}"
+    );
+    w.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x6_hold_release_and_cancel_act_on_the_real_slurm_jobs() {
+    if !slurm_up() {
+        return;
+    }
+    let db = common::sqlite();
+    let w = world(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("slow.sh");
+    std::fs::write(&script, "#!/bin/sh\nsleep 60\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = request(
+        dir.path(),
+        "r.toml",
+        "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"t\"\n[defaults]\nrelease = \"v1\"\nbackend = \"slurm\"\nresources = { memory_mb = 100, wall_hours = 1 }\n[[stage]]\nname = \"gen\"\nscript = \"slow.sh\"\nevents = 2\nevents_per_job = 1\nseed_base = 1\n",
+    );
+    let id = file_and_approve(&w, &path).await;
+    let worker = worker(&w.store, dir.path());
+    let running = wait_for_jobs(&worker, &w, id, "running").await;
+    let ids: Vec<String> = running
+        .iter()
+        .filter_map(|j| j.batch_job_id.clone())
+        .collect();
+    w.root.hold(id, "site downtime").await.unwrap();
+    wait_for_jobs(&worker, &w, id, "held").await;
+    for id in &ids {
+        let state = squeue_state(id);
+        assert!(
+            state.contains("SUSPENDED") || state.contains("PENDING"),
+            "a held job is suspended or held in Slurm: {id} {state}"
+        );
+    }
+    w.root.release(id, "").await.unwrap();
+    wait_for_jobs(&worker, &w, id, "running").await;
+    for id in &ids {
+        assert!(squeue_state(id).contains("RUNNING"), "{id} runs again");
+    }
+    w.root.cancel(id, "wrong generator").await.unwrap();
+    wait_for_jobs(&worker, &w, id, "removed").await;
+    for _ in 0..50 {
+        if ids.iter().all(|id| !squeue_state(id).contains("RUNNING")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in &ids {
+        let state = squeue_state(id);
+        assert!(
+            !state.contains("RUNNING"),
+            "{id} was cancelled in Slurm: {state}"
+        );
+    }
+    w.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_restarted_worker_adopts_running_slurm_jobs_without_resubmitting() {
+    if !slurm_up() {
+        return;
+    }
+    let db = common::sqlite();
+    let w = world(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("work.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nsleep 3\necho \"PRODOPS_EVENTS $PRODOPS_EVENTS\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = request(
+        dir.path(),
+        "r.toml",
+        "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"t\"\n[defaults]\nrelease = \"v1\"\nbackend = \"slurm\"\nresources = { memory_mb = 100, wall_hours = 1 }\n[[stage]]\nname = \"gen\"\nscript = \"work.sh\"\nevents = 2\nevents_per_job = 1\nseed_base = 1\n",
+    );
+    let id = file_and_approve(&w, &path).await;
+    {
+        let first = worker(&w.store, dir.path());
+        wait_for_jobs(&first, &w, id, "running").await;
+        first.release_lease().await.unwrap();
+    }
+    let before = jobs(&w, id).await;
+    let second = worker(&w.store, dir.path());
+    run_to_idle(&second).await;
+    assert_eq!(w.ed.campaign(id).await.unwrap().request.state, "succeeded");
+    let after = jobs(&w, id).await;
+    assert_eq!(after.len(), 2, "no job was made again");
+    assert_eq!(
+        arrays(&after),
+        arrays(&before),
+        "the same Slurm array ran the jobs: nothing was resubmitted"
+    );
+    w.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_submission_whose_ids_were_never_recorded_is_found_again_by_its_group_name() {
+    if !slurm_up() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let batch = slurm(dir.path());
+    let key = JobKey {
+        job: JobId(1),
+        attempt: 1,
+    };
+    let group = prodops::batch::JobGroup {
+        experiment: "nova".into(),
+        jobs: vec![prodops::batch::JobLaunch {
+            key,
+            spec: prodops::model::jobspec::JobRunSpec {
+                job: 1,
+                attempt: 1,
+                executable: "/bin/true".into(),
+                args: Vec::new(),
+                env: Default::default(),
+                inputs: Vec::new(),
+                tarball: None,
+                output_dir: dir.path().join("out").display().to_string(),
+                memory_mb: 100,
+                wall_seconds: 600,
+            },
+            resources: prodops::model::spec::Resources {
+                memory_mb: 100,
+                wall_hours: 0.2,
+                cpus: 1,
+                disk_mb: 0,
+            },
+            sites: Default::default(),
+        }],
+    };
+    let submitted = batch.submit(&group).await.unwrap();
+    let job_dir = dir.path().join("slurm").join(key.name());
+    let group_name = std::fs::read_to_string(job_dir.join("group")).unwrap();
+    // As if the worker died right after sbatch: no ids were written.
+    std::fs::remove_file(job_dir.join("batch_id")).unwrap();
+    std::fs::remove_file(
+        dir.path()
+            .join("slurm/groups")
+            .join(group_name.trim())
+            .join("array_id"),
+    )
+    .unwrap();
+    let restarted = slurm(dir.path());
+    let found = restarted.find(&[key]).await.unwrap();
+    assert_eq!(
+        found, submitted,
+        "adopted by the group name Slurm knows it by"
+    );
+    let again = restarted.submit(&group).await.unwrap();
+    assert_eq!(again, submitted, "submitting it again starts nothing new");
+    let id: &BatchJobId = &submitted[0].batch_id;
+    let seen = loop {
+        let seen = restarted.poll(std::slice::from_ref(id)).await.unwrap();
+        if seen[0].state.is_final() {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        seen[0].state,
+        prodops::batch::ObservedState::Succeeded,
+        "{seen:?}"
+    );
+}
+
+/// Runs passes until both jobs of the campaign are in `want`.
+async fn wait_for_jobs(
+    worker: &Worker,
+    w: &World,
+    id: CampaignId,
+    want: &str,
+) -> Vec<prodops::ops::jobs::JobView> {
+    for _ in 0..120 {
+        worker.pass().await.unwrap();
+        let all = jobs(w, id).await;
+        if all.len() == 2 && all.iter().all(|j| j.state == want) {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("jobs never became {want}: {:#?}", jobs(w, id).await);
+}
+
+/// The state and reason of Slurm job `id` (`<array>_<index>`) in squeue, if listed.
+fn squeue_state(id: &str) -> String {
+    let out = Command::new("squeue")
+        .args(["-h", "-o", "%T %r", "-j", id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_batch_worker_killed_right_after_sbatch_submits_nothing_twice() {
+    if !slurm_up() {
+        return;
+    }
+    let db = common::sqlite();
+    let w = world(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = file_and_approve(&w, &mc_on_slurm(dir.path())).await;
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[slurm]\nwork_dir = \"{}\"\npoll_seconds = 1\njob_run = [\"{}\", \"job-run\"]\n",
+            dir.path().join("slurm").display(),
+            env!("CARGO_BIN_EXE_prodops")
+        ),
+    )
+    .unwrap();
+    let batch = |failpoint: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prodops"));
+        cmd.env("PRODOPS_DB", &db.url)
+            .env("PRODOPS_CONFIG", &config)
+            .args(["--batch", "--work-dir"])
+            .arg(dir.path().join("work"));
+        match failpoint {
+            Some(f) => cmd.env("PRODOPS_FAILPOINT", f),
+            None => cmd.env_remove("PRODOPS_FAILPOINT"),
+        };
+        cmd.output().unwrap()
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let crashed = batch(Some("slurm:after-sbatch@2"));
+    assert_eq!(
+        crashed.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+    let resumed = batch(None);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(w.ed.campaign(id).await.unwrap().request.state, "succeeded");
+    let all = jobs(&w, id).await;
+    assert_eq!(all.len(), 25, "no job was made twice");
+    let groups = std::fs::read_dir(dir.path().join("slurm/groups"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        (arrays(&all).len(), groups),
+        (3, 3),
+        "the array submitted before the crash was adopted, not submitted again"
+    );
+    w.store.close().await;
+}
