@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{file_and_approve, world, World};
+use common::{file_and_approve, script, wait_for_jobs, world, World};
 use prodops::batch::slurm::{SlurmBatch, SlurmConfig};
 use prodops::batch::{BatchJobId, BatchSystem, JobKey};
 use prodops::model::ids::{CampaignId, JobId, SubtaskId};
@@ -65,6 +65,18 @@ fn request(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A one-stage MC request on Slurm: `events` jobs of `script`, with more
+/// `[defaults]` lines.
+fn one_stage(dir: &Path, script: &str, events: u32, defaults: &str) -> PathBuf {
+    request(
+        dir,
+        "r.toml",
+        &format!(
+            "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"t\"\n[defaults]\nrelease = \"v1\"\nbackend = \"slurm\"\n{defaults}resources = {{ memory_mb = 100, wall_hours = 1 }}\n[[stage]]\nname = \"gen\"\nscript = \"{script}\"\nevents = {events}\nevents_per_job = 1\nseed_base = 1\n"
+        ),
+    )
 }
 
 /// The example MC request, sent to Slurm.
@@ -129,22 +141,15 @@ async fn d3_a_failing_slurm_task_is_retried_with_its_exit_code_then_resubmitted(
     let db = common::sqlite();
     let w = world(&db).await;
     let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("gen.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n[ \"$PRODOPS_SEED\" = 2 ] && [ ! -e {}/fixed ] && exit 3\necho \"PRODOPS_EVENTS $PRODOPS_EVENTS\"\n",
+    script(
+        dir.path(),
+        "gen.sh",
+        &format!(
+            "[ \"$PRODOPS_SEED\" = 2 ] && [ ! -e {}/fixed ] && exit 3\necho \"PRODOPS_EVENTS $PRODOPS_EVENTS\"",
             dir.path().display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = request(
-        dir.path(),
-        "r.toml",
-        "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"t\"\n[defaults]\nrelease = \"v1\"\nbackend = \"slurm\"\nmax_attempts = 2\nresources = { memory_mb = 100, wall_hours = 1 }\n[[stage]]\nname = \"gen\"\nscript = \"gen.sh\"\nevents = 3\nevents_per_job = 1\nseed_base = 1\n",
     );
+    let path = one_stage(dir.path(), "gen.sh", 3, "max_attempts = 2\n");
     let id = file_and_approve(&w, &path).await;
     let worker = worker(&w.store, dir.path());
     run_to_idle(&worker).await;
@@ -190,15 +195,8 @@ async fn x6_hold_release_and_cancel_act_on_the_real_slurm_jobs() {
     let db = common::sqlite();
     let w = world(&db).await;
     let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("slow.sh");
-    std::fs::write(&script, "#!/bin/sh\nsleep 60\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = request(
-        dir.path(),
-        "r.toml",
-        "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"t\"\n[defaults]\nrelease = \"v1\"\nbackend = \"slurm\"\nresources = { memory_mb = 100, wall_hours = 1 }\n[[stage]]\nname = \"gen\"\nscript = \"slow.sh\"\nevents = 2\nevents_per_job = 1\nseed_base = 1\n",
-    );
+    script(dir.path(), "slow.sh", "sleep 60");
+    let path = one_stage(dir.path(), "slow.sh", 2, "");
     let id = file_and_approve(&w, &path).await;
     let worker = worker(&w.store, dir.path());
     let running = wait_for_jobs(&worker, &w, id, "running").await;
@@ -246,19 +244,12 @@ async fn s3_a_restarted_worker_adopts_running_slurm_jobs_without_resubmitting() 
     let db = common::sqlite();
     let w = world(&db).await;
     let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("work.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\nsleep 3\necho \"PRODOPS_EVENTS $PRODOPS_EVENTS\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = request(
+    script(
         dir.path(),
-        "r.toml",
-        "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"t\"\n[defaults]\nrelease = \"v1\"\nbackend = \"slurm\"\nresources = { memory_mb = 100, wall_hours = 1 }\n[[stage]]\nname = \"gen\"\nscript = \"work.sh\"\nevents = 2\nevents_per_job = 1\nseed_base = 1\n",
+        "work.sh",
+        "sleep 3\necho \"PRODOPS_EVENTS $PRODOPS_EVENTS\"",
     );
+    let path = one_stage(dir.path(), "work.sh", 2, "");
     let id = file_and_approve(&w, &path).await;
     {
         let first = worker(&w.store, dir.path());
@@ -348,24 +339,6 @@ async fn s3_a_submission_whose_ids_were_never_recorded_is_found_again_by_its_gro
         prodops::batch::ObservedState::Succeeded,
         "{seen:?}"
     );
-}
-
-/// Runs passes until both jobs of the campaign are in `want`.
-async fn wait_for_jobs(
-    worker: &Worker,
-    w: &World,
-    id: CampaignId,
-    want: &str,
-) -> Vec<prodops::ops::jobs::JobView> {
-    for _ in 0..120 {
-        worker.pass().await.unwrap();
-        let all = jobs(w, id).await;
-        if all.len() == 2 && all.iter().all(|j| j.state == want) {
-            return all;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("jobs never became {want}: {:#?}", jobs(w, id).await);
 }
 
 /// The state and reason of Slurm job `id` (`<array>_<index>`) in squeue, if listed.

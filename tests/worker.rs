@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{all_dbs, file_and_approve, local_worker, mc_request, world, TestDb, World};
-use prodops::model::ids::{CampaignId, EntityKind, EntityRef, SubtaskId};
+use common::{all_dbs, file_and_approve, local_worker, mc_request, wait_for_jobs, world, TestDb};
+use prodops::model::ids::{EntityKind, EntityRef, SubtaskId};
 use prodops::store::Store;
 use prodops::worker::{Throttles, Worker};
 use sqlx::Row;
@@ -468,10 +468,7 @@ async fn x6_hold_release_and_abort_of_running_work_reach_the_batch_jobs() {
     for db in all_dbs().await {
         let w = world(&db).await;
         let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("slow.sh");
-        std::fs::write(&script, "#!/bin/sh\nsleep 30\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        common::script(dir.path(), "slow.sh", "sleep 30");
         let request = dir.path().join("r.toml");
         std::fs::write(&request, "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"t\"\n[defaults]\nrelease = \"v1\"\n[[stage]]\nname = \"gen\"\nscript = \"slow.sh\"\nevents = 2\nevents_per_job = 1\nseed_base = 1\n").unwrap();
         let id = file_and_approve(&w, &request).await;
@@ -492,27 +489,6 @@ async fn x6_hold_release_and_abort_of_running_work_reach_the_batch_jobs() {
         assert_eq!(w.ed.campaign(id).await.unwrap().request.state, "cancelled");
         w.store.close().await;
     }
-}
-
-/// Runs passes until both jobs of the campaign are in `want`.
-async fn wait_for_jobs(
-    worker: &Worker,
-    w: &World,
-    id: CampaignId,
-    want: &str,
-) -> Vec<prodops::ops::jobs::JobView> {
-    for _ in 0..100 {
-        worker.pass().await.unwrap();
-        let jobs = w.ed.jobs(id, &[], 10, 0).await.unwrap();
-        if jobs.len() == 2 && jobs.iter().all(|j| j.state == want) {
-            return jobs;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "jobs never became {want}: {:?}",
-        w.ed.jobs(id, &[], 10, 0).await.unwrap()
-    );
 }
 
 /// True once process `pid` is stopped (the executor applies a hold as soon

@@ -5,7 +5,10 @@
 //! what it submitted before a crash instead of submitting it twice.
 
 pub mod command;
+pub mod htcondor;
+pub mod jobsub;
 pub mod local;
+pub mod logs;
 pub mod slurm;
 
 use crate::model::ids::JobId;

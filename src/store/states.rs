@@ -178,16 +178,7 @@ impl Moving<'_> {
             dialect.rows(5, &[Col::Int, Col::Text]),
             dialect.join_rows_first(),
         );
-        let mut q = sqlx::query(&sql)
-            .bind(self.now)
-            .bind(self.kind.as_str())
-            .bind(self.to)
-            .bind(self.user)
-            .bind(json(&self.changes));
-        for state in self.from {
-            q = q.bind(*state);
-        }
-        let recorded = q.execute(&mut **tx).await?.rows_affected();
+        let recorded = self.bound(&sql).execute(&mut **tx).await?.rows_affected();
         if recorded != self.changes.len() as u64 {
             return Ok(recorded);
         }
@@ -228,7 +219,17 @@ impl Moving<'_> {
             Dialect::Postgres.rows(5, &[Col::Int, Col::Text]),
             super::campaigns::placeholders(6, self.from.len())
         );
-        let mut q = sqlx::query(&sql)
+        Ok(self.bound(&sql).execute(&mut **tx).await?.rows_affected())
+    }
+
+    /// `sql` with the parameters both dialects' statements take: `$1` now,
+    /// `$2` kind, `$3` new state, `$4` user, `$5` the changes, `$6…` the
+    /// states it may move from.
+    fn bound<'q>(
+        &'q self,
+        sql: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        let mut q = sqlx::query(sql)
             .bind(self.now)
             .bind(self.kind.as_str())
             .bind(self.to)
@@ -237,7 +238,7 @@ impl Moving<'_> {
         for state in self.from {
             q = q.bind(*state);
         }
-        Ok(q.execute(&mut **tx).await?.rows_affected())
+        q
     }
 
     fn conflict(&self) -> StoreError {

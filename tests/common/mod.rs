@@ -258,3 +258,35 @@ pub async fn file_and_approve(
     w.ann.approve(id, "test").await.unwrap();
     id
 }
+
+/// Runs passes of `worker` until both jobs of campaign `id` are in `want`
+/// (panics after a minute).
+pub async fn wait_for_jobs(
+    worker: &prodops::worker::Worker,
+    w: &World,
+    id: prodops::model::ids::CampaignId,
+    want: &str,
+) -> Vec<prodops::ops::jobs::JobView> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        worker.pass().await.unwrap();
+        let jobs = w.ed.jobs(id, &[], 10, 0).await.unwrap();
+        if jobs.len() == 2 && jobs.iter().all(|j| j.state == want) {
+            return jobs;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "jobs never became {want}: {:?}",
+        w.ed.jobs(id, &[], 10, 0).await.unwrap()
+    );
+}
+
+/// Writes an executable script `name` with `body` (after `#!/bin/sh`) in `dir`.
+pub fn script(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}

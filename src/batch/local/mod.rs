@@ -20,6 +20,7 @@ mod process;
 pub mod protocol;
 pub mod view;
 
+use super::logs::read_tail;
 use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, LogBundle, Observed, ObservedState,
     Submitted,
@@ -28,7 +29,7 @@ use crate::model::jobspec::{files, JobResult};
 use async_trait::async_trait;
 use protocol::{append_locked, line_of, wake, Command, CommandHead, Event, LogTail};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,8 +40,6 @@ use view::{End, JobStatus, View};
 
 /// The batch system's name and default site.
 const SYSTEM: &str = "local";
-/// How much of each output log [`BatchSystem::fetch_logs`] returns.
-const LOG_TAIL_BYTES: u64 = 256 * 1024;
 /// Longest wait in [`BatchSystem::changed`].
 const CHANGED_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a started executor may take to accept work.
@@ -69,7 +68,7 @@ impl Logs {
     /// Reads what was appended to both logs since the last look.
     fn refresh(&mut self) -> Result<(), BatchError> {
         for command in self.commands.read_new::<CommandHead>().map_err(log_error)? {
-            self.view.apply_command_head(command);
+            self.view.apply_command(command);
         }
         for event in self.events.read_new::<Event>().map_err(log_error)? {
             self.view.apply_event(event);
@@ -319,8 +318,8 @@ impl BatchSystem for LocalBatch {
         let dir = self.root.join(&id.0);
         tokio::task::spawn_blocking(move || {
             Ok(LogBundle {
-                stdout: read_tail(&dir.join(files::STDOUT))?,
-                stderr: read_tail(&dir.join(files::STDERR))?,
+                stdout: read_tail(SYSTEM, &dir.join(files::STDOUT))?,
+                stderr: read_tail(SYSTEM, &dir.join(files::STDERR))?,
                 stages,
                 result,
             })
@@ -502,22 +501,6 @@ fn drain_inotify(fd: &OwnedFd) {
     while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
 }
 
-/// The last [`LOG_TAIL_BYTES`] of a log; empty when it does not exist.
-fn read_tail(path: &Path) -> Result<String, BatchError> {
-    let mut file = match File::open(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
-        other => other.map_err(|e| io_error(path, e))?,
-    };
-    let len = file.metadata().map_err(|e| io_error(path, e))?.len();
-    file.seek(io::SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))
-        .map_err(|e| io_error(path, e))?;
-    let mut bytes = Vec::new();
-    file.take(LOG_TAIL_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_error(path, e))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
 /// A refusal from this batch system.
 fn failed(message: &str) -> BatchError {
     BatchError::Failed {
@@ -528,11 +511,7 @@ fn failed(message: &str) -> BatchError {
 
 /// An I/O error on `path`.
 fn io_error(path: &Path, source: io::Error) -> BatchError {
-    BatchError::Io {
-        system: SYSTEM.into(),
-        path: path.display().to_string(),
-        source,
-    }
+    super::logs::io_error(SYSTEM, path, source)
 }
 
 /// A log that cannot be read.

@@ -33,16 +33,18 @@ pub const LOCK: &str = "executor.lock";
 /// The executor's own messages.
 pub const EXECUTOR_LOG: &str = "executor.log";
 
-/// What a worker asks of the executor.
+/// What a worker asks of the executor. Workers read commands back without
+/// what a job runs ([`CommandHead`]): the spec is the executor's business,
+/// and the costliest part to parse.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Command {
+pub enum Command<S = JobRunSpec> {
     /// Run this job once a slot is free (ignored if the name is known).
     Submit {
         /// The job's name ([`crate::batch::JobKey::name`]).
         name: String,
         /// What to run.
-        spec: JobRunSpec,
+        spec: S,
     },
     /// Keep it from starting, or suspend it if running.
     Hold {
@@ -66,36 +68,25 @@ pub enum Command {
     },
 }
 
-/// A [`Command`] without what a submitted job runs: what workers read back
-/// (the spec is the executor's business, and the costliest part to parse).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum CommandHead {
-    /// A submission.
-    Submit {
-        /// The job's name.
-        name: String,
-    },
-    /// A hold.
-    Hold {
-        /// The job.
-        name: String,
-    },
-    /// A release.
-    Release {
-        /// The job.
-        name: String,
-    },
-    /// A cancellation.
-    Cancel {
-        /// The job.
-        name: String,
-    },
-    /// A change of slots.
-    Slots {
-        /// Jobs at once.
-        slots: usize,
-    },
+/// A [`Command`] as workers read it back: a submission's spec skipped.
+pub type CommandHead = Command<serde::de::IgnoredAny>;
+
+/// What a submission carries into the view: its spec, or nothing for a head.
+pub trait SubmittedSpec {
+    /// The spec, when it was read.
+    fn into_spec(self) -> Option<JobRunSpec>;
+}
+
+impl SubmittedSpec for JobRunSpec {
+    fn into_spec(self) -> Option<JobRunSpec> {
+        Some(self)
+    }
+}
+
+impl SubmittedSpec for serde::de::IgnoredAny {
+    fn into_spec(self) -> Option<JobRunSpec> {
+        None
+    }
 }
 
 /// What happened to a job, as the executor records it.

@@ -2,7 +2,7 @@
 //! executor rebuilds its queue from it after a restart, and workers answer
 //! `poll`, `find` and `fetch_logs` from it.
 
-use super::protocol::{Command, CommandHead, Event};
+use super::protocol::{Command, Event, SubmittedSpec};
 use super::valid_name;
 use crate::model::jobspec::{JobResult, JobRunSpec, StageEvent};
 use std::collections::HashMap;
@@ -99,24 +99,13 @@ impl View {
     }
 
     /// Applies a worker's command (the executor's view keeps the spec).
-    pub fn apply_command(&mut self, command: Command) {
+    pub fn apply_command<S: SubmittedSpec>(&mut self, command: Command<S>) {
         match command {
-            Command::Submit { name, spec } => self.submitted(name, Some(spec)),
+            Command::Submit { name, spec } => self.submitted(name, spec.into_spec()),
             Command::Hold { name } => self.update(&name, |j| j.held = true),
             Command::Release { name } => self.update(&name, |j| j.held = false),
             Command::Cancel { name } => self.update(&name, |j| j.cancelled = true),
             Command::Slots { .. } => {}
-        }
-    }
-
-    /// Applies a worker's command as workers read it back (without specs).
-    pub fn apply_command_head(&mut self, command: CommandHead) {
-        match command {
-            CommandHead::Submit { name } => self.submitted(name, None),
-            CommandHead::Hold { name } => self.update(&name, |j| j.held = true),
-            CommandHead::Release { name } => self.update(&name, |j| j.held = false),
-            CommandHead::Cancel { name } => self.update(&name, |j| j.cancelled = true),
-            CommandHead::Slots { .. } => {}
         }
     }
 

@@ -21,6 +21,7 @@
 pub mod parse;
 
 use super::command::{run, run_ok};
+use super::logs::{read_optional, read_tail};
 use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, LogBundle, Observed,
     ObservedState, Submitted,
@@ -30,7 +31,7 @@ use async_trait::async_trait;
 use parse::{parse_jobs, parse_sbatch, SlurmTask};
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, Read, Seek};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -39,8 +40,6 @@ use std::time::Duration;
 const SYSTEM: &str = "slurm";
 /// Longest wait for one Slurm command.
 const COMMAND_LIMIT: Duration = Duration::from_secs(60);
-/// How much of each output log [`BatchSystem::fetch_logs`] returns.
-const LOG_TAIL_BYTES: u64 = 256 * 1024;
 
 /// How prodops uses a Slurm cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -440,10 +439,10 @@ impl BatchSystem for SlurmBatch {
         let err = group.dir.join(format!("{array}_{task}.err"));
         tokio::task::spawn_blocking(move || {
             Ok(LogBundle {
-                stdout: read_tail(&out)?,
-                stderr: read_tail(&err)?,
-                stages: read_optional(&job_dir.join(files::STAGES))?.unwrap_or_default(),
-                result: read_optional(&job_dir.join(files::RESULT))?,
+                stdout: read_tail(SYSTEM, &out)?,
+                stderr: read_tail(SYSTEM, &err)?,
+                stages: read_optional(SYSTEM, &job_dir.join(files::STAGES))?.unwrap_or_default(),
+                result: read_optional(SYSTEM, &job_dir.join(files::RESULT))?,
             })
         })
         .await
@@ -528,31 +527,6 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), BatchError> {
     fs::rename(&tmp, path).map_err(|e| io_error(path, e))
 }
 
-/// The last [`LOG_TAIL_BYTES`] of a log; empty when it does not exist.
-fn read_tail(path: &Path) -> Result<String, BatchError> {
-    let mut file = match fs::File::open(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
-        other => other.map_err(|e| io_error(path, e))?,
-    };
-    let len = file.metadata().map_err(|e| io_error(path, e))?.len();
-    file.seek(io::SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))
-        .map_err(|e| io_error(path, e))?;
-    let mut bytes = Vec::new();
-    file.take(LOG_TAIL_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_error(path, e))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// A whole file, `None` when it does not exist.
-fn read_optional(path: &Path) -> Result<Option<String>, BatchError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error(path, e)),
-    }
-}
-
 fn failed(message: &str) -> BatchError {
     BatchError::Failed {
         system: SYSTEM.into(),
@@ -561,11 +535,7 @@ fn failed(message: &str) -> BatchError {
 }
 
 fn io_error(path: &Path, source: io::Error) -> BatchError {
-    BatchError::Io {
-        system: SYSTEM.into(),
-        path: path.display().to_string(),
-        source,
-    }
+    super::logs::io_error(SYSTEM, path, source)
 }
 
 #[cfg(test)]
