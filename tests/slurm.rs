@@ -315,7 +315,7 @@ async fn s3_a_submission_whose_ids_were_never_recorded_is_found_again_by_its_gro
         dir.path()
             .join("slurm/groups")
             .join(group_name.trim())
-            .join("array_id"),
+            .join("group_id"),
     )
     .unwrap();
     let restarted = slurm(dir.path());

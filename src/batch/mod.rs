@@ -5,6 +5,7 @@
 //! what it submitted before a crash instead of submitting it twice.
 
 pub mod command;
+pub mod groups;
 pub mod htcondor;
 pub mod jobsub;
 pub mod local;

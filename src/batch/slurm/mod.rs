@@ -3,37 +3,23 @@
 //! then `sacct --json` for jobs squeue no longer shows (trusting the state,
 //! not sacct's exit code); `scancel`, `scontrol hold|release|suspend|resume`.
 //!
-//! Files, in a work directory the batch nodes share:
-//!
-//! | path | written | what |
-//! |------|---------|------|
-//! | `<job>/job.json` | before sbatch | the job's spec; `job-run` writes `stages.jsonl`, `result.json` beside it |
-//! | `<job>/group` | before sbatch | the group it is submitted in |
-//! | `groups/<group>/tasks`, `run.sh` | before sbatch | job names by array index; the array's script |
-//! | `groups/<group>/array_id` | after sbatch | Slurm's id of the array |
-//! | `<job>/batch_id` | after sbatch | `<array>_<index>`: the submission is done |
-//! | `groups/<group>/<array>_<index>.out`, `.err` | by Slurm | the job's output |
-//!
-//! A worker killed between `sbatch` and the ids being written finds the
-//! array again by its group name (unique: it carries a random part) in
-//! `squeue`/`sacct`, so a job is never submitted twice.
+//! Job and group files follow [`super::groups`]; Slurm writes each job's
+//! output to `groups/<group>/<array>_<index>.out`, `.err`. A worker killed
+//! between `sbatch` and the ids being written finds the array again by its
+//! group name in `squeue`/`sacct`, so a job is never submitted twice.
 
 pub mod parse;
 
 use super::command::{run, run_ok};
-use super::logs::{read_optional, read_tail};
+use super::groups::GroupFiles;
 use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, LogBundle, Observed,
     ObservedState, Submitted,
 };
-use crate::model::jobspec::files;
 use async_trait::async_trait;
 use parse::{parse_jobs, parse_sbatch, SlurmTask};
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// The batch system's name.
@@ -79,85 +65,14 @@ impl SlurmConfig {
 /// A Slurm cluster driven through its commands.
 pub struct SlurmBatch {
     config: SlurmConfig,
-    /// Groups by array id, as far as known.
-    groups: Mutex<HashMap<u64, Group>>,
-}
-
-/// One submitted array.
-#[derive(Debug, Clone)]
-struct Group {
-    dir: PathBuf,
-    names: Vec<String>,
+    files: GroupFiles,
 }
 
 impl SlurmBatch {
     /// A backend on `config.work_dir` (created if needed).
     pub fn open(config: SlurmConfig) -> Result<SlurmBatch, BatchError> {
-        if config.job_run.is_empty() {
-            return Err(failed("needs a job-run command"));
-        }
-        fs::create_dir_all(config.work_dir.join("groups"))
-            .map_err(|e| io_error(&config.work_dir, e))?;
-        let work_dir =
-            fs::canonicalize(&config.work_dir).map_err(|e| io_error(&config.work_dir, e))?;
-        Ok(SlurmBatch {
-            config: SlurmConfig { work_dir, ..config },
-            groups: Mutex::new(HashMap::new()),
-        })
-    }
-
-    fn root(&self) -> &Path {
-        &self.config.work_dir
-    }
-
-    fn job_dir(&self, name: &str) -> PathBuf {
-        self.root().join(name)
-    }
-
-    fn group_dir(&self, group: &str) -> PathBuf {
-        self.root().join("groups").join(group)
-    }
-
-    fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Group>> {
-        self.groups.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The batch id recorded for `key`, if its submission completed.
-    fn recorded(&self, key: &JobKey) -> Option<BatchJobId> {
-        let text = fs::read_to_string(self.job_dir(&key.name()).join("batch_id")).ok()?;
-        Some(BatchJobId(text.trim().to_string())).filter(|id| parse_id(&id.0).is_some())
-    }
-
-    /// Writes the jobs' specs and the group's task list and script.
-    fn prepare(&self, group: &str, jobs: &[&JobLaunch]) -> Result<PathBuf, BatchError> {
-        let dir = self.group_dir(group);
-        fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
-        for job in jobs {
-            let job_dir = self.job_dir(&job.key.name());
-            fs::create_dir_all(&job_dir).map_err(|e| io_error(&job_dir, e))?;
-            let spec = serde_json::to_vec_pretty(&job.spec).map_err(|e| failed(&e.to_string()))?;
-            write(&job_dir.join(files::SPEC), &spec)?;
-            write(&job_dir.join("group"), group.as_bytes())?;
-        }
-        let names: Vec<String> = jobs.iter().map(|j| j.key.name()).collect();
-        write(
-            &dir.join("tasks"),
-            format!("{}\n", names.join("\n")).as_bytes(),
-        )?;
-        write(&dir.join("run.sh"), self.script(&dir).as_bytes())?;
-        Ok(dir)
-    }
-
-    /// The array's script: task i runs job i of `tasks` under `job-run`.
-    fn script(&self, group_dir: &Path) -> String {
-        let job_run: Vec<String> = self.config.job_run.iter().map(|a| quote(a)).collect();
-        format!(
-            "#!/bin/sh\n# prodops: array task i runs the job on line i+1 of tasks\nexport PATH=/usr/local/bin:/usr/bin:/bin\nname=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {tasks})\nexec {job_run} --spec {root}/\"$name\"/{spec}\n",
-            tasks = quote(&group_dir.join("tasks").display().to_string()),
-            job_run = job_run.join(" "),
-            root = quote(&self.root().display().to_string()),
-            spec = files::SPEC,
-        )
+        let files = GroupFiles::open(SYSTEM, &config.work_dir, config.job_run.clone())?;
+        Ok(SlurmBatch { config, files })
     }
 
     /// The `sbatch` arguments for `jobs` of group `group` in `dir`.
@@ -193,24 +108,23 @@ impl SlurmBatch {
         args
     }
 
-    /// Records the array id of a group and each job's batch id.
-    fn record(&self, group: &str, array: u64, names: &[String]) -> Result<(), BatchError> {
-        let dir = self.group_dir(group);
-        write(&dir.join("array_id"), array.to_string().as_bytes())?;
-        for (i, name) in names.iter().enumerate() {
-            write(
-                &self.job_dir(name).join("batch_id"),
-                format!("{array}_{i}").as_bytes(),
-            )?;
-        }
-        self.groups().insert(
-            array,
-            Group {
-                dir,
-                names: names.to_vec(),
-            },
-        );
-        Ok(())
+    /// Records array `array` of group `group`: task i is job i.
+    fn record(&self, group: &str, array: u64) -> Result<Vec<Submitted>, BatchError> {
+        let names = self.files.names(group)?;
+        let ids: Vec<BatchJobId> = (0..names.len())
+            .map(|i| BatchJobId(format!("{array}_{i}")))
+            .collect();
+        self.files.record(group, &array.to_string(), &ids)?;
+        Ok(names
+            .iter()
+            .zip(ids)
+            .filter_map(|(name, batch_id)| {
+                Some(Submitted {
+                    key: JobKey::parse_name(name)?,
+                    batch_id,
+                })
+            })
+            .collect())
     }
 
     /// Slurm's tasks of the arrays `arrays`: `squeue` first, `sacct` for the rest.
@@ -271,28 +185,6 @@ impl SlurmBatch {
             .map(|t| t.array_id))
     }
 
-    /// The group of array `array`, reading the work directory when it is not known yet.
-    fn group_of(&self, array: u64) -> Option<Group> {
-        if let Some(group) = self.groups().get(&array) {
-            return Some(group.clone());
-        }
-        let dirs = fs::read_dir(self.root().join("groups")).ok()?;
-        for dir in dirs.filter_map(|e| e.ok()).map(|e| e.path()) {
-            let recorded = fs::read_to_string(dir.join("array_id")).ok();
-            if recorded.as_deref().map(str::trim) == Some(array.to_string().as_str()) {
-                let names: Vec<String> = fs::read_to_string(dir.join("tasks"))
-                    .ok()?
-                    .lines()
-                    .map(str::to_string)
-                    .collect();
-                let group = Group { dir, names };
-                self.groups().insert(array, group.clone());
-                return Some(group);
-            }
-        }
-        None
-    }
-
     /// Runs a control command on each of `ids`, ignoring jobs in the wrong
     /// state for it (a hold of a running job, a resume of a pending one).
     async fn control(
@@ -321,22 +213,12 @@ impl BatchSystem for SlurmBatch {
     }
 
     async fn submit(&self, group: &JobGroup) -> Result<Vec<Submitted>, BatchError> {
-        let mut done = Vec::with_capacity(group.jobs.len());
-        let mut new = Vec::new();
-        for job in &group.jobs {
-            match self.recorded(&job.key) {
-                Some(batch_id) => done.push(Submitted {
-                    key: job.key,
-                    batch_id,
-                }),
-                None => new.push(job),
-            }
-        }
+        let (mut done, new) = self.files.split_recorded(&group.jobs);
         if new.is_empty() {
             return Ok(done);
         }
-        let name = format!("{}-{:08x}", new[0].key.name(), random_u32());
-        let dir = self.prepare(&name, &new)?;
+        let name = GroupFiles::new_group_name(&new[0].key);
+        let dir = self.files.prepare(&name, &new, "SLURM_ARRAY_TASK_ID")?;
         let out = run_ok(
             SYSTEM,
             "sbatch",
@@ -346,39 +228,22 @@ impl BatchSystem for SlurmBatch {
         .await?;
         let array = parse_sbatch(&out).map_err(|e| failed(&e.to_string()))?;
         crate::worker::failpoint::hit("slurm:after-sbatch");
-        let names: Vec<String> = new.iter().map(|j| j.key.name()).collect();
-        self.record(&name, array, &names)?;
-        done.extend(new.iter().enumerate().map(|(i, job)| Submitted {
-            key: job.key,
-            batch_id: BatchJobId(format!("{array}_{i}")),
-        }));
+        done.extend(self.record(&name, array)?);
         Ok(done)
     }
 
     async fn find(&self, keys: &[JobKey]) -> Result<Vec<Submitted>, BatchError> {
         let mut found = Vec::new();
         for key in keys {
-            if let Some(batch_id) = self.recorded(key) {
-                found.push(Submitted {
-                    key: *key,
-                    batch_id,
-                });
-                continue;
+            if self.files.recorded(key).is_none() {
+                let Some(group) = self.files.group_of(key) else {
+                    continue;
+                };
+                if let Some(array) = self.array_named(&group).await? {
+                    self.record(&group, array)?;
+                }
             }
-            let Ok(group) = fs::read_to_string(self.job_dir(&key.name()).join("group")) else {
-                continue;
-            };
-            let group = group.trim().to_string();
-            let Some(array) = self.array_named(&group).await? else {
-                continue;
-            };
-            let names: Vec<String> = fs::read_to_string(self.group_dir(&group).join("tasks"))
-                .map_err(|e| io_error(&self.group_dir(&group), e))?
-                .lines()
-                .map(str::to_string)
-                .collect();
-            self.record(&group, array, &names)?;
-            if let Some(batch_id) = self.recorded(key) {
+            if let Some(batch_id) = self.files.recorded(key) {
                 found.push(Submitted {
                     key: *key,
                     batch_id,
@@ -425,28 +290,13 @@ impl BatchSystem for SlurmBatch {
     }
 
     async fn fetch_logs(&self, id: &BatchJobId) -> Result<LogBundle, BatchError> {
-        let (array, task) =
-            parse_id(&id.0).ok_or_else(|| failed(&format!("not a Slurm job id: {id}")))?;
-        let group = self
-            .group_of(array)
-            .ok_or_else(|| failed(&format!("unknown job {id}")))?;
-        let name = group
-            .names
-            .get(task as usize)
-            .ok_or_else(|| failed(&format!("unknown job {id}")))?;
-        let job_dir = self.job_dir(name);
+        let unknown = || failed(&format!("unknown job {id}"));
+        let (array, task) = parse_id(&id.0).ok_or_else(unknown)?;
+        let group = self.files.by_id(&array.to_string()).ok_or_else(unknown)?;
+        let name = group.names.get(task as usize).ok_or_else(unknown)?;
         let out = group.dir.join(format!("{array}_{task}.out"));
         let err = group.dir.join(format!("{array}_{task}.err"));
-        tokio::task::spawn_blocking(move || {
-            Ok(LogBundle {
-                stdout: read_tail(SYSTEM, &out)?,
-                stderr: read_tail(SYSTEM, &err)?,
-                stages: read_optional(SYSTEM, &job_dir.join(files::STAGES))?.unwrap_or_default(),
-                result: read_optional(SYSTEM, &job_dir.join(files::RESULT))?,
-            })
-        })
-        .await
-        .map_err(|e| failed(&format!("reading the logs of {id}: {e}")))?
+        self.files.bundle(name, &out, &err)
     }
 
     async fn queue_depth(&self) -> Result<u64, BatchError> {
@@ -502,40 +352,11 @@ fn observe(id: &BatchJobId, task: &SlurmTask, site: &str) -> Observed {
     }
 }
 
-/// A word for `/bin/sh`, single-quoted.
-fn quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', "'\\''"))
-}
-
-/// A number different in each call and process (for group names).
-fn random_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish() as u32
-}
-
-/// Writes a file whole (through a temporary and a rename).
-fn write(path: &Path, bytes: &[u8]) -> Result<(), BatchError> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io_error(path, e))
-}
-
 fn failed(message: &str) -> BatchError {
     BatchError::Failed {
         system: SYSTEM.into(),
         message: message.into(),
     }
-}
-
-fn io_error(path: &Path, source: io::Error) -> BatchError {
-    super::logs::io_error(SYSTEM, path, source)
 }
 
 #[cfg(test)]
@@ -654,10 +475,5 @@ mod tests {
             args.contains(&"--partition=gpu,long".to_string()),
             "J11: {args:?}"
         );
-    }
-
-    #[test]
-    fn shell_words_are_quoted_whole() {
-        assert_eq!(quote("/a b/it's"), r"'/a b/it'\''s'");
     }
 }
