@@ -3,7 +3,7 @@
 //! (never a panic: a value or a clear error).
 
 use prodops::batch::htcondor::parse::{
-    parse_ads, parse_event_log, parse_submit, JobStatus, Termination,
+    job_states, parse_ads, parse_event_log, parse_submit, JobStatus, Termination,
 };
 use prodops::batch::jobsub::parse::{self as jobsub, JobsubId};
 use proptest::prelude::*;
@@ -23,6 +23,36 @@ fn x10_the_event_log_of_a_job_reads_submit_execute_and_normal_termination() {
     assert_eq!(events[3].text, "Job indicated transition to phase: output");
     assert_eq!(events[5].termination(), Some(Termination::Exited(0)));
     assert!(events[2].detail[1].contains("ResidentSetSize of job (KB)"));
+}
+
+#[test]
+fn x10_the_event_log_alone_tells_each_jobs_last_state() {
+    let ended = job_states(&parse_event_log(&sample("htcondor/test_event_reader.log")).unwrap());
+    let job = &ended[&(23515, 0)];
+    assert_eq!((job.status, job.exit_code), (JobStatus::Completed, Some(0)));
+    let aborted =
+        job_states(&parse_event_log(&sample("htcondor/job_core_copytospool_van.log")).unwrap());
+    let statuses: Vec<_> = aborted.iter().map(|(id, ad)| (*id, ad.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            ((103, 0), JobStatus::Removed),
+            ((818, 0), JobStatus::Removed)
+        ]
+    );
+    let held = parse_event_log(
+        "000 (7.1.000) 04/09 17:44:53 Job submitted from host: <10.0.0.1:9618>\n...\n012 (7.1.000) 04/09 17:50:00 Job was held.\n\tError from slot1@wn: Job has gone over memory limit of 2048 megabytes.\n\tCode 34 Subcode 0\n...\n",
+    )
+    .unwrap();
+    let held = &job_states(&held)[&(7, 1)];
+    assert_eq!(
+        (held.status, held.hold_code, held.hold_reason.as_deref()),
+        (
+            JobStatus::Held,
+            Some(34),
+            Some("Error from slot1@wn: Job has gone over memory limit of 2048 megabytes.")
+        )
+    );
 }
 
 #[test]

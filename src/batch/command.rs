@@ -76,3 +76,12 @@ pub async fn run_ok(
         message: format!("`{program}` failed: {said}"),
     })
 }
+
+/// `name` in `bin_dir` when one is configured (a site's own install of the
+/// batch system's tools, or stand-ins), else `name` looked up on `PATH`.
+pub fn program(bin_dir: Option<&std::path::Path>, name: &str) -> String {
+    match bin_dir {
+        Some(dir) => dir.join(name).display().to_string(),
+        None => name.to_string(),
+    }
+}

@@ -9,6 +9,13 @@
 //! | `groups/<group>/group_id` | after submitting | the batch system's id of the group |
 //! | `<job>/batch_id` | after submitting | the job's batch id: its submission is done |
 //!
+//! How a job finds its spec and returns its records depends on [`Carry`]:
+//! on a cluster whose nodes share the work directory (Slurm) the script
+//! reads `<job>/job.json` and `job-run` writes its records beside it; on a
+//! pool that transfers files (HTCondor, jobsub) the script carries every
+//! job's spec in itself and prints the records after the job's output,
+//! below a [`RECORDS_MARK`] line, so they come back with standard output.
+//!
 //! A group's name is its first job's name and a random part, written before
 //! the batch system is asked: a worker killed between the submission and
 //! the ids being written finds the group again by that name (the random
@@ -32,21 +39,37 @@ pub struct Group {
     pub names: Vec<String>,
 }
 
+/// How a job gets its spec and gives back its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carry {
+    /// Through the work directory, which the nodes see at the same path.
+    SharedDir,
+    /// In the group's script (specs) and on standard output (records).
+    InScript,
+}
+
+/// The line after a job's own output above its records (`InScript`); each
+/// record file follows a line `RECORDS_MARK <file name>`.
+pub const RECORDS_MARK: &str = "==> prodops records:";
+
 /// The job and group files of one batch system's work directory.
 pub struct GroupFiles {
     system: &'static str,
     root: PathBuf,
     job_run: Vec<String>,
+    carry: Carry,
     /// Groups by the batch system's id, as far as known.
     known: Mutex<HashMap<String, Group>>,
 }
 
 impl GroupFiles {
-    /// Opens (creating) `work_dir` for `system`, whose nodes run jobs with `job_run`.
+    /// Opens (creating) `work_dir` for `system`, whose nodes run jobs with
+    /// `job_run` and get their specs as `carry` says.
     pub fn open(
         system: &'static str,
         work_dir: &Path,
         job_run: Vec<String>,
+        carry: Carry,
     ) -> Result<GroupFiles, BatchError> {
         if job_run.is_empty() {
             return Err(BatchError::Failed {
@@ -61,6 +84,7 @@ impl GroupFiles {
             system,
             root,
             job_run,
+            carry,
             known: Mutex::new(HashMap::new()),
         })
     }
@@ -159,20 +183,56 @@ impl GroupFiles {
             &dir.join("tasks"),
             format!("{}\n", names.join("\n")).as_bytes(),
         )?;
-        self.write(&dir.join("run.sh"), self.script(&dir, index).as_bytes())?;
+        let script = match self.carry {
+            Carry::SharedDir => self.shared_script(&dir, index),
+            Carry::InScript => self.carrying_script(jobs, index)?,
+        };
+        self.write(&dir.join("run.sh"), script.as_bytes())?;
+        set_executable(&dir.join("run.sh")).map_err(|e| io_error(self.system, &dir, e))?;
         Ok(dir)
     }
 
-    /// The group's script: index i runs the job on line i+1 of `tasks` under `job-run`.
-    fn script(&self, group_dir: &Path, index: &str) -> String {
-        let job_run: Vec<String> = self.job_run.iter().map(|a| quote(a)).collect();
+    /// `job-run` as shell words.
+    fn job_run_words(&self) -> String {
+        let words: Vec<String> = self.job_run.iter().map(|a| quote(a)).collect();
+        words.join(" ")
+    }
+
+    /// A script for nodes sharing the work directory: index i runs the job
+    /// on line i+1 of `tasks` under `job-run`.
+    fn shared_script(&self, group_dir: &Path, index: &str) -> String {
         format!(
             "#!/bin/sh\n# prodops: index i runs the job on line i+1 of tasks\nexport PATH=/usr/local/bin:/usr/bin:/bin\nname=$(sed -n \"$(({index} + 1))p\" {tasks})\nexec {job_run} --spec {root}/\"$name\"/{spec}\n",
             tasks = quote(&group_dir.join("tasks").display().to_string()),
-            job_run = job_run.join(" "),
+            job_run = self.job_run_words(),
             root = quote(&self.root.display().to_string()),
             spec = files::SPEC,
         )
+    }
+
+    /// A script carrying the jobs' specs: index i writes spec i into a
+    /// directory of its own, runs it under `job-run` and prints the
+    /// records below the mark, ending with the job's exit status.
+    fn carrying_script(&self, jobs: &[&JobLaunch], index: &str) -> Result<String, BatchError> {
+        let mut cases = String::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let spec = serde_json::to_string(&job.spec).map_err(|e| BatchError::Failed {
+                system: self.system.into(),
+                message: e.to_string(),
+            })?;
+            cases.push_str(&format!(
+                "{i}) cat > {file} <<'PRODOPS_SPEC'\n{spec}\nPRODOPS_SPEC\n;;\n",
+                file = files::SPEC
+            ));
+        }
+        Ok(format!(
+            "#!/bin/sh\n# prodops: index i runs job i, whose spec is below; its records follow its output\nexport PATH=/usr/local/bin:/usr/bin:/bin\nmkdir -p prodops-job && cd prodops-job || exit 1\ncase $(({index})) in\n{cases}*) echo \"prodops: no job at index $(({index}))\" >&2; exit 2;;\nesac\n{job_run} --spec \"$PWD/{spec}\"\nstatus=$?\nfor f in {stages} {result}; do\n  [ -f \"$f\" ] && {{ printf '\\n%s %s\\n' '{mark}' \"$f\"; cat \"$f\"; }}\ndone\nexit $status\n",
+            job_run = self.job_run_words(),
+            spec = files::SPEC,
+            stages = files::STAGES,
+            result = files::RESULT,
+            mark = RECORDS_MARK,
+        ))
     }
 
     /// Records the batch system's id of group `group` and each job's batch
@@ -220,10 +280,15 @@ impl GroupFiles {
 
     /// Job `name`'s logs (its output files `out`, `err`) and records.
     pub fn bundle(&self, name: &str, out: &Path, err: &Path) -> Result<LogBundle, BatchError> {
+        let stdout = read_tail(self.system, out)?;
+        let stderr = read_tail(self.system, err)?;
+        if self.carry == Carry::InScript {
+            return Ok(split_records(stdout, stderr));
+        }
         let job_dir = self.job_dir(name);
         Ok(LogBundle {
-            stdout: read_tail(self.system, out)?,
-            stderr: read_tail(self.system, err)?,
+            stdout,
+            stderr,
             stages: read_optional(self.system, &job_dir.join(files::STAGES))?.unwrap_or_default(),
             result: read_optional(self.system, &job_dir.join(files::RESULT))?,
         })
@@ -241,6 +306,50 @@ impl GroupFiles {
     }
 }
 
+/// This binary's `job-run`, the default command that runs a job on a node
+/// (the node must see this binary at the same path).
+pub fn this_job_run() -> Vec<String> {
+    let exe = std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "prodops".into());
+    vec![exe, "job-run".into()]
+}
+
+/// Splits the output of a carrying script into the job's own output and
+/// its records (from the last mark line: the job's own output, even one
+/// that prints a mark, comes before them).
+pub fn split_records(stdout: String, stderr: String) -> LogBundle {
+    let mark = |file: &str| format!("\n{RECORDS_MARK} {file}\n");
+    let (stages_mark, result_mark) = (mark(files::STAGES), mark(files::RESULT));
+    let start = stdout
+        .rfind(&stages_mark)
+        .or_else(|| stdout.rfind(&result_mark));
+    let Some(start) = start else {
+        return LogBundle {
+            stdout,
+            stderr,
+            ..LogBundle::default()
+        };
+    };
+    let records = &stdout[start..];
+    let (stages, result) = match records.rfind(&result_mark) {
+        Some(at) => (&records[..at], Some(&records[at + result_mark.len()..])),
+        None => (records, None),
+    };
+    LogBundle {
+        stages: stages.strip_prefix(&stages_mark).unwrap_or("").to_string(),
+        result: result.map(str::to_string),
+        stdout: stdout[..start].to_string(),
+        stderr,
+    }
+}
+
+/// Makes a script executable by its owner and group.
+fn set_executable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+}
+
 /// A word for `/bin/sh`, single-quoted.
 pub fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', "'\\''"))
@@ -249,6 +358,38 @@ pub fn quote(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_are_split_from_the_output_even_when_the_job_prints_the_mark() {
+        let out = format!(
+            "hello\n{RECORDS_MARK} stages.jsonl\nfake\n\n{RECORDS_MARK} stages.jsonl\n{{\"a\":1}}\n\n{RECORDS_MARK} result.json\n{{\"ok\":true}}\n"
+        );
+        let bundle = split_records(out, "err".into());
+        assert_eq!(
+            bundle.stdout,
+            format!("hello\n{RECORDS_MARK} stages.jsonl\nfake\n")
+        );
+        assert_eq!(bundle.stages, "{\"a\":1}\n");
+        assert_eq!(bundle.result.as_deref(), Some("{\"ok\":true}\n"));
+        assert_eq!(bundle.stderr, "err");
+        let killed = split_records("partial output".into(), String::new());
+        assert_eq!(
+            (
+                killed.stdout.as_str(),
+                killed.stages.as_str(),
+                killed.result
+            ),
+            ("partial output", "", None)
+        );
+        let no_stages = split_records(
+            format!("x\n{RECORDS_MARK} result.json\n{{}}"),
+            String::new(),
+        );
+        assert_eq!(
+            (no_stages.stdout.as_str(), no_stages.result.as_deref()),
+            ("x", Some("{}"))
+        );
+    }
 
     #[test]
     fn shell_words_are_quoted_whole() {

@@ -3,6 +3,7 @@
 //! `condor_q -json` / `condor_history -json`, and the job event log.
 
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Why HTCondor's output could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +91,29 @@ pub struct JobAd {
     pub starts: Option<i64>,
     /// `GlobalJobId` (`schedd#cluster.proc#epoch`).
     pub global_id: Option<String>,
+}
+
+impl JobAd {
+    /// An ad with only its ids and status.
+    pub fn new(cluster: u64, proc: u64, status: JobStatus) -> JobAd {
+        JobAd {
+            cluster,
+            proc,
+            status,
+            exit_code: None,
+            exit_signal: None,
+            hold_reason: None,
+            hold_code: None,
+            hold_subcode: None,
+            node: None,
+            site: None,
+            wall_seconds: None,
+            cpu_seconds: None,
+            rss_kb: None,
+            starts: None,
+            global_id: None,
+        }
+    }
 }
 
 /// Reads `N job(s) submitted to cluster X.`: `(X, N)`.
@@ -263,6 +287,42 @@ pub fn parse_event_log(text: &str) -> Result<Vec<Event>, CondorParseError> {
         }
     }
     Ok(events)
+}
+
+/// Each job's state as its event log tells it (for jobs the schedd has
+/// forgotten: no history kept, or history not answering): the last event
+/// that changes a state wins.
+pub fn job_states(events: &[Event]) -> BTreeMap<(u64, u64), JobAd> {
+    let mut jobs: BTreeMap<(u64, u64), JobAd> = BTreeMap::new();
+    for event in events {
+        let ad = jobs
+            .entry((event.cluster, event.proc))
+            .or_insert_with(|| JobAd::new(event.cluster, event.proc, JobStatus::Idle));
+        match event.code {
+            0 | 4 | 7 | 13 => ad.status = JobStatus::Idle,
+            1 | 11 => ad.status = JobStatus::Running,
+            9 => ad.status = JobStatus::Removed,
+            10 => ad.status = JobStatus::Suspended,
+            5 => {
+                ad.status = JobStatus::Completed;
+                match event.termination() {
+                    Some(Termination::Exited(code)) => ad.exit_code = Some(code),
+                    Some(Termination::Signalled(signal)) => ad.exit_signal = Some(signal),
+                    None => {}
+                }
+            }
+            12 => {
+                ad.status = JobStatus::Held;
+                if let Some((reason, codes)) = event.hold() {
+                    ad.hold_reason = Some(reason);
+                    ad.hold_code = codes.map(|c| c.0);
+                    ad.hold_subcode = codes.map(|c| c.1);
+                }
+            }
+            _ => {}
+        }
+    }
+    jobs
 }
 
 /// An event's first line.

@@ -11,7 +11,7 @@
 pub mod parse;
 
 use super::command::{run, run_ok};
-use super::groups::GroupFiles;
+use super::groups::{Carry, GroupFiles};
 use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, LogBundle, Observed,
     ObservedState, Submitted,
@@ -48,15 +48,12 @@ impl SlurmConfig {
     /// Defaults for a cluster sharing `work_dir`: this binary's `job-run`,
     /// the default partition, states every 5 seconds.
     pub fn new(work_dir: PathBuf) -> SlurmConfig {
-        let exe = std::env::current_exe()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "prodops".into());
         SlurmConfig {
             work_dir,
             partition: None,
             array_limit: None,
             poll_interval: Duration::from_secs(5),
-            job_run: vec![exe, "job-run".into()],
+            job_run: super::groups::this_job_run(),
             site: SYSTEM.into(),
         }
     }
@@ -71,7 +68,12 @@ pub struct SlurmBatch {
 impl SlurmBatch {
     /// A backend on `config.work_dir` (created if needed).
     pub fn open(config: SlurmConfig) -> Result<SlurmBatch, BatchError> {
-        let files = GroupFiles::open(SYSTEM, &config.work_dir, config.job_run.clone())?;
+        let files = GroupFiles::open(
+            SYSTEM,
+            &config.work_dir,
+            config.job_run.clone(),
+            Carry::SharedDir,
+        )?;
         Ok(SlurmBatch { config, files })
     }
 
