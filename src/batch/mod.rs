@@ -231,6 +231,31 @@ pub trait BatchSystem: Send + Sync {
     async fn changed(&self);
 }
 
+/// A job launch with `resources` and `sites`, for the backends' unit tests.
+#[cfg(test)]
+pub(crate) fn test_launch(job: i64, resources: Resources, sites: Sites) -> JobLaunch {
+    JobLaunch {
+        key: JobKey {
+            job: JobId(job),
+            attempt: 1,
+        },
+        spec: JobRunSpec {
+            job,
+            attempt: 1,
+            executable: "/bin/true".into(),
+            args: Vec::new(),
+            env: Default::default(),
+            inputs: Vec::new(),
+            tarball: None,
+            output_dir: "/out".into(),
+            memory_mb: resources.memory_mb,
+            wall_seconds: (resources.wall_hours * 3600.0) as i64,
+        },
+        resources,
+        sites,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,6 +132,8 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCmd),
+    /// Run the configuration's pre-launch checks now and print their verdicts (exit 1 when one fails).
+    Check,
     /// Show or check the configuration file (batch systems, worker defaults).
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -556,6 +558,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Some(Command::Check) => run_checks(&ops, &out, &cli.worker).await,
         Some(command) => dispatch(&ops, &out, command).await,
         None if cli.batch => match cli.worker.worker(&ops).await {
             Ok(w) => worker::run_batch(&w, cli.once).await,
@@ -612,10 +615,30 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
         | Command::JobRun { .. }
         | Command::LocalExecutor { .. }
         | Command::Config(_)
+        | Command::Check
         | Command::Bench(_) => {
             unreachable!("dispatched before")
         }
     }
+}
+
+/// `prodops check`: every configured check now, recorded like the worker's runs.
+async fn run_checks(
+    ops: &Ops,
+    out: &output::Printer,
+    args: &worker::WorkerArgs,
+) -> anyhow::Result<()> {
+    let worker = args.worker(ops).await?;
+    let verdicts = worker.run_checks_now().await?;
+    if verdicts.is_empty() {
+        eprintln!("no checks configured: add [[check]] sections to the configuration file (see `prodops config show`)");
+    }
+    out.checks(&verdicts)?;
+    let failing = verdicts.iter().filter(|(_, v)| !v.ok).count();
+    if failing > 0 {
+        anyhow::bail!("{failing} of {} checks failing", verdicts.len());
+    }
+    Ok(())
 }
 
 async fn request(ops: &Ops, out: &output::Printer, cmd: RequestCmd) -> anyhow::Result<()> {

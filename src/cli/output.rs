@@ -1,5 +1,6 @@
 //! Printing results: aligned tables for people, JSON for scripts.
 
+use crate::model::check::{CheckSpec, Verdict};
 use crate::model::ids::EntityKind;
 use crate::ops::jobs::{JobDetail, JobView, Resubmitted};
 use crate::ops::views::{CampaignDetail, HistoryView, RequestDetail, RequestSummary};
@@ -131,6 +132,9 @@ impl Printer {
             c.progress.total,
             c.progress.unit
         );
+        for reason in &c.held_by {
+            println!("  submissions held: {reason}");
+        }
         for t in &c.tasks {
             println!("  {} {}  {}", t.id, t.name, t.state);
             for s in &t.subtasks {
@@ -237,6 +241,38 @@ impl Printer {
             })
             .collect();
         table(&["TIME", "ENTITY", "TRANSITION", "USER", "REASON"], &cells);
+        Ok(())
+    }
+
+    pub(super) fn checks(&self, verdicts: &[(CheckSpec, Verdict)]) -> anyhow::Result<()> {
+        if self.json {
+            let rows: Vec<serde_json::Value> = verdicts
+                .iter()
+                .map(|(spec, v)| {
+                    serde_json::json!({
+                        "name": spec.name,
+                        "guards": spec.scope.describe(),
+                        "experiment": spec.scope.experiment,
+                        "backend": spec.scope.backend,
+                        "passing": v.ok,
+                        "detail": v.detail,
+                    })
+                })
+                .collect();
+            return print_json(&rows);
+        }
+        let cells: Vec<Vec<String>> = verdicts
+            .iter()
+            .map(|(spec, v)| {
+                vec![
+                    spec.name.clone(),
+                    if v.ok { "pass" } else { "FAIL" }.to_string(),
+                    spec.scope.describe(),
+                    v.detail.clone(),
+                ]
+            })
+            .collect();
+        table(&["CHECK", "VERDICT", "GUARDS", "DETAIL"], &cells);
         Ok(())
     }
 

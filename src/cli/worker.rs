@@ -1,6 +1,8 @@
 //! Running the worker from the command line: `prodops --batch` for cron, and
 //! the demo, which runs its campaign to the end while printing progress.
 
+use crate::batch::htcondor::{HtcondorBatch, HtcondorConfig};
+use crate::batch::jobsub::{JobsubBatch, JobsubConfig};
 use crate::batch::local::{default_runner, LocalBatch};
 use crate::batch::slurm::{SlurmBatch, SlurmConfig};
 use crate::batch::BatchSystem;
@@ -78,6 +80,12 @@ impl WorkerArgs {
         if let Some(slurm) = &file.slurm {
             backends.push(Arc::new(SlurmBatch::open(slurm_config(slurm))?));
         }
+        if let Some(htcondor) = &file.htcondor {
+            backends.push(Arc::new(HtcondorBatch::open(htcondor_config(htcondor))?));
+        }
+        if let Some(jobsub) = &file.jobsub {
+            backends.push(Arc::new(JobsubBatch::open(jobsub_config(jobsub))?));
+        }
         let config = WorkerConfig {
             throttles: Throttles {
                 per_experiment: self.max_in_flight.or(defaults.max_in_flight),
@@ -93,7 +101,7 @@ impl WorkerArgs {
             lease_ttl: Duration::from_secs(30),
             min_pass_interval: crate::worker::MIN_PASS_INTERVAL,
         };
-        Ok(Worker::new(store, backends, config))
+        Ok(Worker::new(store, backends, config).with_checks(file.check_specs()))
     }
 }
 
@@ -111,6 +119,43 @@ fn slurm_config(section: &crate::config::SlurmSection) -> SlurmConfig {
     if let Some(site) = &section.site {
         config.site = site.clone();
     }
+    config
+}
+
+/// The HTCondor backend's settings from the configuration file's `[htcondor]`.
+fn htcondor_config(section: &crate::config::HtcondorSection) -> HtcondorConfig {
+    let mut config = HtcondorConfig::new(section.work_dir.clone());
+    config.bin_dir = section.bin_dir.clone();
+    if let Some(seconds) = section.poll_seconds {
+        config.poll_interval = Duration::from_secs(seconds);
+    }
+    if let Some(job_run) = &section.job_run {
+        config.job_run = job_run.clone();
+    }
+    if let Some(site) = &section.site {
+        config.site = site.clone();
+    }
+    config.extra_lines = section.submit_lines.clone().unwrap_or_default();
+    config
+}
+
+/// The jobsub backend's settings from the configuration file's `[jobsub]`.
+fn jobsub_config(section: &crate::config::JobsubSection) -> JobsubConfig {
+    let mut config = JobsubConfig::new(section.work_dir.clone(), section.group.clone());
+    config.bin_dir = section.bin_dir.clone();
+    if let Some(role) = &section.role {
+        config.role = role.clone();
+    }
+    if let Some(seconds) = section.poll_seconds {
+        config.poll_interval = Duration::from_secs(seconds);
+    }
+    if let Some(job_run) = &section.job_run {
+        config.job_run = job_run.clone();
+    }
+    if let Some(site) = &section.site {
+        config.site = site.clone();
+    }
+    config.extra_args = section.submit_args.clone().unwrap_or_default();
     config
 }
 

@@ -1,5 +1,6 @@
 //! The pure domain: ids, state machines, the DAG, specs, roles. No I/O here.
 
+pub mod check;
 pub mod criteria;
 pub mod dag;
 pub mod ids;

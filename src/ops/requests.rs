@@ -636,16 +636,30 @@ impl Ops {
         let tasks = camp::tasks_of(&mut conn, id.0).await?;
         let subtasks = camp::subtasks_of_campaign(&mut conn, id.0).await?;
         let counts = crate::store::jobs::job_counts_of_campaign(&mut conn, id.0).await?;
-        let requested = spec_of(&row)?
+        let spec = spec_of(&row)?;
+        let requested = spec
             .stages
             .iter()
             .filter_map(|s| s.generation.as_ref())
             .map(|g| g.events)
             .max();
+        let checks = crate::store::checks::all_checks(&mut conn).await?;
+        let held_by = checks
+            .iter()
+            .filter(|c| {
+                spec.stages
+                    .iter()
+                    .any(|stage| c.holds(&row.experiment, &stage.backend))
+            })
+            .map(|c| c.hold_reason())
+            .collect();
+        let request = RequestSummary::from(&row);
+        let active = ["approved", "running"].contains(&request.state.as_str());
         Ok(CampaignDetail {
-            request: RequestSummary::from(&row),
+            request,
             progress: progress(&subtasks, &counts, requested),
             tasks: task_views(&tasks, &subtasks, &counts),
+            held_by: if active { held_by } else { Vec::new() },
         })
     }
 

@@ -203,6 +203,9 @@ pub struct CampaignDetail {
     pub progress: Progress,
     /// Tasks with their subtasks.
     pub tasks: Vec<TaskView>,
+    /// Why its submissions wait: failing pre-launch checks that cover it (J10).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub held_by: Vec<String>,
 }
 
 /// Builds the task tree of a campaign from its rows.

@@ -459,10 +459,11 @@ pub async fn set_batch_job_ids(
     Ok(())
 }
 
-/// Records where jobs run (`(job, node)`) and since when (kept if already set).
+/// Records where jobs run (`(job, node, site)`; the site as the batch
+/// system reports it, e.g. a glidein's) and since when (kept if already set).
 pub async fn set_started(
     tx: &mut Tx<'_>,
-    jobs: &[(i64, Option<String>)],
+    jobs: &[(i64, Option<String>, Option<String>)],
     at: i64,
 ) -> Result<(), StoreError> {
     if jobs.is_empty() {
@@ -470,9 +471,10 @@ pub async fn set_started(
     }
     let dialect = Dialect::of(tx);
     let sql = format!(
-        "UPDATE jobs SET node = COALESCE(v.c1, jobs.node), started_at = COALESCE(jobs.started_at, $1)
+        "UPDATE jobs SET node = COALESCE(v.c1, jobs.node), site = COALESCE(v.c2, jobs.site),
+             started_at = COALESCE(jobs.started_at, $1)
          FROM ({}) AS v WHERE jobs.id = v.c0",
-        dialect.rows(2, &[Col::Int, Col::Text])
+        dialect.rows(2, &[Col::Int, Col::Text, Col::Text])
     );
     sqlx::query(&sql)
         .bind(at)
@@ -487,6 +489,8 @@ pub async fn set_started(
 pub struct JobEnd {
     /// Node it ran on.
     pub node: Option<String>,
+    /// Site it ran at, when the batch system says.
+    pub site: Option<String>,
     /// Exit code.
     pub exit_code: Option<i64>,
     /// Killing signal.
@@ -536,6 +540,7 @@ pub async fn record_job_ends(tx: &mut Tx<'_>, ends: &[(i64, JobEnd)]) -> Result<
                 end.started_at,
                 end.ended_at,
                 stages.last().map(|s| s.name.as_str()),
+                end.site,
             ])
         })
         .collect();
@@ -545,11 +550,11 @@ pub async fn record_job_ends(tx: &mut Tx<'_>, ends: &[(i64, JobEnd)]) -> Result<
         "UPDATE jobs SET node = COALESCE(v.c1, jobs.node), exit_code = v.c2, signal = v.c3,
              oom = v.c4, failure = v.c5, events = v.c6, cpu_ms = v.c7, wall_ms = v.c8,
              max_rss_kb = v.c9, started_at = COALESCE(jobs.started_at, v.c10), ended_at = v.c11,
-             current_stage = COALESCE(v.c12, jobs.current_stage)
+             current_stage = COALESCE(v.c12, jobs.current_stage), site = COALESCE(v.c13, jobs.site)
          FROM ({}) AS v WHERE jobs.id = v.c0",
         dialect.rows(
             1,
-            &[Int, Text, Int, Int, Int, Text, Int, Int, Int, Int, Int, Int, Text]
+            &[Int, Text, Int, Int, Int, Text, Int, Int, Int, Int, Int, Int, Text, Text]
         )
     );
     sqlx::query(&sql)

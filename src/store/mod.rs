@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod campaigns;
+pub mod checks;
 pub mod directory;
 pub mod jobs;
 pub mod lease;

@@ -157,7 +157,7 @@ fn has_records(state: ObservedState) -> bool {
 /// What one ingest writes, gathered first and written together.
 #[derive(Default)]
 struct Changes<'a> {
-    started: Vec<(i64, Option<String>)>,
+    started: Vec<(i64, Option<String>, Option<String>)>,
     ends: Vec<(i64, JobEnd)>,
     outputs: Vec<(&'a JobRow, Vec<OutputFile>)>,
     moves: Moves<JobState>,
@@ -171,7 +171,8 @@ impl<'a> Changes<'a> {
         match obs.state {
             ObservedState::Queued => {}
             ObservedState::Running => {
-                self.started.push((job.id, obs.node.clone()));
+                self.started
+                    .push((job.id, obs.node.clone(), obs.site.clone()));
                 self.moves.add(job.id, JobState::Running, "running");
             }
             ObservedState::Held => {
@@ -274,6 +275,7 @@ fn job_end(job: &JobRow, obs: &Observed, logs: Option<&LogBundle>, now: i64) -> 
             .node
             .clone()
             .or_else(|| result.as_ref().map(|r| r.node.clone())),
+        site: obs.site.clone(),
         exit_code: obs
             .exit_code
             .or_else(|| result.as_ref().and_then(|r| r.exit_code)),

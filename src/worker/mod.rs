@@ -6,6 +6,7 @@
 //! submit within throttles. It runs in-process as a tokio task or headless
 //! (`prodops --batch`), guarded by a lease so only one worker submits.
 
+pub mod checks;
 mod enforce;
 pub mod failpoint;
 mod ingest;
@@ -137,6 +138,8 @@ pub struct Worker {
     store: Store,
     backends: BTreeMap<String, Arc<dyn BatchSystem>>,
     config: WorkerConfig,
+    /// Pre-launch checks guarding submissions (P1–P4, J3, J10).
+    checks: Vec<crate::model::check::CheckSpec>,
     holder: String,
     /// When the last pass began and how long it took (for [`Worker::pace`]).
     last_pass: std::sync::Mutex<(Instant, Duration)>,
@@ -159,6 +162,8 @@ struct Memory {
     retry_due: bool,
     /// Settled subtasks waiting for their check script (T5).
     awaiting_checks: Vec<i64>,
+    /// The pre-launch checks' last runs.
+    check_board: checks::CheckBoard,
 }
 
 /// Longest time between full passes even when nothing seems to change.
@@ -174,6 +179,7 @@ impl Worker {
                 .map(|b| (b.name().to_string(), b))
                 .collect(),
             config,
+            checks: Vec::new(),
             holder: lease::holder_id(),
             last_pass: std::sync::Mutex::new((Instant::now(), Duration::ZERO)),
             memory: tokio::sync::Mutex::new(Memory {
@@ -181,6 +187,28 @@ impl Worker {
                 ..Memory::default()
             }),
         }
+    }
+
+    /// The same worker, holding submissions while one of `checks` fails.
+    pub fn with_checks(mut self, checks: Vec<crate::model::check::CheckSpec>) -> Worker {
+        self.checks = checks;
+        self
+    }
+
+    /// Runs every check now and records the verdicts (`prodops check`).
+    pub async fn run_checks_now(
+        &self,
+    ) -> Result<Vec<(crate::model::check::CheckSpec, crate::model::check::Verdict)>, WorkerError>
+    {
+        let all: Vec<&crate::model::check::CheckSpec> = self.checks.iter().collect();
+        let verdicts = checks::run_all(&all, &self.backends).await;
+        let mut tx = self.store.begin().await?;
+        crate::store::checks::record_verdicts(&mut tx, &verdicts, WORKER_USER).await?;
+        tx.commit().await?;
+        Ok(verdicts
+            .into_iter()
+            .map(|(spec, verdict)| (spec.clone(), verdict))
+            .collect())
     }
 
     /// The store the worker uses.
@@ -253,7 +281,7 @@ impl Worker {
             report.rolled_up += rollup::roll_up(&mut tx, &checks).await?.changed;
         }
         tx.commit().await?;
-        let submitted = submit::submit(self, conn).await?;
+        let submitted = submit::submit(self, conn, &mut memory.check_board).await?;
         report.submitted = submitted.jobs;
         report.in_flight = submitted.in_flight;
         memory.retry_due = !submitted.warnings.is_empty();

@@ -2,9 +2,11 @@
 //! committed before the batch system is called, and the batch job id after it
 //! answers. A crash in between is resolved by `recover` on the next pass.
 
+use super::checks::CheckBoard;
 use super::failpoint;
 use super::{Worker, WorkerError, WORKER_USER};
 use crate::batch::{BatchSystem, JobGroup, JobKey, JobLaunch, Submitted};
+use crate::model::check::CheckSpec;
 use crate::model::ids::JobId;
 use crate::model::jobspec::JobRunSpec;
 use crate::model::spec::{Executable, StageSpec};
@@ -34,14 +36,22 @@ pub(super) struct Submissions {
 pub(super) async fn submit(
     worker: &Worker,
     conn: &mut AnyConnection,
+    board: &mut CheckBoard,
 ) -> Result<Submissions, WorkerError> {
     let mut flight = in_flight(conn).await?;
     let before = flight.total;
-    let candidates = submittable_jobs(conn, worker.config.throttles.per_pass as i64 * 4).await?;
+    let mut candidates =
+        submittable_jobs(conn, worker.config.throttles.per_pass as i64 * 4).await?;
+    let mut held = Vec::new();
+    if !candidates.is_empty() && !worker.checks.is_empty() {
+        let failing = board.failing(worker, conn).await?;
+        held = held_by_checks(&failing, &mut candidates);
+    }
     let picked = within_throttles(worker, &mut flight, candidates);
     if picked.is_empty() {
         return Ok(Submissions {
             in_flight: before,
+            warnings: held,
             ..Submissions::default()
         });
     }
@@ -82,11 +92,41 @@ pub(super) async fn submit(
     }
     let submitted = record_submissions(worker, conn, &accepted, &refused).await?;
     failpoint::hit("submit:after-record");
+    held.extend(refused.into_iter().map(|(_, e)| e));
     Ok(Submissions {
         jobs: submitted,
         in_flight: before + submitted,
-        warnings: refused.into_iter().map(|(_, e)| e).collect(),
+        warnings: held,
     })
+}
+
+/// Removes the candidates a failing check covers (they stay `created`);
+/// one line per check that held some, saying why.
+fn held_by_checks(
+    failing: &[(&CheckSpec, String)],
+    candidates: &mut Vec<Submittable>,
+) -> Vec<String> {
+    let mut held: BTreeMap<&str, (usize, &CheckSpec, &str)> = BTreeMap::new();
+    candidates.retain(|job| {
+        let blocking = failing
+            .iter()
+            .find(|(c, _)| c.scope.covers(&job.experiment, &job.backend));
+        if let Some((check, detail)) = blocking {
+            held.entry(check.name.as_str())
+                .or_insert((0, check, detail))
+                .0 += 1;
+        }
+        blocking.is_none()
+    });
+    held.values()
+        .map(|(n, check, detail)| {
+            format!(
+                "{n} submissions held ({}): check `{}` failing: {detail}",
+                check.scope.describe(),
+                check.name
+            )
+        })
+        .collect()
 }
 
 /// Groups the batch system accepted, with their batch ids.

@@ -517,36 +517,16 @@ fn failed(message: &str) -> BatchError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ids::JobId;
-    use crate::model::jobspec::JobRunSpec;
     use crate::model::spec::{Resources, Sites};
 
     fn launch(job: i64, sites: Sites) -> JobLaunch {
-        JobLaunch {
-            key: JobKey {
-                job: JobId(job),
-                attempt: 1,
-            },
-            spec: JobRunSpec {
-                job,
-                attempt: 1,
-                executable: "/bin/true".into(),
-                args: Vec::new(),
-                env: Default::default(),
-                inputs: Vec::new(),
-                tarball: None,
-                output_dir: "/out".into(),
-                memory_mb: 2000,
-                wall_seconds: 7200,
-            },
-            resources: Resources {
-                memory_mb: 2000,
-                wall_hours: 2.0,
-                cpus: 1,
-                disk_mb: 10,
-            },
-            sites,
-        }
+        let resources = Resources {
+            memory_mb: 2000,
+            wall_hours: 2.0,
+            cpus: 1,
+            disk_mb: 10,
+        };
+        crate::batch::test_launch(job, resources, sites)
     }
 
     fn batch(dir: &Path) -> HtcondorBatch {

@@ -424,30 +424,14 @@ mod tests {
         config.array_limit = Some(5);
         config.partition = Some("debug".into());
         let batch = SlurmBatch::open(config).unwrap();
-        let launch = |job| JobLaunch {
-            key: JobKey {
-                job: crate::model::ids::JobId(job),
-                attempt: 1,
-            },
-            spec: crate::model::jobspec::JobRunSpec {
-                job,
-                attempt: 1,
-                executable: "/bin/true".into(),
-                args: Vec::new(),
-                env: Default::default(),
-                inputs: Vec::new(),
-                tarball: None,
-                output_dir: "/out".into(),
-                memory_mb: 1500,
-                wall_seconds: 3600,
-            },
-            resources: crate::model::spec::Resources {
+        let launch = |job| {
+            let resources = crate::model::spec::Resources {
                 memory_mb: 1500,
                 wall_hours: 1.5,
                 cpus: 2,
                 disk_mb: 0,
-            },
-            sites: Default::default(),
+            };
+            crate::batch::test_launch(job, resources, Default::default())
         };
         let (a, b) = (launch(1), launch(2));
         let g = dir.path().join("groups/g");

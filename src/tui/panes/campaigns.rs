@@ -104,6 +104,12 @@ fn campaign_item(app: &App, c: &CampaignLine) -> TreeItem<'static, String> {
             app.theme.style(Slot::Dim),
         ),
     ]);
+    for reason in detail.map(|d| d.held_by.as_slice()).unwrap_or_default() {
+        text.push(Span::styled(
+            format!("  submissions held: {reason}"),
+            app.theme.style(Slot::StateHeld),
+        ));
+    }
     let children = detail.map(|d| task_items(app, d)).unwrap_or_default();
     TreeItem::new(id.clone(), Line::from(text), children)
         .unwrap_or_else(|_| TreeItem::new_leaf(id, "?"))

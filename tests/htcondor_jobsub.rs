@@ -1,0 +1,231 @@
+//! The HTCondor and jobsub backends end to end (issue 6, X10): `prodops
+//! --batch` drives stand-in `condor_*` and `jobsub_*` executables
+//! (tests/standins/: they run jobs as local processes and answer in the
+//! documented formats), including a submission that fails and a job that
+//! exits non-zero.
+
+mod common;
+
+use common::{file_and_approve, script, world, World};
+use prodops::model::ids::CampaignId;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The stand-in executables.
+fn standins() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standins")
+}
+
+/// A directory with the database, the stand-ins' state and a config using `section`.
+struct Site {
+    dir: tempfile::TempDir,
+    db: common::TestDb,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        Site {
+            dir,
+            db: common::sqlite(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The next `n` submissions fail the way the real tools do.
+    fn fail_next_submits(&self, n: u32) {
+        std::fs::write(self.path("state/fail-submits"), n.to_string()).unwrap();
+    }
+
+    /// Writes the configuration with this backend section.
+    fn configure(&self, section: &str) {
+        let text = section
+            .replace("WORK", &self.path("pool").display().to_string())
+            .replace("BIN", &standins().display().to_string());
+        std::fs::write(self.path("config.toml"), text).unwrap();
+    }
+
+    /// `prodops --batch` until nothing is left to do, with the stand-ins on PATH.
+    fn run_batch(&self) -> Output {
+        let path = format!(
+            "{}:{}",
+            standins().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_prodops"))
+            .args(["--db", &self.db.url, "--batch", "--config"])
+            .arg(self.path("config.toml"))
+            .arg("--work-dir")
+            .arg(self.path("work"))
+            .env("PATH", path)
+            .env("PRODOPS_STANDIN_STATE", self.path("state"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+/// The example MC request (3 stages, 25 jobs), sent to `backend`.
+fn mc_on(dir: &Path, backend: &str) -> PathBuf {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let text = std::fs::read_to_string(examples.join("mc-request.toml"))
+        .unwrap()
+        .replace(
+            "backend   = \"local\"",
+            &format!("backend   = \"{backend}\""),
+        )
+        .replace("scripts/", &format!("{}/scripts/", examples.display()));
+    let path = dir.join("mc.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A one-stage request of 3 jobs on `backend` whose seed-2 job exits 3.
+fn failing_one(dir: &Path, backend: &str) -> PathBuf {
+    script(
+        dir,
+        "gen.sh",
+        "[ \"$PRODOPS_SEED\" = 2 ] && exit 3\necho \"PRODOPS_EVENTS $PRODOPS_EVENTS\"",
+    );
+    let path = dir.join("one.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"t\"\n[defaults]\nrelease = \"v1\"\nbackend = \"{backend}\"\nmax_attempts = 2\nresources = {{ memory_mb = 300, wall_hours = 1 }}\nsites = {{ usage_model = [\"OPPORTUNISTIC\"], include = [\"Standin_Site\"], exclude = [\"BadSite\"] }}\n[[stage]]\nname = \"gen\"\nscript = \"gen.sh\"\nevents = 3\nevents_per_job = 1\nseed_base = 1\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn jobs(w: &World, id: CampaignId) -> Vec<prodops::ops::jobs::JobView> {
+    w.ed.jobs(id, &[], 1000, 0).await.unwrap()
+}
+
+/// Asserts the failing one-stage campaign: seed 2 failed twice with exit 3, the others succeeded.
+async fn assert_failed_with_exit_code(w: &World, id: CampaignId, id_shape: fn(&str) -> bool) {
+    assert_eq!(w.ed.campaign(id).await.unwrap().request.state, "failed");
+    let all = jobs(w, id).await;
+    let failed: Vec<_> = all.iter().filter(|j| j.state == "failed").collect();
+    assert_eq!(failed.len(), 2, "attempts 1 and 2 of seed 2: {all:#?}");
+    assert!(
+        failed
+            .iter()
+            .all(|j| j.exit_code == Some(3) && j.plan["seed"] == 2),
+        "{failed:#?}"
+    );
+    let succeeded = all.iter().filter(|j| j.state == "succeeded").count();
+    assert_eq!(succeeded, 2, "{all:#?}");
+    assert!(
+        all.iter()
+            .all(|j| j.batch_job_id.as_deref().is_some_and(id_shape)),
+        "{all:#?}"
+    );
+}
+
+fn condor_id(id: &str) -> bool {
+    id.split_once('.')
+        .is_some_and(|(c, p)| c.parse::<u64>().is_ok() && p.parse::<u64>().is_ok())
+}
+
+fn jobsub_id(id: &str) -> bool {
+    id.parse::<prodops::batch::jobsub::parse::JobsubId>()
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x10_the_example_campaign_runs_through_htcondor_clusters_after_a_failed_submit() {
+    let site = Site::new();
+    let w = world(&site.db).await;
+    site.configure("[htcondor]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\npoll_seconds = 1\n");
+    site.fail_next_submits(1);
+    let id = file_and_approve(&w, &mc_on(site.dir.path(), "htcondor")).await;
+    let out = site.run_batch();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("condor_submit` failed: ERROR"),
+        "the failed submit is reported: {said}"
+    );
+    let c = w.ed.campaign(id).await.unwrap();
+    assert_eq!(c.request.state, "succeeded", "{said}\n{c:#?}");
+    let all = jobs(&w, id).await;
+    assert_eq!(all.len(), 25);
+    assert!(
+        all.iter().all(|j| j.site.as_deref() == Some("Standin_Site")
+            && j.batch_job_id.as_deref().is_some_and(condor_id)),
+        "M9: {all:#?}"
+    );
+    let clusters: std::collections::BTreeSet<&str> = all
+        .iter()
+        .filter_map(|j| j.batch_job_id.as_deref()?.split('.').next())
+        .collect();
+    assert_eq!(clusters.len(), 3, "one cluster per stage: {clusters:?}");
+    let measured: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs j WHERE (SELECT COUNT(*) FROM job_stages s WHERE s.job_id = j.id AND s.cpu_ms IS NOT NULL) >= 3",
+    )
+    .fetch_one(w.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(measured, 25, "M10: stage records came back with the output");
+    w.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x10_d3_a_failing_htcondor_job_is_retried_with_its_exit_code() {
+    let site = Site::new();
+    let w = world(&site.db).await;
+    site.configure("[htcondor]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\npoll_seconds = 1\n");
+    let id = file_and_approve(&w, &failing_one(site.dir.path(), "htcondor")).await;
+    site.run_batch();
+    assert_failed_with_exit_code(&w, id, condor_id).await;
+    w.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x10_j11_jobsub_runs_a_campaign_after_a_failed_submit_and_reads_exit_codes_from_logs() {
+    let site = Site::new();
+    let w = world(&site.db).await;
+    site.configure(
+        "[jobsub]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\ngroup = \"nova\"\nrole = \"Production\"\npoll_seconds = 1\n",
+    );
+    site.fail_next_submits(1);
+    let id = file_and_approve(&w, &failing_one(site.dir.path(), "jobsub")).await;
+    let out = site.run_batch();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("jobsub_submit` failed: "),
+        "{said}"
+    );
+    assert_failed_with_exit_code(&w, id, jobsub_id).await;
+    let argv_files: Vec<PathBuf> = std::fs::read_dir(site.path("state/jobsub"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".argv.json"))
+        .collect();
+    assert!(!argv_files.is_empty());
+    let argv: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(&argv_files[0]).unwrap()).unwrap();
+    for expected in [
+        "--resource-provides=usage_model=OPPORTUNISTIC",
+        "Standin_Site",
+        "BadSite",
+        "300MB",
+        "Production",
+    ] {
+        assert!(
+            argv.iter().any(|a| a == expected),
+            "J11: {expected} passed through: {argv:?}"
+        );
+    }
+    w.store.close().await;
+}
