@@ -201,10 +201,7 @@ async fn x10_j11_jobsub_runs_a_campaign_after_a_failed_submit_and_reads_exit_cod
     let id = file_and_approve(&w, &failing_one(site.dir.path(), "jobsub")).await;
     let out = site.run_batch();
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        said.contains("jobsub_submit` failed: "),
-        "{said}"
-    );
+    assert!(said.contains("jobsub_submit` failed: "), "{said}");
     assert_failed_with_exit_code(&w, id, jobsub_id).await;
     let argv_files: Vec<PathBuf> = std::fs::read_dir(site.path("state/jobsub"))
         .unwrap()

@@ -147,6 +147,36 @@ impl GroupFiles {
         Some(text.trim().to_string()).filter(|g| !g.is_empty())
     }
 
+    /// Finds the jobs of `keys` (adoption after a crash): those recorded at
+    /// once; for the others, `adopt(group)` asks the batch system for their
+    /// group by its name and records it if found.
+    pub async fn find<F, Fut>(
+        &self,
+        keys: &[JobKey],
+        mut adopt: F,
+    ) -> Result<Vec<Submitted>, BatchError>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Result<(), BatchError>>,
+    {
+        let mut found = Vec::new();
+        for key in keys {
+            if self.recorded(key).is_none() {
+                let Some(group) = self.group_of(key) else {
+                    continue;
+                };
+                adopt(group).await?;
+            }
+            if let Some(batch_id) = self.recorded(key) {
+                found.push(Submitted {
+                    key: *key,
+                    batch_id,
+                });
+            }
+        }
+        Ok(found)
+    }
+
     /// The names of group `group`'s jobs, by index.
     pub fn names(&self, group: &str) -> Result<Vec<String>, BatchError> {
         let path = self.group_dir(group).join("tasks");

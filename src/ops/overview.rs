@@ -14,6 +14,12 @@ impl Ops {
         Ok(overview::campaign_lines(&mut conn).await?)
     }
 
+    /// The pre-launch checks' latest verdicts, as the worker recorded them.
+    pub async fn check_verdicts(&self) -> Result<Vec<crate::store::checks::CheckRow>, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(crate::store::checks::all_checks(&mut conn).await?)
+    }
+
     /// The batches of a campaign.
     pub async fn batches(&self, campaign: CampaignId) -> Result<Vec<BatchLine>, OpsError> {
         let mut conn = self.store.pool().acquire().await?;

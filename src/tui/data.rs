@@ -59,6 +59,8 @@ pub struct Snapshot {
     pub approval: Option<(RequestDetail, Option<RequestDetail>)>,
     /// History of the selected entity.
     pub history: Vec<HistoryView>,
+    /// The pre-launch checks' latest verdicts.
+    pub checks: Vec<crate::store::checks::CheckRow>,
     /// What failed while loading (shown, never fatal).
     pub error: Option<String>,
 }
@@ -112,6 +114,7 @@ async fn fill(
             .map(|g| format!("{}@{}", g.role.as_str(), g.experiment))
             .collect();
         snap.campaigns = ops.campaign_lines().await?;
+        snap.checks = ops.check_verdicts().await?;
         snap.pending = ops
             .requests(&CampaignFilter {
                 states: vec!["pending_approval".into()],

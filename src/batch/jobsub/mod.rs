@@ -293,12 +293,8 @@ impl BatchSystem for JobsubBatch {
     }
 
     async fn find(&self, keys: &[JobKey]) -> Result<Vec<Submitted>, BatchError> {
-        let mut found = Vec::new();
-        for key in keys {
-            if self.files.recorded(key).is_none() {
-                let Some(group) = self.files.group_of(key) else {
-                    continue;
-                };
+        self.files
+            .find(keys, |group| async move {
                 let constraint = format!("ProdopsGroup == \"{group}\"");
                 let mut ids: Vec<JobsubId> = self
                     .queue(&["--constraint".into(), constraint])
@@ -311,15 +307,9 @@ impl BatchSystem for JobsubBatch {
                 if !ids.is_empty() {
                     self.record(&group, &ids)?;
                 }
-            }
-            if let Some(batch_id) = self.files.recorded(key) {
-                found.push(Submitted {
-                    key: *key,
-                    batch_id,
-                });
-            }
-        }
-        Ok(found)
+                Ok(())
+            })
+            .await
     }
 
     async fn poll(&self, ids: &[BatchJobId]) -> Result<Vec<Observed>, BatchError> {

@@ -235,24 +235,14 @@ impl BatchSystem for SlurmBatch {
     }
 
     async fn find(&self, keys: &[JobKey]) -> Result<Vec<Submitted>, BatchError> {
-        let mut found = Vec::new();
-        for key in keys {
-            if self.files.recorded(key).is_none() {
-                let Some(group) = self.files.group_of(key) else {
-                    continue;
-                };
+        self.files
+            .find(keys, |group| async move {
                 if let Some(array) = self.array_named(&group).await? {
                     self.record(&group, array)?;
                 }
-            }
-            if let Some(batch_id) = self.files.recorded(key) {
-                found.push(Submitted {
-                    key: *key,
-                    batch_id,
-                });
-            }
-        }
-        Ok(found)
+                Ok(())
+            })
+            .await
     }
 
     async fn poll(&self, ids: &[BatchJobId]) -> Result<Vec<Observed>, BatchError> {

@@ -130,12 +130,27 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
     let mode = if app.readonly { " · read-only" } else { "" };
     let frozen = if app.frozen { " · FROZEN" } else { "" };
     let text = format!(
-        " prodops · {} ({roles}){mode} · {worker} · checks: none configured · {}{frozen} · {}",
+        " prodops · {} ({roles}){mode} · {worker} · {} · {}{frozen} · {}",
         app.user,
+        checks_summary(&app.snap.checks),
         app.database,
         app.breadcrumbs().join(" › ")
     );
     frame.render_widget(Paragraph::new(text).style(style), area);
+}
+
+/// `checks: 3 ok`, `checks: FAILING samweb, token`, or none configured.
+fn checks_summary(checks: &[crate::store::checks::CheckRow]) -> String {
+    let failing: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.passing)
+        .map(|c| c.name.as_str())
+        .collect();
+    match (checks.len(), failing.is_empty()) {
+        (0, _) => "checks: none configured".into(),
+        (n, true) => format!("checks: {n} ok"),
+        (_, false) => format!("checks: FAILING {} (submissions held)", failing.join(", ")),
+    }
 }
 
 fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
@@ -249,5 +264,36 @@ pub fn short_kib(kib: i64) -> String {
         format!("{:.1}G", kib as f64 / (1024.0 * 1024.0))
     } else {
         format!("{}M", kib / 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checks_summary;
+    use crate::store::checks::CheckRow;
+
+    fn row(name: &str, passing: bool) -> CheckRow {
+        CheckRow {
+            name: name.into(),
+            experiment: None,
+            backend: None,
+            passing,
+            detail: String::new(),
+            checked_at: 0,
+            since: 0,
+        }
+    }
+
+    #[test]
+    fn j10_the_header_says_which_checks_fail_and_that_submissions_wait() {
+        assert_eq!(checks_summary(&[]), "checks: none configured");
+        assert_eq!(
+            checks_summary(&[row("a", true), row("b", true)]),
+            "checks: 2 ok"
+        );
+        assert_eq!(
+            checks_summary(&[row("samweb", false), row("b", true), row("token", false)]),
+            "checks: FAILING samweb, token (submissions held)"
+        );
     }
 }
