@@ -226,3 +226,48 @@ async fn x10_j11_jobsub_runs_a_campaign_after_a_failed_submit_and_reads_exit_cod
     }
     w.store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn j2_j9_an_experiment_launch_script_submits_through_jobsub_and_its_jobs_are_followed() {
+    let site = Site::new();
+    let w = world(&site.db).await;
+    site.configure(
+        "[jobsub]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\ngroup = \"nova\"\npoll_seconds = 1\n",
+    );
+    let dir = site.dir.path();
+    script(
+        dir,
+        "job.sh",
+        "[ \"$PRODOPS_SEED\" = 2 ] && exit 3\necho simulated",
+    );
+    let runs = site.path("launches");
+    script(
+        dir,
+        "nova_launch.sh",
+        &format!(
+            "# the experiment's own launcher: one jobsub job per call\necho \"$PRODOPS_JOB $*\" >> {runs}\nexec jobsub_submit -G nova --role Analysis -e PRODOPS_SEED file://{job}",
+            runs = runs.display(),
+            job = dir.join("job.sh").display()
+        ),
+    );
+    let path = dir.join("launch.toml");
+    std::fs::write(
+        &path,
+        "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"launched\"\n[defaults]\nrelease = \"v1\"\nbackend = \"jobsub\"\nmax_attempts = 2\n[[stage]]\nname = \"gen\"\nlaunch = { command = \"./nova_launch.sh\", args = [\"--fcl\", \"gen.fcl\"] }\nevents = 3\nevents_per_job = 1\nseed_base = 1\n",
+    )
+    .unwrap();
+    let id = file_and_approve(&w, &path).await;
+    site.run_batch();
+    assert_failed_with_exit_code(&w, id, jobsub_id).await;
+    let calls = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(
+        calls.lines().count(),
+        4,
+        "one run per job attempt, none twice: {calls}"
+    );
+    assert!(
+        calls.lines().all(|l| l.ends_with(" --fcl gen.fcl")),
+        "{calls}"
+    );
+    w.store.close().await;
+}

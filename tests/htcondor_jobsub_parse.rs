@@ -1,11 +1,12 @@
 //! HTCondor's and jobsub_lite's output read by prodops's parsers (X10):
 //! every sample in `tests/fixtures/`, malformed input, and arbitrary bytes
-//! (never a panic: a value or a clear error).
+//! (never a panic: a value or a clear error); launch scripts' output (J9).
 
 use prodops::batch::htcondor::parse::{
     job_states, parse_ads, parse_event_log, parse_submit, JobStatus, Termination,
 };
 use prodops::batch::jobsub::parse::{self as jobsub, JobsubId};
+use prodops::batch::launch;
 use proptest::prelude::*;
 
 fn sample(path: &str) -> String {
@@ -227,5 +228,51 @@ proptest! {
         let _ = parse_event_log(&text);
         let _ = parse_ads(&text);
         let _ = jobsub::parse_queue(&text);
+        for pattern in LAUNCH_PATTERNS {
+            let _ = launch::job_id(&text, pattern);
+        }
     }
+
+    #[test]
+    fn j9_launch_script_output_gives_an_id_or_a_clear_error(
+        bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+        pattern in prop::sample::select(LAUNCH_PATTERNS.to_vec()),
+    ) {
+        let text = String::from_utf8_lossy(&bytes);
+        match launch::job_id(&text, pattern) {
+            Ok(id) => prop_assert!(!id.is_empty() && text.contains(id.as_str())),
+            Err(e) => prop_assert!(e.to_string().starts_with("the launch script printed no job id")),
+        }
+    }
+
+    #[test]
+    fn j9_arbitrary_patterns_never_panic(pattern in ".{0,40}", text in ".{0,200}") {
+        let _ = launch::job_id(&text, &pattern);
+    }
+}
+
+/// Patterns launch scripts' output is read with: the backends' defaults and typical ones.
+const LAUNCH_PATTERNS: [&str; 4] = [
+    r"Use job id (\S+@\S+) to retrieve output",
+    r"(?m)^\s*(\d+\.\d+)\b",
+    r"Submitted batch job (\d+)",
+    r"\d+",
+];
+
+#[test]
+fn j9_launch_scripts_answering_like_jobsub_and_condor_submit_terse_give_their_ids() {
+    let jobsub_out = "Attempting to get token from https://htvaultprod.fnal.gov:8200 ... succeeded\nSubmitting job(s).\n1 job(s) submitted to cluster 66882383.\n\nUse job id 66882383.0@jobsub02.fnal.gov to retrieve output\n";
+    assert_eq!(
+        launch::job_id(jobsub_out, LAUNCH_PATTERNS[0]).unwrap(),
+        "66882383.0@jobsub02.fnal.gov"
+    );
+    assert_eq!(
+        launch::job_id("812.0 - 812.0\n", LAUNCH_PATTERNS[1]).unwrap(),
+        "812.0"
+    );
+    assert!(launch::job_id(
+        "Error: condor_submit exited with failed status code 1",
+        LAUNCH_PATTERNS[0]
+    )
+    .is_err());
 }

@@ -8,13 +8,14 @@ pub mod command;
 pub mod groups;
 pub mod htcondor;
 pub mod jobsub;
+pub mod launch;
 pub mod local;
 pub mod logs;
 pub mod slurm;
 
 use crate::model::ids::JobId;
 use crate::model::jobspec::JobRunSpec;
-use crate::model::spec::{Resources, Sites};
+use crate::model::spec::{Launch, Resources, Sites};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -202,6 +203,23 @@ pub trait BatchSystem: Send + Sync {
     /// Submits a group. Idempotent per [`JobKey`]: submitting a key it already
     /// has returns the existing id instead of starting a second job.
     async fn submit(&self, group: &JobGroup) -> Result<Vec<Submitted>, BatchError>;
+    /// True when this system can follow jobs an experiment's launch script submits (J2, J9).
+    fn launches(&self) -> bool {
+        false
+    }
+    /// Submits `jobs` through an experiment's launch script, one run per
+    /// job. Idempotent per [`JobKey`] like [`BatchSystem::submit`].
+    async fn launch(
+        &self,
+        launch: &Launch,
+        jobs: &[JobLaunch],
+    ) -> Result<Vec<Submitted>, BatchError> {
+        let _ = (launch, jobs);
+        Err(BatchError::Failed {
+            system: self.name().into(),
+            message: "experiment launch scripts are not supported by this backend".into(),
+        })
+    }
     /// Finds jobs submitted under these keys (adoption after a crash).
     async fn find(&self, keys: &[JobKey]) -> Result<Vec<Submitted>, BatchError>;
     /// Reports the state of these jobs; ids it does not know are `Unknown`.

@@ -395,6 +395,16 @@ fn check_stage(
             }
             (None, Some(launch)) => {
                 check_text(&at("launch.command"), &launch.command, 4096, true)?;
+                if let Some(pattern) = &launch.job_id_pattern {
+                    if let Err(e) = regex::Regex::new(pattern) {
+                        let why = e.to_string();
+                        let why = why.lines().last().unwrap_or("").trim();
+                        return Err(bad(
+                            at("launch.job_id_pattern"),
+                            format!("is not a regular expression ({why}); e.g. \"job id (\\S+)\""),
+                        ));
+                    }
+                }
                 Executable::Launch(launch.clone())
             }
             (Some(_), Some(_)) => {

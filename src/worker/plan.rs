@@ -149,9 +149,10 @@ async fn plan_subtask(
             stage.backend
         )));
     }
-    if let Executable::Launch(_) = stage.executable {
+    let launches = worker.backend(&stage.backend).is_some_and(|b| b.launches());
+    if matches!(stage.executable, Executable::Launch(_)) && !launches {
         return Ok(Err(format!(
-            "experiment launch scripts are not supported by the `{}` backend",
+            "experiment launch scripts are not supported by the `{}` backend (use htcondor or jobsub)",
             stage.backend
         )));
     }

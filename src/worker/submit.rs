@@ -82,7 +82,11 @@ pub(super) async fn submit(
             .get(&subtask)
             .ok_or_else(|| StoreError::NotFound(format!("S{subtask}")))?;
         let group = job_group(worker, conn, stage, &jobs).await?;
-        match backend.submit(&group).await {
+        let answer = match &stage.executable {
+            Executable::Launch(launch) => backend.launch(launch, &group.jobs).await,
+            Executable::Script { .. } => backend.submit(&group).await,
+        };
+        match answer {
             Ok(ids) => {
                 failpoint::hit("submit:after-backend");
                 accepted.push((backend, ids, jobs));

@@ -24,6 +24,7 @@ use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, LogBundle, Observed,
     ObservedState, Submitted,
 };
+use crate::model::spec::Launch;
 use async_trait::async_trait;
 use parse::{job_states, parse_ads, parse_event_log, parse_submit, JobAd, JobStatus};
 use std::collections::{BTreeSet, HashMap};
@@ -38,6 +39,8 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 const IDS_PER_COMMAND: usize = 500;
 /// The attributes prodops reads from job ads.
 const ATTRIBUTES: &str = "ClusterId,ProcId,JobStatus,ExitCode,ExitBySignal,ExitSignal,HoldReason,HoldReasonCode,HoldReasonSubCode,LastRemoteHost,RemoteHost,MachineAttrGLIDEIN_Site0,RemoteWallClockTime,RemoteUserCpu,ResidentSetSize,NumJobStarts,GlobalJobId";
+/// How a launch script's job id is found by default: `condor_submit -terse` prints `C.P - C.P`.
+const LAUNCH_PATTERN: &str = r"(?m)^\s*(\d+\.\d+)\b";
 /// `HoldReasonCode` of a person's `condor_hold`.
 const HOLD_BY_USER: i64 = 1;
 /// `HoldReasonCode` of a job waiting for its input to be spooled.
@@ -172,6 +175,23 @@ impl HtcondorBatch {
 
     fn program(&self, name: &str) -> String {
         program(self.config.bin_dir.as_deref(), name)
+    }
+
+    /// The logs and records of job `id` of one of our groups; `None` for a
+    /// job we did not submit ourselves (a launch script's).
+    fn group_logs(&self, id: &BatchJobId) -> Result<Option<LogBundle>, BatchError> {
+        let Some((cluster, proc)) = parse_id(&id.0) else {
+            return Ok(None);
+        };
+        let Some(group) = self.files.by_id(&cluster.to_string()) else {
+            return Ok(None);
+        };
+        let Some(name) = group.names.get(proc as usize) else {
+            return Ok(None);
+        };
+        let out = group.dir.join(format!("{cluster}.{proc}.out"));
+        let err = group.dir.join(format!("{cluster}.{proc}.err"));
+        self.files.bundle(name, &out, &err).map(Some)
     }
 
     /// Records cluster `cluster` of group `group`: proc i is job i.
@@ -332,6 +352,19 @@ impl BatchSystem for HtcondorBatch {
         Ok(done)
     }
 
+    fn launches(&self) -> bool {
+        true
+    }
+
+    async fn launch(
+        &self,
+        launch: &Launch,
+        jobs: &[JobLaunch],
+    ) -> Result<Vec<Submitted>, BatchError> {
+        let journal = self.files.root().join("launched");
+        super::launch::submit(SYSTEM, &journal, launch, LAUNCH_PATTERN, jobs).await
+    }
+
     async fn find(&self, keys: &[JobKey]) -> Result<Vec<Submitted>, BatchError> {
         self.files
             .find(keys, |group| async move {
@@ -390,13 +423,17 @@ impl BatchSystem for HtcondorBatch {
     }
 
     async fn fetch_logs(&self, id: &BatchJobId) -> Result<LogBundle, BatchError> {
-        let unknown = || failed(&format!("unknown job {id}"));
-        let (cluster, proc) = parse_id(&id.0).ok_or_else(unknown)?;
-        let group = self.files.by_id(&cluster.to_string()).ok_or_else(unknown)?;
-        let name = group.names.get(proc as usize).ok_or_else(unknown)?;
-        let out = group.dir.join(format!("{cluster}.{proc}.out"));
-        let err = group.dir.join(format!("{cluster}.{proc}.err"));
-        self.files.bundle(name, &out, &err)
+        self.group_logs(id)?.ok_or_else(|| {
+            failed(&format!(
+                "{id} is not a job of prodops' own submissions (a launch script's job?): its logs are where its submit description sent them"
+            ))
+        })
+    }
+
+    async fn fetch_records(&self, ids: &[BatchJobId]) -> Result<Vec<LogBundle>, BatchError> {
+        ids.iter()
+            .map(|id| Ok(self.group_logs(id)?.unwrap_or_default()))
+            .collect()
     }
 
     async fn queue_depth(&self) -> Result<u64, BatchError> {

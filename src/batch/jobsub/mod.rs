@@ -20,6 +20,7 @@ use super::{
     ObservedState, Submitted,
 };
 use crate::model::jobspec::JobResult;
+use crate::model::spec::Launch;
 use async_trait::async_trait;
 use parse::{parse_queue, parse_submit, JobsubId, QueuedJob};
 use std::collections::HashMap;
@@ -32,6 +33,8 @@ const SYSTEM: &str = "jobsub";
 const COMMAND_LIMIT: Duration = Duration::from_secs(300);
 /// At most this many job ids on one command line.
 const IDS_PER_COMMAND: usize = 200;
+/// How a launch script's job id is found by default (jobsub_submit's own words).
+const LAUNCH_PATTERN: &str = r"Use job id (\S+@\S+) to retrieve output";
 /// The file beside fetched logs saying they are a finished job's final logs.
 const FINAL_MARK: &str = "final";
 
@@ -226,6 +229,40 @@ impl JobsubBatch {
         Ok(split_records(read(out)?, read(err)?))
     }
 
+    /// How a job without our records ended (a launch script's job, or one
+    /// killed before it printed them): its fetched HTCondor event log.
+    fn logged_end(&self, batch_id: &BatchJobId, id: &JobsubId) -> Observed {
+        let log = find_ending(
+            &self.log_dir(id),
+            &format!("cluster.{}.{}.log", id.cluster, id.proc),
+        );
+        let text = log
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let events = crate::batch::htcondor::parse::parse_event_log(&text).unwrap_or_default();
+        let states = crate::batch::htcondor::parse::job_states(&events);
+        match states.get(&(id.cluster, id.proc)) {
+            Some(ad) if ad.status == crate::batch::htcondor::parse::JobStatus::Completed => {
+                Observed {
+                    exit_code: ad.exit_code,
+                    signal: ad.exit_signal,
+                    ..Observed::state(
+                        batch_id.clone(),
+                        if ad.exit_code == Some(0) {
+                            ObservedState::Succeeded
+                        } else {
+                            ObservedState::Failed
+                        },
+                    )
+                }
+            }
+            _ => Observed {
+                reason: Some("left the queue without a result (removed?)".into()),
+                ..Observed::state(batch_id.clone(), ObservedState::Removed)
+            },
+        }
+    }
+
     /// A job that has left the queue: how it ended, from its records.
     async fn ended(&self, batch_id: &BatchJobId, id: &JobsubId) -> Result<Observed, BatchError> {
         let logs = self.fetch(id, true).await?;
@@ -248,10 +285,7 @@ impl JobsubBatch {
                     },
                 )
             },
-            None => Observed {
-                reason: Some("left the queue without a result (removed?)".into()),
-                ..Observed::state(batch_id.clone(), ObservedState::Removed)
-            },
+            None => self.logged_end(batch_id, id),
         };
         Ok(Observed {
             site: Some(self.config.site.clone()),
@@ -290,6 +324,19 @@ impl BatchSystem for JobsubBatch {
         }
         done.extend(self.record(&name, &ids)?);
         Ok(done)
+    }
+
+    fn launches(&self) -> bool {
+        true
+    }
+
+    async fn launch(
+        &self,
+        launch: &Launch,
+        jobs: &[JobLaunch],
+    ) -> Result<Vec<Submitted>, BatchError> {
+        let journal = self.files.root().join("launched");
+        super::launch::submit(SYSTEM, &journal, launch, LAUNCH_PATTERN, jobs).await
     }
 
     async fn find(&self, keys: &[JobKey]) -> Result<Vec<Submitted>, BatchError> {
