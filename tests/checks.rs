@@ -1,7 +1,8 @@
-//! Pre-launch checks end to end (issue 6; P1, J3, J10): a service that goes
-//! down holds submission on the pass that sees it and its return releases
-//! it; an expired token holds submission, and its text reaches neither the
-//! logs nor the database.
+//! Pre-launch checks end to end (issue 6; P1, P4, J3, J10): a service that
+//! goes down holds submission on the pass that sees it and its return
+//! releases it; an expired token holds submission, and its text reaches
+//! neither the logs nor the database; a script gone since filing stops its
+//! stage before any job is queued.
 
 mod common;
 
@@ -282,4 +283,52 @@ async fn j3_an_expired_token_holds_submission_and_never_reaches_logs_or_the_data
     for secret in [token.as_str(), payload, signature] {
         assert!(!seen.contains(secret), "the token leaked");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn p4_a_script_gone_since_filing_fails_its_stage_before_any_job_is_queued() {
+    let db = sqlite();
+    let w = world(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gone = common::script(
+        dir.path(),
+        "gen.sh",
+        "echo \"PRODOPS_EVENTS $PRODOPS_EVENTS\"",
+    );
+    let request = dir.path().join("r.toml");
+    std::fs::write(
+        &request,
+        "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"t\"\n[defaults]\nrelease = \"v1\"\n[[stage]]\nname = \"gen\"\nscript = \"gen.sh\"\nevents = 2\nevents_per_job = 1\nseed_base = 1\n",
+    )
+    .unwrap();
+    let id = file_and_approve(&w, &request).await;
+    std::fs::remove_file(&gone).unwrap();
+    let worker = local_worker(&w.store, dir.path(), 2, Throttles::default()).await;
+    tokio::time::timeout(Duration::from_secs(60), worker.run_until_idle(|_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    let c = w.ed.campaign(id).await.unwrap();
+    assert_eq!(c.request.state, "failed");
+    assert_eq!(
+        jobs_in(&w.store, "queued").await + jobs_in(&w.store, "created").await,
+        0
+    );
+    let history =
+        w.ed.history(
+            c.tasks[0].subtasks[0]
+                .id
+                .parse::<prodops::model::ids::SubtaskId>()
+                .unwrap()
+                .entity(),
+        )
+        .await
+        .unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.new, "failed");
+    assert!(
+        last.reason.contains("gen.sh` no longer exists"),
+        "{}",
+        last.reason
+    );
 }

@@ -156,11 +156,28 @@ async fn plan_subtask(
             stage.backend
         )));
     }
+    if let Some(why) = missing_script(stage) {
+        return Ok(Err(why));
+    }
     let inputs = match input_files(tx, sub, stage, parent_outputs).await? {
         Ok(ids) => ids,
         Err(why) => return Ok(Err(why)),
     };
     Ok(plan_jobs(stage, &inputs).map_err(|e| e.to_string()))
+}
+
+/// Why the stage cannot start when a script it names is gone since the
+/// request was filed (P4: checked again before its jobs are queued).
+fn missing_script(stage: &StageSpec) -> Option<String> {
+    let script = match &stage.executable {
+        Executable::Script { path, .. } => Some(path.as_str()),
+        Executable::Launch(launch) => Some(launch.command.as_str()).filter(|c| c.contains('/')),
+    };
+    script
+        .into_iter()
+        .chain(stage.complete_when.check_script.as_deref())
+        .find(|path| !std::path::Path::new(path).is_file())
+        .map(|path| format!("script `{path}` no longer exists (it did when the request was filed)"))
 }
 
 /// Input file ids: the parents' outputs, or the files the request names.
