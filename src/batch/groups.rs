@@ -266,22 +266,44 @@ impl GroupFiles {
     }
 
     /// Records the batch system's id of group `group` and each job's batch
-    /// id (`ids` in the order of the group's jobs).
+    /// id (`ids` in the order of the group's jobs); returns the jobs as submitted.
     pub fn record(
         &self,
         group: &str,
         group_id: &str,
         ids: &[BatchJobId],
-    ) -> Result<(), BatchError> {
+    ) -> Result<Vec<Submitted>, BatchError> {
         let names = self.names(group)?;
         let dir = self.group_dir(group);
         self.write(&dir.join("group_id"), group_id.as_bytes())?;
         for (name, id) in names.iter().zip(ids) {
             self.write(&self.job_dir(name).join("batch_id"), id.0.as_bytes())?;
         }
+        let submitted = names
+            .iter()
+            .zip(ids)
+            .filter_map(|(name, id)| {
+                Some(Submitted {
+                    key: JobKey::parse_name(name)?,
+                    batch_id: id.clone(),
+                })
+            })
+            .collect();
         self.known_groups()
             .insert(group_id.to_string(), Group { dir, names });
-        Ok(())
+        Ok(submitted)
+    }
+
+    /// Submits `jobs` through an experiment's launch script, its outputs
+    /// kept under `launched/` (see [`super::launch`]).
+    pub async fn launch(
+        &self,
+        launch: &crate::model::spec::Launch,
+        default_pattern: &str,
+        jobs: &[JobLaunch],
+    ) -> Result<Vec<Submitted>, BatchError> {
+        let journal = self.root.join("launched");
+        super::launch::submit(self.system, &journal, launch, default_pattern, jobs).await
     }
 
     /// The group the batch system calls `group_id`, reading the work

@@ -200,17 +200,7 @@ impl HtcondorBatch {
         let ids: Vec<BatchJobId> = (0..names.len())
             .map(|i| BatchJobId(format!("{cluster}.{i}")))
             .collect();
-        self.files.record(group, &cluster.to_string(), &ids)?;
-        Ok(names
-            .iter()
-            .zip(ids)
-            .filter_map(|(name, batch_id)| {
-                Some(Submitted {
-                    key: JobKey::parse_name(name)?,
-                    batch_id,
-                })
-            })
-            .collect())
+        self.files.record(group, &cluster.to_string(), &ids)
     }
 
     /// Ads from `condor_q` or `condor_history` (`command`) with `args`.
@@ -361,8 +351,7 @@ impl BatchSystem for HtcondorBatch {
         launch: &Launch,
         jobs: &[JobLaunch],
     ) -> Result<Vec<Submitted>, BatchError> {
-        let journal = self.files.root().join("launched");
-        super::launch::submit(SYSTEM, &journal, launch, LAUNCH_PATTERN, jobs).await
+        self.files.launch(launch, LAUNCH_PATTERN, jobs).await
     }
 
     async fn find(&self, keys: &[JobKey]) -> Result<Vec<Submitted>, BatchError> {

@@ -152,23 +152,12 @@ impl JobsubBatch {
 
     /// Records `ids` as group `group`'s jobs, in order.
     fn record(&self, group: &str, ids: &[JobsubId]) -> Result<Vec<Submitted>, BatchError> {
-        let names = self.files.names(group)?;
         let batch_ids: Vec<BatchJobId> = ids.iter().map(|id| BatchJobId(id.to_string())).collect();
         let Some(first) = ids.first() else {
             return Ok(Vec::new());
         };
         let group_id = format!("{}@{}", first.cluster, first.schedd);
-        self.files.record(group, &group_id, &batch_ids)?;
-        Ok(names
-            .iter()
-            .zip(batch_ids)
-            .filter_map(|(name, batch_id)| {
-                Some(Submitted {
-                    key: JobKey::parse_name(name)?,
-                    batch_id,
-                })
-            })
-            .collect())
+        self.files.record(group, &group_id, &batch_ids)
     }
 
     /// `jobsub_q` with `selection` (`-J ids` or `--constraint`).
@@ -335,8 +324,7 @@ impl BatchSystem for JobsubBatch {
         launch: &Launch,
         jobs: &[JobLaunch],
     ) -> Result<Vec<Submitted>, BatchError> {
-        let journal = self.files.root().join("launched");
-        super::launch::submit(SYSTEM, &journal, launch, LAUNCH_PATTERN, jobs).await
+        self.files.launch(launch, LAUNCH_PATTERN, jobs).await
     }
 
     async fn find(&self, keys: &[JobKey]) -> Result<Vec<Submitted>, BatchError> {

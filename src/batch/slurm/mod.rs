@@ -116,17 +116,7 @@ impl SlurmBatch {
         let ids: Vec<BatchJobId> = (0..names.len())
             .map(|i| BatchJobId(format!("{array}_{i}")))
             .collect();
-        self.files.record(group, &array.to_string(), &ids)?;
-        Ok(names
-            .iter()
-            .zip(ids)
-            .filter_map(|(name, batch_id)| {
-                Some(Submitted {
-                    key: JobKey::parse_name(name)?,
-                    batch_id,
-                })
-            })
-            .collect())
+        self.files.record(group, &array.to_string(), &ids)
     }
 
     /// Slurm's tasks of the arrays `arrays`: `squeue` first, `sacct` for the rest.
