@@ -49,22 +49,29 @@ impl Site {
         std::fs::write(self.path("config.toml"), text).unwrap();
     }
 
-    /// `prodops --batch` until nothing is left to do, with the stand-ins on PATH.
-    fn run_batch(&self) -> Output {
+    /// `prodops --batch` with the stand-ins on PATH and `env` set.
+    fn batch(&self, env: &[(&str, &str)]) -> Output {
         let path = format!(
             "{}:{}",
             standins().display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let out = Command::new(env!("CARGO_BIN_EXE_prodops"))
+        Command::new(env!("CARGO_BIN_EXE_prodops"))
             .args(["--db", &self.db.url, "--batch", "--config"])
             .arg(self.path("config.toml"))
             .arg("--work-dir")
             .arg(self.path("work"))
             .env("PATH", path)
             .env("PRODOPS_STANDIN_STATE", self.path("state"))
+            .env_remove("PRODOPS_FAILPOINT")
+            .envs(env.iter().copied())
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `prodops --batch` until nothing is left to do.
+    fn run_batch(&self) -> Output {
+        let out = self.batch(&[]);
         assert!(
             out.status.success(),
             "{}",
@@ -270,4 +277,59 @@ async fn j2_j9_an_experiment_launch_script_submits_through_jobsub_and_its_jobs_a
         "{calls}"
     );
     w.store.close().await;
+}
+
+/// `prodops --batch` with a crash point (jobs stay idle a while): it must die by SIGKILL there.
+fn crash_at(site: &Site, failpoint: &str) {
+    let out = site.batch(&[
+        ("PRODOPS_FAILPOINT", failpoint),
+        ("PRODOPS_STANDIN_START_DELAY", "3"),
+    ]);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{failpoint}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Clusters the stand-ins were asked to make.
+fn clusters_made(site: &Site) -> u64 {
+    std::fs::read_to_string(site.path("state/counter"))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_a_worker_killed_right_after_condor_submit_or_jobsub_submit_submits_nothing_twice() {
+    for (backend, section, point) in [
+        (
+            "htcondor",
+            "[htcondor]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\npoll_seconds = 1\n",
+            "htcondor:after-submit@1",
+        ),
+        (
+            "jobsub",
+            "[jobsub]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\ngroup = \"nova\"\npoll_seconds = 1\n",
+            "jobsub:after-submit@1",
+        ),
+    ] {
+        let site = Site::new();
+        let w = world(&site.db).await;
+        site.configure(section);
+        let id = file_and_approve(&w, &failing_one(site.dir.path(), backend)).await;
+        crash_at(&site, point);
+        assert_eq!(clusters_made(&site), 1, "{backend}");
+        site.run_batch();
+        assert_failed_with_exit_code(&w, id, if backend == "jobsub" { jobsub_id } else { condor_id }).await;
+        assert_eq!(
+            clusters_made(&site),
+            2,
+            "{backend}: the first cluster was adopted; only the retry of seed 2 was submitted"
+        );
+        w.store.close().await;
+    }
 }
