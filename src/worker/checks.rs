@@ -133,8 +133,20 @@ async fn http(url: &str, status: u16, field: Option<&str>, equals: Option<&str>)
     };
     match answer.await {
         Ok((code, body)) => judge_http(code, &body, status, field, equals),
-        Err(e) => Verdict::fail(format!("no answer: {}", e.without_url())),
+        Err(e) => Verdict::fail(format!("no answer: {}", causes(&e.without_url()))),
     }
+}
+
+/// An error and its causes on one line (`error sending request: … : Connection refused`).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Runs `argv` (no shell); passes on exit 0.
