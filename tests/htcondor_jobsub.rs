@@ -16,6 +16,21 @@ fn standins() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standins")
 }
 
+/// True when the stand-ins can run (they need /usr/bin/python3); in CI they must.
+fn standins_usable() -> bool {
+    let usable = Path::new("/usr/bin/python3").is_file();
+    if !usable {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI: /usr/bin/python3 is needed by tests/standins"
+        );
+        eprintln!(
+            "NOTE: /usr/bin/python3 is missing: the HTCondor/jobsub stand-in tests are skipped"
+        );
+    }
+    usable
+}
+
 /// A directory with the database, the stand-ins' state and a config using `section`.
 struct Site {
     dir: tempfile::TempDir,
@@ -151,6 +166,9 @@ fn jobsub_id(id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn x10_the_example_campaign_runs_through_htcondor_clusters_after_a_failed_submit() {
+    if !standins_usable() {
+        return;
+    }
     let site = Site::new();
     let w = world(&site.db).await;
     site.configure("[htcondor]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\npoll_seconds = 1\n");
@@ -188,6 +206,9 @@ async fn x10_the_example_campaign_runs_through_htcondor_clusters_after_a_failed_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn x10_d3_a_failing_htcondor_job_is_retried_with_its_exit_code() {
+    if !standins_usable() {
+        return;
+    }
     let site = Site::new();
     let w = world(&site.db).await;
     site.configure("[htcondor]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\npoll_seconds = 1\n");
@@ -199,6 +220,9 @@ async fn x10_d3_a_failing_htcondor_job_is_retried_with_its_exit_code() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn x10_j11_jobsub_runs_a_campaign_after_a_failed_submit_and_reads_exit_codes_from_logs() {
+    if !standins_usable() {
+        return;
+    }
     let site = Site::new();
     let w = world(&site.db).await;
     site.configure(
@@ -236,6 +260,9 @@ async fn x10_j11_jobsub_runs_a_campaign_after_a_failed_submit_and_reads_exit_cod
 
 #[tokio::test(flavor = "multi_thread")]
 async fn j2_j9_an_experiment_launch_script_submits_through_jobsub_and_its_jobs_are_followed() {
+    if !standins_usable() {
+        return;
+    }
     let site = Site::new();
     let w = world(&site.db).await;
     site.configure(
@@ -305,6 +332,9 @@ fn clusters_made(site: &Site) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_a_worker_killed_right_after_condor_submit_or_jobsub_submit_submits_nothing_twice() {
+    if !standins_usable() {
+        return;
+    }
     for (backend, section, point) in [
         (
             "htcondor",
