@@ -14,6 +14,7 @@ mod ingest;
 mod peers;
 mod reconcile;
 mod schedule;
+mod slurm;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -38,10 +39,14 @@ pub enum Scenario {
     /// Readiness of a 10,000-node random DAG after each completion.
     #[value(name = "dag-schedule")]
     DagSchedule,
+    /// 1000 trivial jobs through Slurm, prodops against a bare `sbatch --array`.
+    #[value(name = "slurm-1000")]
+    Slurm1000,
 }
 
 impl Scenario {
-    /// Every scenario, in the order they are run.
+    /// The scenarios run when none is named, in order; `slurm-1000` needs a
+    /// Slurm cluster and runs only when named.
     pub const ALL: [Scenario; 5] = [
         Scenario::Dag1000,
         Scenario::Ingest,
@@ -58,6 +63,7 @@ impl Scenario {
             Scenario::Reconcile100k => "reconcile-100k",
             Scenario::Console1m => "console-1m",
             Scenario::DagSchedule => "dag-schedule",
+            Scenario::Slurm1000 => "slurm-1000",
         }
     }
 }
@@ -240,6 +246,7 @@ pub async fn round(scenario: Scenario, options: &Options) -> anyhow::Result<Roun
         Scenario::Reconcile100k => reconcile::round(&dir, options).await,
         Scenario::Console1m => console::round(&dir, options).await,
         Scenario::DagSchedule => schedule::round(options),
+        Scenario::Slurm1000 => slurm::round(&dir, options).await,
     };
     let _ = std::fs::remove_dir_all(&dir);
     result
