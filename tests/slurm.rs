@@ -350,6 +350,70 @@ fn squeue_state(id: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A config file in `dir` for Slurm groups under `dir/slurm`, running this
+/// build's `job-run`.
+fn slurm_config(dir: &Path) -> PathBuf {
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[slurm]\nwork_dir = \"{}\"\npoll_seconds = 1\njob_run = [\"{}\", \"job-run\"]\n",
+            dir.join("slurm").display(),
+            env!("CARGO_BIN_EXE_prodops")
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `prodops --batch` on database `db` with `config`, its work under
+/// `dir/work`, with `env` added to its environment.
+fn batch_pass(db: &str, config: &Path, dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prodops"));
+    cmd.env("PRODOPS_DB", db)
+        .env("PRODOPS_CONFIG", config)
+        .env_remove("PRODOPS_FAILPOINT")
+        .envs(env.iter().copied())
+        .args(["--batch", "--work-dir"])
+        .arg(dir.join("work"));
+    cmd.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp1_the_workers_environment_and_secrets_stay_out_of_slurm_jobs() {
+    if !slurm_up() {
+        return;
+    }
+    let db = common::sqlite();
+    let w = world(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    script(
+        dir.path(),
+        "gen.sh",
+        &format!("env > {}/seen-$PRODOPS_SEED.env", dir.path().display()),
+    );
+    let id = file_and_approve(&w, &one_stage(dir.path(), "gen.sh", 1, "")).await;
+    let secret = "pg-password-5f0c1e";
+    let config = slurm_config(dir.path());
+    let out = batch_pass(&db.url, &config, dir.path(), &[("PGPASSWORD", secret)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(w.ed.campaign(id).await.unwrap().request.state, "succeeded");
+    let seen = std::fs::read_to_string(dir.path().join("seen-1.env")).unwrap();
+    assert!(seen.contains("SLURM_ARRAY_TASK_ID="), "{seen}");
+    assert!(seen.lines().any(|l| l.starts_with("PATH=")), "{seen}");
+    assert!(
+        !seen.contains(secret)
+            && !seen.contains("PRODOPS_DB=")
+            && !seen.contains("PRODOPS_CONFIG="),
+        "the job saw the worker's environment: {seen}"
+    );
+    w.store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_a_batch_worker_killed_right_after_sbatch_submits_nothing_twice() {
     if !slurm_up() {
@@ -359,27 +423,10 @@ async fn s3_a_batch_worker_killed_right_after_sbatch_submits_nothing_twice() {
     let w = world(&db).await;
     let dir = tempfile::tempdir().unwrap();
     let id = file_and_approve(&w, &mc_on_slurm(dir.path())).await;
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[slurm]\nwork_dir = \"{}\"\npoll_seconds = 1\njob_run = [\"{}\", \"job-run\"]\n",
-            dir.path().join("slurm").display(),
-            env!("CARGO_BIN_EXE_prodops")
-        ),
-    )
-    .unwrap();
-    let batch = |failpoint: Option<&str>| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prodops"));
-        cmd.env("PRODOPS_DB", &db.url)
-            .env("PRODOPS_CONFIG", &config)
-            .args(["--batch", "--work-dir"])
-            .arg(dir.path().join("work"));
-        match failpoint {
-            Some(f) => cmd.env("PRODOPS_FAILPOINT", f),
-            None => cmd.env_remove("PRODOPS_FAILPOINT"),
-        };
-        cmd.output().unwrap()
+    let config = slurm_config(dir.path());
+    let batch = |failpoint: Option<&str>| match failpoint {
+        Some(f) => batch_pass(&db.url, &config, dir.path(), &[("PRODOPS_FAILPOINT", f)]),
+        None => batch_pass(&db.url, &config, dir.path(), &[]),
     };
     use std::os::unix::process::ExitStatusExt;
     let crashed = batch(Some("slurm:after-sbatch@2"));

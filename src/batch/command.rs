@@ -16,9 +16,43 @@ pub struct Output {
     pub success: bool,
 }
 
+/// The environment a command runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Env<'a> {
+    /// Ours, whole.
+    Inherited,
+    /// Only our variables with these names, or starting with a name that
+    /// ends in `*`: for a command that hands its environment on to jobs.
+    Only(&'a [&'a str]),
+}
+
+impl Env<'_> {
+    /// Whether variable `name` passes.
+    fn keeps(&self, name: &str) -> bool {
+        match self {
+            Env::Inherited => true,
+            Env::Only(names) => names.iter().any(|kept| match kept.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == *kept,
+            }),
+        }
+    }
+}
+
 /// Runs `program` with `args` within `limit`; a command that cannot start or
 /// overruns is an error naming it (it is killed on overrun).
 pub async fn run(
+    system: &str,
+    program: &str,
+    args: &[String],
+    limit: Duration,
+) -> Result<Output, BatchError> {
+    run_in(Env::Inherited, system, program, args, limit).await
+}
+
+/// [`run`] in environment `env`.
+pub async fn run_in(
+    env: Env<'_>,
     system: &str,
     program: &str,
     args: &[String],
@@ -28,7 +62,13 @@ pub async fn run(
         system: system.to_string(),
         message,
     };
-    let child = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    if env != Env::Inherited {
+        command
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(name, _)| env.keeps(&name.to_string_lossy())));
+    }
+    let child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -59,7 +99,18 @@ pub async fn run_ok(
     args: &[String],
     limit: Duration,
 ) -> Result<String, BatchError> {
-    let out = run(system, program, args, limit).await?;
+    run_ok_in(Env::Inherited, system, program, args, limit).await
+}
+
+/// [`run_ok`] in environment `env`.
+pub async fn run_ok_in(
+    env: Env<'_>,
+    system: &str,
+    program: &str,
+    args: &[String],
+    limit: Duration,
+) -> Result<String, BatchError> {
+    let out = run_in(env, system, program, args, limit).await?;
     if out.success {
         return Ok(out.stdout);
     }
@@ -83,5 +134,39 @@ pub fn program(bin_dir: Option<&std::path::Path>, name: &str) -> String {
     match bin_dir {
         Some(dir) => dir.join(name).display().to_string(),
         None => name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keeps_named_variables_and_prefixes() {
+        let env = Env::Only(&["PATH", "SBATCH_*"]);
+        assert!(env.keeps("PATH"));
+        assert!(env.keeps("SBATCH_ACCOUNT"));
+        assert!(!env.keeps("PATHS"));
+        assert!(!env.keeps("PGPASSWORD"));
+        assert!(!env.keeps("SLURM_JOB_ID"));
+        assert!(Env::Inherited.keeps("PGPASSWORD"));
+    }
+
+    #[tokio::test]
+    async fn a_command_run_in_a_narrow_environment_sees_only_those_variables() {
+        let printed = run_ok_in(
+            Env::Only(&["PATH"]),
+            "test",
+            "env",
+            &[],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let names: Vec<&str> = printed
+            .lines()
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .collect();
+        assert_eq!(names, ["PATH"], "{printed}");
     }
 }

@@ -52,6 +52,14 @@ pub enum Carry {
 /// record file follows a line `RECORDS_MARK <file name>`.
 pub const RECORDS_MARK: &str = "==> prodops records:";
 
+/// Jobs not yet submitted, under the name of the group they will go out as.
+pub struct NewGroup<'j> {
+    /// The group's name (its directory, and its name in the batch system).
+    pub name: String,
+    /// Its jobs, in submission order.
+    pub jobs: Vec<&'j JobLaunch>,
+}
+
 /// The job and group files of one batch system's work directory.
 pub struct GroupFiles {
     system: &'static str,
@@ -105,7 +113,7 @@ impl GroupFiles {
     }
 
     /// A new group's name, from its first job.
-    pub fn new_group_name(first: &JobKey) -> String {
+    fn new_group_name(first: &JobKey) -> String {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         let nanos = std::time::SystemTime::now()
@@ -122,11 +130,12 @@ impl GroupFiles {
         Some(BatchJobId(text.trim().to_string())).filter(|id| !id.0.is_empty())
     }
 
-    /// Splits `jobs` into those already submitted (with their ids) and the rest.
+    /// Splits `jobs` into those already submitted (with their ids) and the
+    /// rest, as a new group to submit (`None` when nothing is left).
     pub fn split_recorded<'j>(
         &self,
         jobs: &'j [JobLaunch],
-    ) -> (Vec<Submitted>, Vec<&'j JobLaunch>) {
+    ) -> (Vec<Submitted>, Option<NewGroup<'j>>) {
         let mut done = Vec::new();
         let mut new = Vec::new();
         for job in jobs {
@@ -138,6 +147,10 @@ impl GroupFiles {
                 None => new.push(job),
             }
         }
+        let new = new.first().map(|first| NewGroup {
+            name: Self::new_group_name(&first.key),
+            jobs: new.clone(),
+        });
         (done, new)
     }
 
@@ -362,9 +375,16 @@ impl GroupFiles {
 /// (the node must see this binary at the same path).
 pub fn this_job_run() -> Vec<String> {
     let exe = std::env::current_exe()
-        .map(|p| p.to_string_lossy().into_owned())
+        .map(|p| installed_path(&p.to_string_lossy()).to_string())
         .unwrap_or_else(|_| "prodops".into());
     vec![exe, "job-run".into()]
+}
+
+/// The path a binary was started from, even after it was replaced there
+/// (an upgrade in place): Linux then names the running, unlinked file
+/// `<path> (deleted)`, and jobs must run what is installed at `<path>` now.
+fn installed_path(exe: &str) -> &str {
+    exe.strip_suffix(" (deleted)").unwrap_or(exe)
 }
 
 /// Splits the output of a carrying script into the job's own output and
@@ -410,6 +430,18 @@ pub fn quote(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_run_the_binary_installed_at_the_path_even_after_an_upgrade_in_place() {
+        assert_eq!(
+            installed_path("/opt/prodops/bin/prodops (deleted)"),
+            "/opt/prodops/bin/prodops"
+        );
+        assert_eq!(
+            installed_path("/opt/prodops/bin/prodops"),
+            "/opt/prodops/bin/prodops"
+        );
+    }
 
     #[test]
     fn records_are_split_from_the_output_even_when_the_job_prints_the_mark() {

@@ -19,7 +19,7 @@
 pub mod parse;
 
 use super::command::{program, run, run_ok};
-use super::groups::{Carry, GroupFiles};
+use super::groups::{Carry, GroupFiles, NewGroup};
 use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, LogBundle, Observed,
     ObservedState, Submitted,
@@ -315,10 +315,9 @@ impl BatchSystem for HtcondorBatch {
 
     async fn submit(&self, group: &JobGroup) -> Result<Vec<Submitted>, BatchError> {
         let (mut done, new) = self.files.split_recorded(&group.jobs);
-        if new.is_empty() {
+        let Some(NewGroup { name, jobs: new }) = new else {
             return Ok(done);
-        }
-        let name = GroupFiles::new_group_name(&new[0].key);
+        };
         let description = self.submit_description(&name, &self.files.group_dir(&name), &new)?;
         let dir = self.files.prepare(&name, &new, "$1")?;
         let file = dir.join("submit.sub");

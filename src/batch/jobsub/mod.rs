@@ -13,7 +13,7 @@
 pub mod parse;
 
 use super::command::{program, run, run_ok};
-use super::groups::{split_records, Carry, GroupFiles};
+use super::groups::{split_records, Carry, GroupFiles, NewGroup};
 use super::logs::{io_error, read_tail};
 use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, LogBundle, Observed,
@@ -295,10 +295,9 @@ impl BatchSystem for JobsubBatch {
 
     async fn submit(&self, group: &JobGroup) -> Result<Vec<Submitted>, BatchError> {
         let (mut done, new) = self.files.split_recorded(&group.jobs);
-        if new.is_empty() {
+        let Some(NewGroup { name, jobs: new }) = new else {
             return Ok(done);
-        }
-        let name = GroupFiles::new_group_name(&new[0].key);
+        };
         let dir = self.files.prepare(&name, &new, "PROCESS")?;
         let args = self.submit_args(&name, &dir.join("run.sh"), &new);
         let out = run_ok(SYSTEM, &self.program("jobsub_submit"), &args, COMMAND_LIMIT).await?;

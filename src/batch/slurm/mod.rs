@@ -10,8 +10,8 @@
 
 pub mod parse;
 
-use super::command::{run, run_ok};
-use super::groups::{Carry, GroupFiles};
+use super::command::{run, run_ok, run_ok_in, Env};
+use super::groups::{Carry, GroupFiles, NewGroup};
 use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, LogBundle, Observed,
     ObservedState, Submitted,
@@ -26,6 +26,22 @@ use std::time::Duration;
 const SYSTEM: &str = "slurm";
 /// Longest wait for one Slurm command.
 const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
+/// What of our environment `sbatch` sees, and so hands on to the jobs
+/// (`--export=ALL`): enough to find the tools and the cluster, never the
+/// worker's database address or credentials. `--export=NONE` would keep
+/// them out too, but makes Slurm build a login environment for every task,
+/// which costs more than the job itself for short tasks.
+const SBATCH_ENVIRONMENT: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "TZ",
+    "SLURM_CONF",
+    "SBATCH_*",
+];
 
 /// How prodops uses a Slurm cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +112,7 @@ impl SlurmBatch {
             format!("--time={minutes}"),
             format!("--cpus-per-task={}", first.resources.cpus.max(1)),
             format!("--chdir={}", dir.display()),
-            "--export=NONE".to_string(),
+            "--export=ALL".to_string(),
         ];
         let partitions = if first.sites.include.is_empty() {
             self.config.partition.clone()
@@ -206,12 +222,12 @@ impl BatchSystem for SlurmBatch {
 
     async fn submit(&self, group: &JobGroup) -> Result<Vec<Submitted>, BatchError> {
         let (mut done, new) = self.files.split_recorded(&group.jobs);
-        if new.is_empty() {
+        let Some(NewGroup { name, jobs: new }) = new else {
             return Ok(done);
-        }
-        let name = GroupFiles::new_group_name(&new[0].key);
+        };
         let dir = self.files.prepare(&name, &new, "SLURM_ARRAY_TASK_ID")?;
-        let out = run_ok(
+        let out = run_ok_in(
+            Env::Only(SBATCH_ENVIRONMENT),
             SYSTEM,
             "sbatch",
             &self.sbatch_args(&name, &dir, &new),
@@ -429,7 +445,7 @@ mod tests {
                 "--time=90".into(),
                 "--cpus-per-task=2".into(),
                 format!("--chdir={g}"),
-                "--export=NONE".into(),
+                "--export=ALL".into(),
                 "--partition=debug".into(),
                 format!("{g}/run.sh"),
             ]
