@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{file_and_approve, script, wait_for_jobs, world, World};
+use common::{file_and_approve, script, wait_for_jobs, world, TestDb, World};
 use prodops::batch::slurm::{SlurmBatch, SlurmConfig};
 use prodops::batch::{BatchJobId, BatchSystem, JobKey};
 use prodops::model::ids::{CampaignId, JobId, SubtaskId};
@@ -29,6 +29,16 @@ fn slurm_up() -> bool {
         eprintln!("NOTE: no Slurm cluster answers `scontrol ping`: the Slurm tests are skipped");
     }
     up
+}
+
+/// A world on SQLite and a scratch directory, when a Slurm cluster answers.
+async fn slurm_world() -> Option<(TestDb, World, tempfile::TempDir)> {
+    if !slurm_up() {
+        return None;
+    }
+    let db = common::sqlite();
+    let w = world(&db).await;
+    Some((db, w, tempfile::tempdir().unwrap()))
 }
 
 /// A Slurm backend in `work` running this build's `job-run`, polled every second.
@@ -104,12 +114,9 @@ fn arrays(jobs: &[prodops::ops::jobs::JobView]) -> std::collections::BTreeSet<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x10_the_example_mc_campaign_runs_to_succeeded_through_slurm_arrays() {
-    if !slurm_up() {
+    let Some((_db, w, dir)) = slurm_world().await else {
         return;
-    }
-    let db = common::sqlite();
-    let w = world(&db).await;
-    let dir = tempfile::tempdir().unwrap();
+    };
     let id = file_and_approve(&w, &mc_on_slurm(dir.path())).await;
     run_to_idle(&worker(&w.store, dir.path())).await;
     let c = w.ed.campaign(id).await.unwrap();
@@ -135,12 +142,9 @@ async fn x10_the_example_mc_campaign_runs_to_succeeded_through_slurm_arrays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d3_a_failing_slurm_task_is_retried_with_its_exit_code_then_resubmitted() {
-    if !slurm_up() {
+    let Some((_db, w, dir)) = slurm_world().await else {
         return;
-    }
-    let db = common::sqlite();
-    let w = world(&db).await;
-    let dir = tempfile::tempdir().unwrap();
+    };
     script(
         dir.path(),
         "gen.sh",
@@ -189,12 +193,9 @@ async fn d3_a_failing_slurm_task_is_retried_with_its_exit_code_then_resubmitted(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x6_hold_release_and_cancel_act_on_the_real_slurm_jobs() {
-    if !slurm_up() {
+    let Some((_db, w, dir)) = slurm_world().await else {
         return;
-    }
-    let db = common::sqlite();
-    let w = world(&db).await;
-    let dir = tempfile::tempdir().unwrap();
+    };
     script(dir.path(), "slow.sh", "sleep 60");
     let path = one_stage(dir.path(), "slow.sh", 2, "");
     let id = file_and_approve(&w, &path).await;
@@ -238,12 +239,9 @@ async fn x6_hold_release_and_cancel_act_on_the_real_slurm_jobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_a_restarted_worker_adopts_running_slurm_jobs_without_resubmitting() {
-    if !slurm_up() {
+    let Some((_db, w, dir)) = slurm_world().await else {
         return;
-    }
-    let db = common::sqlite();
-    let w = world(&db).await;
-    let dir = tempfile::tempdir().unwrap();
+    };
     script(
         dir.path(),
         "work.sh",
@@ -381,12 +379,9 @@ fn batch_pass(db: &str, config: &Path, dir: &Path, env: &[(&str, &str)]) -> std:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp1_the_workers_environment_and_secrets_stay_out_of_slurm_jobs() {
-    if !slurm_up() {
+    let Some((db, w, dir)) = slurm_world().await else {
         return;
-    }
-    let db = common::sqlite();
-    let w = world(&db).await;
-    let dir = tempfile::tempdir().unwrap();
+    };
     script(
         dir.path(),
         "gen.sh",
@@ -416,12 +411,9 @@ async fn cp1_the_workers_environment_and_secrets_stay_out_of_slurm_jobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_a_batch_worker_killed_right_after_sbatch_submits_nothing_twice() {
-    if !slurm_up() {
+    let Some((db, w, dir)) = slurm_world().await else {
         return;
-    }
-    let db = common::sqlite();
-    let w = world(&db).await;
-    let dir = tempfile::tempdir().unwrap();
+    };
     let id = file_and_approve(&w, &mc_on_slurm(dir.path())).await;
     let config = slurm_config(dir.path());
     let batch = |failpoint: Option<&str>| match failpoint {

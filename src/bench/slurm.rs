@@ -30,7 +30,7 @@ const MEMORY_MB: u32 = 100;
 
 /// One round: the bare array, then prodops on the same jobs.
 pub(super) async fn round(dir: &Path, options: &Options) -> anyhow::Result<Round> {
-    check_slurm_up().await?;
+    check_slurm_up()?;
     let jobs = if options.quick { 100 } else { 1000 };
     let script = trivial_script(dir)?;
     let since = sacct_time_now();
@@ -57,11 +57,18 @@ pub(super) async fn round(dir: &Path, options: &Options) -> anyhow::Result<Round
 }
 
 /// Fails, saying how to start one, unless a Slurm node can take jobs.
-async fn check_slurm_up() -> anyhow::Result<()> {
+pub(super) fn check_slurm_up() -> anyhow::Result<()> {
     let start = "start it with `bash scripts/start-slurm.sh` (as root)";
-    let nodes = match output_of("sinfo", &["--noheader", "--format=%T"]).await {
-        Ok(nodes) => nodes,
-        Err(e) => bail!("no Slurm cluster answers ({e:#}): {start}"),
+    let nodes = match std::process::Command::new("sinfo")
+        .args(["--noheader", "--format=%T"])
+        .output()
+    {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => bail!(
+            "no Slurm cluster answers (sinfo: {}): {start}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => bail!("no Slurm cluster answers (cannot run sinfo: {e}): {start}"),
     };
     let ready = nodes
         .lines()
