@@ -240,22 +240,44 @@ def jobsub_parse_submit(out):
     raise ParseError(f"jobsub_submit printed no job id: {out!r}")
 
 
+def is_int(word):
+    try:
+        int(word)
+        return True
+    except ValueError:
+        return False
+
+
+def is_float(word):
+    try:
+        float(word)
+        return True
+    except ValueError:
+        return False
+
+
 def jobsub_parse_queue(text):
     jobs = []
     for i, line in enumerate(rs_lines(text)):
         words = line.split()
         if not words or words[0] == "JOBSUBJOBID" or " total; " in line:
             continue
-        if len(words) < 8:
+        if len(words) < 7:
             raise ParseError(f"jobsub_q line {i + 1}: too few columns")
         try:
             c, p, schedd = jobsub_id(words[0])
         except ValueError:
             raise ParseError(f"jobsub_q line {i + 1}: not a jobsub job id")
-        if len(words[5]) != 1 or words[5] not in "UIRXCHE":
+        if is_int(words[5]) and is_float(words[6]):
+            status, command = "S", words[7:]  # suspended: jobsub_q prints no ST letter
+        elif len(words) < 8:
+            raise ParseError(f"jobsub_q line {i + 1}: too few columns")
+        elif len(words[5]) != 1 or words[5] not in "UIRXCHE":
             raise ParseError(f"jobsub_q line {i + 1}: unknown status (U I R X C H E)")
-        jobs.append({"id": f"{c}.{p}@{schedd}", "owner": words[1], "status": words[5],
-                     "command": " ".join(words[8:])})
+        else:
+            status, command = words[5], words[8:]
+        jobs.append({"id": f"{c}.{p}@{schedd}", "owner": words[1], "status": status,
+                     "command": " ".join(command)})
     return jobs
 
 

@@ -22,7 +22,7 @@ use super::{
 use crate::model::jobspec::JobResult;
 use crate::model::spec::Launch;
 use async_trait::async_trait;
-use parse::{parse_queue, parse_submit, JobsubId, QueuedJob};
+use parse::{parse_queue, parse_submit, JobsubId, QueuedJob, SUSPENDED};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -413,7 +413,7 @@ impl BatchSystem for JobsubBatch {
 fn state_of(status: char) -> ObservedState {
     match status {
         'R' | 'E' => ObservedState::Running,
-        'H' => ObservedState::Held,
+        'H' | SUSPENDED => ObservedState::Held,
         'X' => ObservedState::Removed,
         _ => ObservedState::Queued,
     }
@@ -523,6 +523,7 @@ mod tests {
         assert_eq!(state_of('R'), ObservedState::Running);
         assert_eq!(state_of('E'), ObservedState::Running);
         assert_eq!(state_of('H'), ObservedState::Held);
+        assert_eq!(state_of(SUSPENDED), ObservedState::Held);
         assert_eq!(state_of('X'), ObservedState::Removed);
     }
 }

@@ -88,6 +88,16 @@ pub fn parse_submit(out: &str) -> Result<Vec<JobsubId>, JobsubParseError> {
         .collect())
 }
 
+/// The status we give a suspended job (JobStatus 7), for which `jobsub_q`
+/// prints no `ST` letter at all.
+pub const SUSPENDED: char = 'S';
+
+/// A row without its `ST` column: PRIO (an integer) and SIZE (a number)
+/// right after RUNTIME, which only a suspended job's row has.
+fn suspended_row(words: &[&str]) -> bool {
+    words[5].parse::<i64>().is_ok() && words[6].parse::<f64>().is_ok()
+}
+
 /// One line of `jobsub_q`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedJob {
@@ -95,7 +105,7 @@ pub struct QueuedJob {
     pub id: JobsubId,
     /// The owner.
     pub owner: String,
-    /// `ST`: `U I R X C H E` (JobStatus 0–6).
+    /// `ST`: `U I R X C H E` (JobStatus 0–6), or [`SUSPENDED`].
     pub status: char,
     /// The command and its first arguments.
     pub command: String,
@@ -116,22 +126,30 @@ pub fn parse_queue(text: &str) -> Result<Vec<QueuedJob>, JobsubParseError> {
             line: i + 1,
             message: message.to_string(),
         };
-        if words.len() < 8 {
+        if words.len() < 7 {
             return Err(bad("too few columns"));
         }
         let id = words[0]
             .parse::<JobsubId>()
             .map_err(|_| bad("not a jobsub job id"))?;
-        let status = words[5]
-            .chars()
-            .next()
-            .filter(|c| words[5].len() == 1 && "UIRXCHE".contains(*c))
-            .ok_or_else(|| bad("unknown status (U I R X C H E)"))?;
+        let (status, command_from) = if suspended_row(&words) {
+            (SUSPENDED, 7)
+        } else {
+            if words.len() < 8 {
+                return Err(bad("too few columns"));
+            }
+            let letter = words[5]
+                .chars()
+                .next()
+                .filter(|c| words[5].len() == 1 && "UIRXCHE".contains(*c))
+                .ok_or_else(|| bad("unknown status (U I R X C H E)"))?;
+            (letter, 8)
+        };
         jobs.push(QueuedJob {
             id,
             owner: words[1].to_string(),
             status,
-            command: words[8..].join(" "),
+            command: words[command_from..].join(" "),
         });
     }
     Ok(jobs)
@@ -168,5 +186,22 @@ mod tests {
             ]
         );
         assert!(parse_submit("Error: condor_submit exited with failed status code 1").is_err());
+    }
+
+    #[test]
+    fn a_suspended_job_whose_row_has_no_status_letter_reads_as_suspended() {
+        let text = "66882383.0@jobsub02.fnal.gov user1 03/30 11:38 0+00:02:10 R 0 0.0 run.sh a\n\
+                    66882383.1@jobsub02.fnal.gov user1 03/30 11:38 0+00:01:05  0 0.0 run.sh b\n";
+        let jobs = parse_queue(text).unwrap();
+        let read: Vec<(char, &str)> = jobs
+            .iter()
+            .map(|j| (j.status, j.command.as_str()))
+            .collect();
+        assert_eq!(read, [('R', "run.sh a"), (SUSPENDED, "run.sh b")]);
+        let short = "66882383.0@jobsub02.fnal.gov user1 03/30 11:38 0+00:02:10 R 0";
+        assert_eq!(
+            parse_queue(short).unwrap_err().to_string(),
+            "jobsub_q line 1: too few columns"
+        );
     }
 }
