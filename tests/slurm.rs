@@ -416,19 +416,16 @@ async fn s3_a_batch_worker_killed_right_after_sbatch_submits_nothing_twice() {
     };
     let id = file_and_approve(&w, &mc_on_slurm(dir.path())).await;
     let config = slurm_config(dir.path());
-    let batch = |failpoint: Option<&str>| match failpoint {
-        Some(f) => batch_pass(&db.url, &config, dir.path(), &[("PRODOPS_FAILPOINT", f)]),
-        None => batch_pass(&db.url, &config, dir.path(), &[]),
-    };
+    let batch = |env: &[(&str, &str)]| batch_pass(&db.url, &config, dir.path(), env);
     use std::os::unix::process::ExitStatusExt;
-    let crashed = batch(Some("slurm:after-sbatch@2"));
+    let crashed = batch(&[("PRODOPS_FAILPOINT", "slurm:after-sbatch@2")]);
     assert_eq!(
         crashed.status.signal(),
         Some(9),
         "{}",
         String::from_utf8_lossy(&crashed.stderr)
     );
-    let resumed = batch(None);
+    let resumed = batch(&[]);
     assert!(
         resumed.status.success(),
         "{}",

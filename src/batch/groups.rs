@@ -147,9 +147,9 @@ impl GroupFiles {
                 None => new.push(job),
             }
         }
-        let new = new.first().map(|first| NewGroup {
-            name: Self::new_group_name(&first.key),
-            jobs: new.clone(),
+        let new = (!new.is_empty()).then(|| NewGroup {
+            name: Self::new_group_name(&new[0].key),
+            jobs: new,
         });
         (done, new)
     }

@@ -6,7 +6,10 @@
 //! [`super::peers`]). `--quick`: 10 chains, no peers.
 
 use super::peers::{self, run_measured, PeerRun};
-use super::{bench_ops, file_and_approve, status_mb, Figure, Options, Round, Target};
+use super::{
+    bench_ops, check_campaign_succeeded, count, file_and_approve, status_mb, Figure, Options,
+    Round, Target,
+};
 use crate::batch::local::protocol::LOCK;
 use crate::store::Store;
 use anyhow::{ensure, Context};
@@ -203,24 +206,18 @@ async fn prodops_run(dir: &Path, chains: usize, length: usize) -> anyhow::Result
 async fn check_dag(db: &str, id: crate::model::ids::CampaignId, jobs: usize) -> anyhow::Result<()> {
     let store = Store::open(db).await?;
     let ops = crate::ops::Ops::new(store.clone(), crate::ops::Actor::named("bench"));
-    let state = ops.campaign(id).await?.request.state;
-    ensure!(state == "succeeded", "the dag campaign ended `{state}`");
-    let count = |sql: &'static str| {
-        let pool = store.pool().clone();
-        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await }
-    };
-    let succeeded = count("SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'").await?;
-    ensure!(
-        succeeded as usize == jobs,
-        "{succeeded} of {jobs} jobs succeeded"
-    );
-    let stages = count("SELECT COUNT(*) FROM job_stages").await?;
+    check_campaign_succeeded(&store, &ops, id, jobs).await?;
+    let stages = count(&store, "SELECT COUNT(*) FROM job_stages").await?;
     ensure!(
         stages as usize >= jobs * 3,
         "only {stages} stage rows for {jobs} jobs"
     );
     // created, submitting, queued, (running, unless it ended before it was seen,) succeeded
-    let history = count("SELECT COUNT(*) FROM history WHERE entity_kind = 'job'").await?;
+    let history = count(
+        &store,
+        "SELECT COUNT(*) FROM history WHERE entity_kind = 'job'",
+    )
+    .await?;
     ensure!(
         history as usize >= jobs * 4,
         "only {history} job transitions recorded for {jobs} jobs"

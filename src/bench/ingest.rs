@@ -5,7 +5,7 @@
 //! writes them. On SQLite and, with `--pg URL`, on PostgreSQL in a schema of
 //! its own (dropped after).
 
-use super::{bench_ops, file_and_approve, Figure, Options, Round, Target};
+use super::{bench_ops, count, file_and_approve, Figure, Options, Round, Target};
 use crate::model::jobspec::StageEvent;
 use crate::model::state::JobState;
 use crate::store::jobs::{self, JobEnd, NewJob};
@@ -179,13 +179,10 @@ fn job_end() -> JobEnd {
 
 /// Fails unless every job ended succeeded with its stages and both transitions.
 async fn check_written(store: &Store, jobs: usize) -> anyhow::Result<()> {
-    let count = |sql: &'static str| {
-        let pool = store.pool().clone();
-        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await }
-    };
-    let succeeded = count("SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'").await?;
-    let stages = count("SELECT COUNT(*) FROM job_stages").await?;
+    let succeeded = count(store, "SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'").await?;
+    let stages = count(store, "SELECT COUNT(*) FROM job_stages").await?;
     let transitions = count(
+        store,
         "SELECT COUNT(*) FROM history WHERE entity_kind = 'job' AND new_state IN ('running', 'succeeded')",
     )
     .await?;

@@ -427,6 +427,30 @@ fn reset_peak_memory() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// The number query `sql` counts in `store`: how scenarios check their work.
+async fn count(store: &crate::store::Store, sql: &'static str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(store.pool())
+        .await?)
+}
+
+/// Fails unless campaign `id` succeeded with all `jobs` jobs `succeeded`.
+async fn check_campaign_succeeded(
+    store: &crate::store::Store,
+    ops: &crate::ops::Ops,
+    id: crate::model::ids::CampaignId,
+    jobs: usize,
+) -> anyhow::Result<()> {
+    let state = ops.campaign(id).await?.request.state;
+    anyhow::ensure!(state == "succeeded", "the campaign ended `{state}`");
+    let succeeded = count(store, "SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'").await?;
+    anyhow::ensure!(
+        succeeded as usize == jobs,
+        "{succeeded} of {jobs} jobs succeeded"
+    );
+    Ok(())
+}
+
 /// The user, experiment and grants every scenario's database starts with.
 async fn bench_ops(store: &crate::store::Store) -> anyhow::Result<crate::ops::Ops> {
     use crate::model::role::{Grant, Role};

@@ -8,7 +8,9 @@
 //! job `succeeded`. Both ask Slurm every [`POLL`]. `--quick`: 100 jobs.
 //! Needs a running cluster: `bash scripts/start-slurm.sh`.
 
-use super::{bench_ops, file_and_approve, Figure, Options, Round, Target};
+use super::{
+    bench_ops, check_campaign_succeeded, count, file_and_approve, Figure, Options, Round, Target,
+};
 use crate::batch::slurm::{SlurmBatch, SlurmConfig};
 use crate::model::ids::CampaignId;
 use crate::store::Store;
@@ -110,9 +112,8 @@ async fn bare_array(dir: &Path, script: &Path, jobs: usize) -> anyhow::Result<(f
 }
 
 /// `sbatch --parsable --array=0-(jobs−1)` of `script` with prodops's
-/// resources and no output files, as a user would type it (Slurm's default
-/// `--export=ALL`: what prodops adds, such as `--export=NONE`, is part of
-/// its overhead); returns the array's id.
+/// resources and no output files, as a user would type it (with Slurm's
+/// default environment handling); returns the array's id.
 async fn submit_bare_array(dir: &Path, script: &Path, jobs: usize) -> anyhow::Result<String> {
     let args = [
         "--parsable".to_string(),
@@ -245,18 +246,9 @@ async fn check_recorded(
     id: CampaignId,
     jobs: usize,
 ) -> anyhow::Result<String> {
-    let state = ops.campaign(id).await?.request.state;
-    ensure!(state == "succeeded", "the Slurm campaign ended `{state}`");
-    let count = |sql: &'static str| {
-        let pool = store.pool().clone();
-        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await }
-    };
-    let succeeded = count("SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'").await?;
-    ensure!(
-        succeeded as usize == jobs,
-        "{succeeded} of {jobs} jobs succeeded"
-    );
+    check_campaign_succeeded(store, ops, id, jobs).await?;
     let thin = count(
+        store,
         "SELECT COUNT(*) FROM jobs j WHERE (SELECT COUNT(*) FROM job_stages s WHERE s.job_id = j.id) < 3",
     )
     .await?;
