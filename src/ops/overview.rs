@@ -3,7 +3,7 @@
 
 use super::jobs::JobView;
 use super::{Ops, OpsError};
-use crate::model::ids::CampaignId;
+use crate::model::ids::{CampaignId, JobId};
 use crate::model::role::Grant;
 use crate::store::overview::{self, BatchLine, CampaignLine, FailureGroup, JobQuery};
 
@@ -31,6 +31,14 @@ impl Ops {
         let mut conn = self.store.pool().acquire().await?;
         let (rows, total) = overview::jobs_page(&mut conn, query).await?;
         Ok((rows.iter().map(JobView::from).collect(), total))
+    }
+
+    /// The ids of every job `query` selects: what a bulk action on the jobs
+    /// matching a filter acts on.
+    pub async fn job_ids(&self, query: &JobQuery) -> Result<Vec<JobId>, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let ids = overview::job_ids_matching(&mut conn, query).await?;
+        Ok(ids.into_iter().map(JobId).collect())
     }
 
     /// Current failures grouped by cause and site.

@@ -882,8 +882,14 @@ pub struct JobCounts {
     pub succeeded: i64,
     /// Failed or removed.
     pub failed: i64,
-    /// Not yet ended.
+    /// Not yet ended (the sum of the next three).
     pub active: i64,
+    /// Created, being submitted or queued in the batch system.
+    pub queued: i64,
+    /// Running.
+    pub running: i64,
+    /// Held.
+    pub held: i64,
     /// Events produced by succeeded jobs.
     pub events: i64,
 }
@@ -914,7 +920,18 @@ pub async fn job_counts_of_campaign(
                 c.events += r.try_get::<i64, _>(3)?;
             }
             Some(JobState::Failed | JobState::Removed | JobState::Cancelled) => c.failed += n,
-            _ => c.active += n,
+            Some(JobState::Running) => {
+                c.running += n;
+                c.active += n;
+            }
+            Some(JobState::Held) => {
+                c.held += n;
+                c.active += n;
+            }
+            _ => {
+                c.queued += n;
+                c.active += n;
+            }
         }
     }
     Ok(out)

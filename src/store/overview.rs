@@ -152,6 +152,12 @@ impl JobSort {
         }
     }
 
+    /// True for columns shown the other way round from how they are stored:
+    /// "in state" grows as `state_since` shrinks.
+    fn reversed(self) -> bool {
+        self == JobSort::Since
+    }
+
     fn column(self) -> &'static str {
         match self {
             JobSort::Id => "j.id",
@@ -171,9 +177,12 @@ impl JobSort {
 pub struct JobQuery {
     /// Only this campaign's (all when `None`).
     pub campaign: Option<i64>,
+    /// Only this subtask's (all of the campaign's when `None`).
+    pub subtask: Option<i64>,
     /// Only these states (all when empty).
     pub states: Vec<String>,
-    /// Text the job's id, batch job id, site, node or failure must contain.
+    /// Text one of the shown columns must contain: id, state, stage, site,
+    /// node, batch job id or failure.
     pub text: String,
     /// Sort column.
     pub sort: JobSort,
@@ -185,11 +194,8 @@ pub struct JobQuery {
     pub offset: i64,
 }
 
-/// One page of jobs and how many match in all.
-pub async fn jobs_page(
-    conn: &mut AnyConnection,
-    query: &JobQuery,
-) -> Result<(Vec<JobRow>, i64), StoreError> {
+/// The `FROM … WHERE …` of the jobs a query selects, with its parameters.
+fn job_selection(query: &JobQuery) -> (String, Vec<Bind>) {
     let mut filters = Vec::new();
     let mut binds: Vec<Bind> = Vec::new();
     let from = match query.campaign {
@@ -200,6 +206,10 @@ pub async fn jobs_page(
         }
         None => "jobs j",
     };
+    if let Some(subtask) = query.subtask {
+        binds.push(Bind::Int(subtask));
+        filters.push(format!("j.subtask_id = ${}", binds.len()));
+    }
     if !query.states.is_empty() {
         filters.push(format!(
             "j.state IN ({})",
@@ -214,7 +224,8 @@ pub async fn jobs_page(
         let id = text.trim_start_matches('j').parse::<i64>().unwrap_or(-1);
         binds.push(Bind::Int(id));
         filters.push(format!(
-            "(j.id = ${} OR LOWER(COALESCE(j.batch_job_id, '')) LIKE ${n} OR LOWER(COALESCE(j.site, '')) LIKE ${n}
+            "(j.id = ${} OR j.state LIKE ${n} OR LOWER(COALESCE(j.current_stage, '')) LIKE ${n}
+              OR LOWER(COALESCE(j.batch_job_id, '')) LIKE ${n} OR LOWER(COALESCE(j.site, '')) LIKE ${n}
               OR LOWER(COALESCE(j.node, '')) LIKE ${n} OR LOWER(COALESCE(j.failure, '')) LIKE ${n})",
             n + 1
         ));
@@ -224,15 +235,25 @@ pub async fn jobs_page(
     } else {
         format!(" WHERE {}", filters.join(" AND "))
     };
-    let count_sql = format!("SELECT COUNT(*) FROM {from}{where_}");
+    (format!("{from}{where_}"), binds)
+}
+
+/// One page of jobs and how many match in all.
+pub async fn jobs_page(
+    conn: &mut AnyConnection,
+    query: &JobQuery,
+) -> Result<(Vec<JobRow>, i64), StoreError> {
+    let (selection, binds) = job_selection(query);
+    let count_sql = format!("SELECT COUNT(*) FROM {selection}");
     let total: i64 = bind_all(sqlx::query(&count_sql), &binds)
         .fetch_one(&mut *conn)
         .await?
         .try_get(0)?;
-    let dir = if query.descending { "DESC" } else { "ASC" };
+    let ascending = query.descending == query.sort.reversed();
+    let dir = if ascending { "ASC" } else { "DESC" };
     let n = binds.len();
     let page_sql = format!(
-        "SELECT {JOB_COLUMNS} FROM {from}{where_} ORDER BY {} {dir}, j.id {dir} LIMIT ${} OFFSET ${}",
+        "SELECT {JOB_COLUMNS} FROM {selection} ORDER BY {} {dir}, j.id {dir} LIMIT ${} OFFSET ${}",
         query.sort.column(),
         n + 1,
         n + 2
@@ -246,6 +267,20 @@ pub async fn jobs_page(
         rows.iter().map(job_from_row).collect::<Result<_, _>>()?,
         total,
     ))
+}
+
+/// The ids of every job a query selects (its page ignored), oldest first:
+/// what a bulk action on "all matching" acts on.
+pub async fn job_ids_matching(
+    conn: &mut AnyConnection,
+    query: &JobQuery,
+) -> Result<Vec<i64>, StoreError> {
+    let (selection, binds) = job_selection(query);
+    let sql = format!("SELECT j.id FROM {selection} ORDER BY j.id");
+    let rows = bind_all(sqlx::query(&sql), &binds)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get::<i64, _>(0)?)).collect()
 }
 
 /// A value bound into a built query.

@@ -58,6 +58,18 @@ pub enum Action {
     Follow,
     /// Wrap long log lines.
     Wrap,
+    /// The next match of the search (in the log).
+    SearchNext,
+    /// The previous match of the search (in the log).
+    SearchPrev,
+    /// Mark or unmark the selected row, then move down.
+    Mark,
+    /// Mark every row that matches the filter (again: unmark all).
+    MarkAll,
+    /// Mark the selected row and move up (range selection).
+    MarkUp,
+    /// Mark the selected row and move down (range selection).
+    MarkDown,
     /// Stop (or resume) refreshing what is shown.
     Freeze,
     /// Reload now.
@@ -70,11 +82,11 @@ pub enum Action {
     PriorityUp,
     /// Lower the priority of the selected request.
     PriorityDown,
-    /// Hold the selected campaign.
+    /// Hold the selected campaign, or the selected (or marked) jobs.
     Hold,
-    /// Release the selected campaign.
+    /// Release the selected campaign, or the selected (or marked) jobs.
     Release,
-    /// Abort (cancel) the selected campaign.
+    /// Abort the selected campaign, or remove the selected (or marked) jobs.
     Abort,
     /// Resubmit what failed under the selection (or the selected failure group).
     Resubmit,
@@ -113,6 +125,12 @@ impl Action {
         Action::SortReverse,
         Action::Follow,
         Action::Wrap,
+        Action::SearchNext,
+        Action::SearchPrev,
+        Action::Mark,
+        Action::MarkAll,
+        Action::MarkUp,
+        Action::MarkDown,
         Action::Freeze,
         Action::Refresh,
         Action::Approve,
@@ -156,6 +174,12 @@ impl Action {
             Action::SortReverse => "sort_reverse",
             Action::Follow => "follow",
             Action::Wrap => "wrap",
+            Action::SearchNext => "search_next",
+            Action::SearchPrev => "search_prev",
+            Action::Mark => "mark",
+            Action::MarkAll => "mark_all",
+            Action::MarkUp => "mark_up",
+            Action::MarkDown => "mark_down",
             Action::Freeze => "freeze",
             Action::Refresh => "refresh",
             Action::Approve => "approve",
@@ -200,6 +224,12 @@ impl Action {
             Action::SortReverse => "reverse sort",
             Action::Follow => "follow log",
             Action::Wrap => "wrap lines",
+            Action::SearchNext => "next match",
+            Action::SearchPrev => "previous match",
+            Action::Mark => "mark",
+            Action::MarkAll => "mark all matching",
+            Action::MarkUp => "mark and move up",
+            Action::MarkDown => "mark and move down",
             Action::Freeze => "freeze",
             Action::Refresh => "refresh",
             Action::Approve => "approve",
@@ -242,6 +272,60 @@ impl Action {
     /// The action named `name` in a keymap file or a `:` command.
     pub fn from_name(name: &str) -> Option<Action> {
         Action::ALL.iter().copied().find(|a| a.name() == name)
+    }
+
+    /// True for actions the console handles the same in every pane (they
+    /// are listed after the focused pane's own in help).
+    pub fn is_global(self) -> bool {
+        matches!(
+            self,
+            Action::Quit
+                | Action::Help
+                | Action::Command
+                | Action::Back
+                | Action::NextPane
+                | Action::PrevPane
+                | Action::ShowCampaigns
+                | Action::ShowDag
+                | Action::ShowJobs
+                | Action::ShowTriage
+                | Action::ShowApprovals
+                | Action::ShowHistory
+                | Action::Freeze
+                | Action::Refresh
+        )
+    }
+}
+
+/// An action a pane offers for what is selected, with what it does there
+/// (`hold C3`, `remove 37 marked jobs`). Hints and help are made of these, so
+/// a key is shown only where it acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The action.
+    pub action: Action,
+    /// What it does here.
+    pub label: String,
+    /// Shown in the hints bar (movement keys are only in help).
+    pub hint: bool,
+}
+
+impl Offer {
+    /// An offer shown in the hints bar.
+    pub fn new(action: Action, label: impl Into<String>) -> Offer {
+        Offer {
+            action,
+            label: label.into(),
+            hint: true,
+        }
+    }
+
+    /// An offer listed in help only (movement).
+    pub fn quiet(action: Action, label: impl Into<String>) -> Offer {
+        Offer {
+            hint: false,
+            ..Offer::new(action, label)
+        }
     }
 }
 

@@ -86,31 +86,18 @@ fn names(what: &str) -> Vec<&'static str> {
     shipped.iter().map(|(n, _)| *n).collect()
 }
 
-/// Completions of a partly typed command line, best first.
+/// Completions of a partly typed command line, best first (every verb and
+/// action for an empty line).
 pub fn complete(line: &str) -> Vec<String> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let typing_new_word = line.ends_with(' ') || words.is_empty();
-    if words.len() <= 1 && !typing_new_word {
-        let prefix = words.first().copied().unwrap_or("");
-        return VERBS
-            .iter()
-            .copied()
-            .chain(Action::ALL.iter().map(|a| a.name()))
-            .filter(|w| w.starts_with(prefix))
-            .map(str::to_string)
-            .collect();
-    }
-    let verb = words[0];
-    let prefix = if typing_new_word {
-        ""
-    } else {
-        words.last().copied().unwrap_or("")
+    let new_word = line.is_empty() || line.ends_with(char::is_whitespace);
+    let (verb, prefix) = match (words.as_slice(), new_word) {
+        ([], _) => return first_words(""),
+        ([only], false) => return first_words(only),
+        ([verb, ..], true) => (*verb, ""),
+        ([verb, .., last], false) => (*verb, *last),
     };
-    let head = if typing_new_word {
-        line.to_string()
-    } else {
-        line[..line.len() - prefix.len()].to_string()
-    };
+    let head = &line[..line.len() - prefix.len()];
     let options: Vec<&str> = match verb {
         "jobs" | "j" => states(),
         "theme" | "keymap" => names(verb),
@@ -120,6 +107,17 @@ pub fn complete(line: &str) -> Vec<String> {
         .into_iter()
         .filter(|o| o.starts_with(prefix))
         .map(|o| format!("{head}{o}"))
+        .collect()
+}
+
+/// Verbs and action names starting with `prefix`.
+fn first_words(prefix: &str) -> Vec<String> {
+    VERBS
+        .iter()
+        .copied()
+        .chain(Action::ALL.iter().map(|a| a.name()))
+        .filter(|w| w.starts_with(prefix))
+        .map(str::to_string)
         .collect()
 }
 
@@ -146,6 +144,18 @@ mod tests {
             .unwrap_err()
             .contains("unknown state `flying`"));
         assert!(parse("frobnicate").unwrap_err().contains("no such command"));
+    }
+
+    #[test]
+    fn completing_an_empty_or_blank_line_offers_every_verb_instead_of_panicking() {
+        for line in ["", " ", "   "] {
+            let all = complete(line);
+            assert!(all.contains(&"campaign".to_string()), "{line:?}");
+            assert!(all.contains(&"approve".to_string()), "{line:?}");
+        }
+        let states: Vec<String> = states().iter().map(|s| format!("jobs {s}")).collect();
+        assert_eq!(complete("jobs "), states);
+        assert!(complete("zzz ").is_empty());
     }
 
     #[test]

@@ -180,7 +180,27 @@ async fn logs_of(worker: Option<&Worker>, job: &JobView) -> Result<LogBundle, St
         .map_err(|e| e.to_string())
 }
 
-/// A state-changing action the console asks `ops` to perform.
+/// Jobs a bulk action acts on: some by id, or every job a query selects
+/// (resolved when the action runs, so "all matching" means all, not a page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSet {
+    /// These jobs.
+    Ids(Vec<JobId>),
+    /// Every job matching the query (its page ignored).
+    Matching(JobQuery),
+}
+
+impl JobSet {
+    async fn resolve(self, ops: &Ops) -> Result<Vec<JobId>, String> {
+        match self {
+            JobSet::Ids(ids) => Ok(ids),
+            JobSet::Matching(query) => ops.job_ids(&query).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// A state-changing action the console asks `ops` to perform. Actions that
+/// ask first carry the reason typed in their confirmation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Approve a request.
@@ -189,20 +209,55 @@ pub enum Command {
     Reject(CampaignId, String),
     /// Set a priority.
     Priority(CampaignId, i64),
-    /// Hold a campaign.
-    Hold(CampaignId, String),
+    /// Hold a campaign (with its running jobs when the flag is set).
+    Hold(CampaignId, String, bool),
     /// Release a campaign.
     Release(CampaignId, String),
     /// Abort a campaign.
     Abort(CampaignId, String),
     /// Resubmit the failed parts of an entity.
     Resubmit(EntityRef, String),
-    /// Resubmit failed jobs one by one (a triage group).
-    ResubmitJobs(Vec<JobId>, String),
+    /// Resubmit failed jobs one by one (a triage group, marked jobs).
+    ResubmitJobs(JobSet, String),
+    /// Hold jobs.
+    HoldJobs(JobSet, String),
+    /// Release held jobs.
+    ReleaseJobs(JobSet, String),
+    /// Remove jobs from their batch system.
+    RemoveJobs(JobSet, String),
     /// Sign a subtask off.
     SignOff(SubtaskId, String),
     /// Clone a request.
     Clone(CampaignId),
+}
+
+impl Command {
+    /// The same command with the reason typed in its confirmation (empty
+    /// keeps its default) and its option switched on or off.
+    pub fn confirmed(self, reason: &str, option: bool) -> Command {
+        let typed = reason.trim();
+        let why = |default: String| {
+            if typed.is_empty() {
+                default
+            } else {
+                typed.to_string()
+            }
+        };
+        match self {
+            Command::Approve(c, r) => Command::Approve(c, why(r)),
+            Command::Reject(c, r) => Command::Reject(c, why(r)),
+            Command::Hold(c, r, _) => Command::Hold(c, why(r), option),
+            Command::Release(c, r) => Command::Release(c, why(r)),
+            Command::Abort(c, r) => Command::Abort(c, why(r)),
+            Command::Resubmit(e, r) => Command::Resubmit(e, why(r)),
+            Command::ResubmitJobs(j, r) => Command::ResubmitJobs(j, why(r)),
+            Command::HoldJobs(j, r) => Command::HoldJobs(j, why(r)),
+            Command::ReleaseJobs(j, r) => Command::ReleaseJobs(j, why(r)),
+            Command::RemoveJobs(j, r) => Command::RemoveJobs(j, why(r)),
+            Command::SignOff(s, r) => Command::SignOff(s, why(r)),
+            other => other,
+        }
+    }
 }
 
 /// Runs `command` and says in one line what happened (`Err` for refusals and errors).
@@ -224,7 +279,7 @@ pub async fn execute(ops: &Ops, command: Command) -> Result<String, String> {
             .await
             .map(|r| format!("{} priority {}", r.summary.id, r.summary.priority))
             .map_err(e),
-        Command::Hold(id, why) => ops
+        Command::Hold(id, why, _running) => ops
             .hold(id, &why)
             .await
             .map(|r| format!("{} held", r.summary.id))
@@ -251,6 +306,7 @@ pub async fn execute(ops: &Ops, command: Command) -> Result<String, String> {
             })
             .map_err(e),
         Command::ResubmitJobs(jobs, why) => {
+            let jobs = jobs.resolve(ops).await?;
             let mut done = 0;
             let mut last_error = None;
             for job in &jobs {
@@ -263,6 +319,9 @@ pub async fn execute(ops: &Ops, command: Command) -> Result<String, String> {
                 (0, Some(err)) => Err(err),
                 (n, _) => Ok(format!("{n} of {} jobs resubmitted", jobs.len())),
             }
+        }
+        Command::HoldJobs(..) | Command::ReleaseJobs(..) | Command::RemoveJobs(..) => {
+            Err("per-job hold, release and remove come with the worker's support".into())
         }
         Command::SignOff(id, why) => ops
             .signoff(id, &why)

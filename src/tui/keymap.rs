@@ -24,6 +24,8 @@ pub struct Key {
     code: KeyCodeOrd,
     ctrl: bool,
     alt: bool,
+    /// Shift on a named key (`shift-up`); a shifted character is its own code.
+    shift: bool,
 }
 
 /// `KeyCode` subset that keymaps can name, ordered for stable help output.
@@ -91,7 +93,21 @@ impl Key {
         let code = Self::parse_code(rest, shift).ok_or_else(|| {
             format!("`{text}` is not a key; write a character (`q`, `G`, `?`), a name (enter, esc, tab, space, up, pageup, home, f1…f12) with optional `ctrl-`, `alt-`, `shift-`")
         })?;
-        Ok(Key { code, ctrl, alt })
+        Ok(Key {
+            code,
+            ctrl,
+            alt,
+            shift: shift && Self::takes_shift(code),
+        })
+    }
+
+    /// True for keys whose shifted form is told apart by a flag, not by
+    /// another code (characters turn upper case, tab turns backtab).
+    fn takes_shift(code: KeyCodeOrd) -> bool {
+        !matches!(
+            code,
+            KeyCodeOrd::Char(_) | KeyCodeOrd::Tab | KeyCodeOrd::BackTab
+        )
     }
 
     fn parse_code(text: &str, shift: bool) -> Option<KeyCodeOrd> {
@@ -141,6 +157,7 @@ impl Key {
             code,
             ctrl: event.modifiers.contains(KeyModifiers::CONTROL),
             alt: event.modifiers.contains(KeyModifiers::ALT),
+            shift: event.modifiers.contains(KeyModifiers::SHIFT) && Self::takes_shift(code),
         })
     }
 }
@@ -152,6 +169,9 @@ impl fmt::Display for Key {
         }
         if self.alt {
             f.write_str("alt-")?;
+        }
+        if self.shift {
+            f.write_str("shift-")?;
         }
         match self.code {
             KeyCodeOrd::Char(' ') => f.write_str("space"),
@@ -354,10 +374,9 @@ impl Keymap {
     pub fn action_for(&self, event: &KeyEvent) -> Option<Action> {
         let key = Key::from_event(event)?;
         self.by_key.get(&key).copied().or_else(|| {
-            // Terminals differ on whether shifted characters carry SHIFT.
+            // An unbound shift-arrow acts as the arrow.
             let plain = Key {
-                ctrl: key.ctrl,
-                alt: key.alt,
+                shift: false,
                 ..key
             };
             self.by_key.get(&plain).copied()
@@ -383,6 +402,7 @@ mod tests {
     fn keys_parse_and_print_back() {
         for text in [
             "q", "G", "?", "ctrl-r", "alt-x", "enter", "esc", "space", "pageup", "f5", "backtab",
+            "shift-up",
         ] {
             assert_eq!(Key::parse(text).unwrap().to_string(), text);
         }

@@ -12,17 +12,20 @@ pub mod app;
 pub mod command;
 pub mod data;
 pub mod diff;
+pub mod input;
 pub mod keymap;
 pub mod panes;
+pub mod popup;
 pub mod theme;
 
 use crate::model::ids::CampaignId;
 use crate::ops::Ops;
 use crate::worker::Worker;
-use app::{App, Effect, Popup, WorkerStatus};
+use app::{App, Effect, WorkerStatus};
 use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event, KeyEventKind};
 use data::{Command, Snapshot, View};
 use keymap::Keymap;
+use popup::Popup;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -75,7 +78,7 @@ pub fn new_app(ops: &Ops, options: &Options) -> App {
         ));
     }
     if let Some(id) = options.select {
-        app.run_command(&format!("campaign {}", id.0));
+        app.panes.campaigns.want(id);
     }
     app
 }
@@ -116,7 +119,9 @@ pub async fn run(ops: Ops, worker: Option<Arc<Worker>>, options: Options) -> any
     }
     let mut app = new_app(&ops, &options);
     if worker.is_some() {
-        app.worker = WorkerStatus::Watching;
+        app.worker = WorkerStatus::Watching {
+            holder: "another worker".into(),
+        };
     }
     let ui = tokio::task::spawn_blocking(move || {
         ui_loop(app, from_tasks, to_ui, view_tx, command_tx, reload)
@@ -139,6 +144,7 @@ fn ui_loop(
     reload: Arc<Notify>,
 ) -> anyhow::Result<()> {
     let mut terminal = ratatui::init();
+    restore_mouse_on_panic();
     crossterm::execute!(std::io::stdout(), EnableMouseCapture)?;
     let stop_input = Arc::new(AtomicBool::new(false));
     let input = spawn_input(to_ui, stop_input.clone());
@@ -173,6 +179,17 @@ fn ui_loop(
     ratatui::restore();
     let _ = input.join();
     result
+}
+
+/// Makes a panic turn mouse reporting off before the hook `ratatui::init`
+/// installed restores raw mode and the main screen, so no panic leaves the
+/// terminal altered.
+fn restore_mouse_on_panic() {
+    let restore_screen = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+        restore_screen(info);
+    }));
 }
 
 fn handle(app: &mut App, msg: Msg) -> Vec<Effect> {
@@ -315,7 +332,9 @@ async fn run_worker(worker: Arc<Worker>, reload: Arc<Notify>, to_ui: mpsc::Sende
                         in_flight: report.in_flight,
                     }
                 } else {
-                    WorkerStatus::Watching
+                    WorkerStatus::Watching {
+                        holder: "another worker".into(),
+                    }
                 };
                 let _ = to_ui.send(Msg::Worker(status));
                 worker.pace(&report).await;

@@ -32,3 +32,14 @@ pub fn hit(name: &str) {
         }
     }
 }
+
+/// Marks a point where a panic must leave things as they were (the console
+/// restoring the terminal); panics if it is the chosen point.
+pub fn panic_at(name: &str) {
+    let Some((target, nth)) = target() else {
+        return;
+    };
+    if target == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
+        panic!("failpoint {name}: a panic on purpose");
+    }
+}

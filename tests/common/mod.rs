@@ -124,7 +124,12 @@ pub async fn world(db: &TestDb) -> World {
     let store = Store::open(&db.url)
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", db.label));
-    let root = Ops::new(store.clone(), Actor::named("root"));
+    register(&store).await
+}
+
+/// Registers the experiment and users of [`World`] on `store`.
+pub async fn register(store: &Store) -> World {
+    let w = users_of(store);
     let all = |role| Grant {
         role,
         experiment: ALL_EXPERIMENTS.into(),
@@ -135,25 +140,32 @@ pub async fn world(db: &TestDb) -> World {
         experiment: "nova".into(),
         kind: None,
     };
-    root.user_add("root", &all(Role::Operator), None, None)
+    w.root
+        .user_add("root", &all(Role::Operator), None, None)
         .await
         .unwrap();
-    root.experiment_add("nova", &[]).await.unwrap();
-    root.user_add("ann", &nova(Role::Approver), None, None)
-        .await
-        .unwrap();
-    root.user_add("ed", &nova(Role::Experimenter), None, None)
-        .await
-        .unwrap();
-    root.user_add("gus", &nova(Role::Guest), None, None)
-        .await
-        .unwrap();
+    w.root.experiment_add("nova", &[]).await.unwrap();
+    for (name, role) in [
+        ("ann", Role::Approver),
+        ("ed", Role::Experimenter),
+        ("gus", Role::Guest),
+    ] {
+        w.root
+            .user_add(name, &nova(role), None, None)
+            .await
+            .unwrap();
+    }
+    w
+}
+
+/// The users of [`World`] acting on `store` (registered earlier).
+pub fn users_of(store: &Store) -> World {
     World {
-        root,
+        root: Ops::new(store.clone(), Actor::named("root")),
         ann: Ops::new(store.clone(), Actor::named("ann")),
         ed: Ops::new(store.clone(), Actor::named("ed")),
         gus: Ops::new(store.clone(), Actor::named("gus")),
-        store,
+        store: store.clone(),
     }
 }
 

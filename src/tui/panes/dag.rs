@@ -1,14 +1,30 @@
-//! The DAG pane: the selected task's subtasks drawn layer by layer (a
-//! subtask's layer is one more than its deepest parent), joined by
-//! box-drawing edges, coloured by state, navigable node by node.
+//! The DAG pane: the selected task's subtasks drawn as `git log --graph`
+//! draws commits — one lane per pending edge, a node on its lane, lanes
+//! joining where a subtask waits for several parents and forking where
+//! several wait for one — so connectors stay aligned at every width. Each
+//! node shows its state and its jobs by state; Enter opens its jobs.
 
-use crate::ops::views::TaskView;
-use crate::tui::app::{App, Pane};
+use super::campaigns::job_count_spans;
+use super::{movement, pane_block, plural, Component, Ctx, Msg};
+use crate::model::ids::{EntityRef, SubtaskId};
+use crate::model::state::{Lifecycle, SubtaskState};
+use crate::ops::views::{SubtaskView, TaskView};
+use crate::tui::action::{Action, Offer};
+use crate::tui::app::Pane;
+use crate::tui::data::Command;
+use crate::tui::popup::Confirm;
 use crate::tui::theme::Slot;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
+
+/// The DAG's state: the selected node, in drawing order.
+#[derive(Debug, Default)]
+pub struct Dag {
+    selected: usize,
+    page: usize,
+}
 
 /// Each subtask's layer: 0 for roots, else one more than its deepest parent.
 pub fn layers(task: &TaskView) -> Vec<usize> {
@@ -16,13 +32,7 @@ pub fn layers(task: &TaskView) -> Vec<usize> {
     for _ in 0..task.subtasks.len() {
         let mut changed = false;
         for (i, s) in task.subtasks.iter().enumerate() {
-            let deepest = s
-                .after
-                .iter()
-                .filter_map(|p| task.subtasks.iter().position(|x| &x.name == p))
-                .map(|p| layer[p] + 1)
-                .max()
-                .unwrap_or(0);
+            let deepest = parents(task, s).map(|p| layer[p] + 1).max().unwrap_or(0);
             if deepest != layer[i] {
                 layer[i] = deepest;
                 changed = true;
@@ -35,6 +45,12 @@ pub fn layers(task: &TaskView) -> Vec<usize> {
     layer
 }
 
+fn parents<'a>(task: &'a TaskView, s: &'a SubtaskView) -> impl Iterator<Item = usize> + 'a {
+    s.after
+        .iter()
+        .filter_map(|p| task.subtasks.iter().position(|x| &x.name == p))
+}
+
 /// Subtask indices in drawing order: by layer, then creation order.
 pub fn order(task: &TaskView) -> Vec<usize> {
     let layer = layers(task);
@@ -43,106 +59,367 @@ pub fn order(task: &TaskView) -> Vec<usize> {
     idx
 }
 
-/// Draws the DAG of the selected task.
-pub fn draw(frame: &mut Frame, app: &mut App, area: Rect) {
-    let task = app.selected_task().and_then(|t| {
-        app.snap
-            .detail
-            .as_ref()?
-            .tasks
-            .iter()
-            .find(|x| x.id == t.to_string())
-            .cloned()
-    });
-    let Some(task) = task else {
-        let block = super::pane_block(app, Pane::Dag, String::new());
-        frame.render_widget(
-            Paragraph::new("select a campaign or task in the tree")
-                .block(block)
-                .style(app.theme.style(Slot::Dim)),
-            area,
-        );
-        return;
-    };
-    let layer = layers(&task);
-    let order = order(&task);
-    app.dag = app.dag.min(order.len().saturating_sub(1));
-    let depth = layer.iter().copied().max().map(|d| d + 1).unwrap_or(0);
-    let block = super::pane_block(
-        app,
-        Pane::Dag,
-        format!(
-            "{} {} · {} nodes, {depth} layers",
-            task.id,
-            task.name,
-            order.len()
-        ),
-    );
-    let mut lines = Vec::new();
-    for (row, i) in order.iter().enumerate() {
-        let s = &task.subtasks[*i];
-        let l = layer[*i];
-        let selected = row == app.dag && app.focus == Pane::Dag;
-        let indent = "   ".repeat(l);
-        let edge = if s.after.is_empty() {
-            "● ".to_string()
-        } else {
-            "└▶● ".to_string()
-        };
-        let mut spans = vec![
-            Span::styled(format!("{indent}{edge}"), app.theme.style(Slot::Border)),
-            Span::styled(
-                format!("{} ", s.name),
-                if selected {
-                    app.theme.style(Slot::Selected)
-                } else {
-                    app.theme.style(Slot::Text)
-                },
-            ),
-            Span::styled(format!("{} ", s.state), app.theme.state(&s.state)),
-            Span::styled(
-                format!(
-                    "{}/{} jobs · {} failed · {}",
-                    s.jobs.succeeded, s.jobs.total, s.jobs.failed, s.id
-                ),
-                app.theme.style(Slot::Dim),
-            ),
-        ];
-        if !s.after.is_empty() {
-            spans.push(Span::styled(
-                format!("  ◀ {}", s.after.join(", ")),
-                app.theme.style(Slot::Dim),
-            ));
-        }
-        lines.push(Line::from(spans));
-        let continues = order
-            .get(row + 1)
-            .is_some_and(|n| layer[*n] > l || !task.subtasks[*n].after.is_empty());
-        if continues {
-            lines.push(Line::from(Span::styled(
-                format!("{indent}│"),
-                app.theme.style(Slot::Border),
-            )));
-        }
-    }
-    let visible = area.height.saturating_sub(2) as usize;
-    let selected_line = lines_before(&task, &order, &layer, app.dag);
-    let scroll = selected_line.saturating_sub(visible.saturating_sub(2));
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .scroll((scroll as u16, 0)),
-        area,
-    );
+/// One row of the drawing: the lanes' glyphs, and the node it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphRow {
+    /// Box-drawing glyphs, two columns per lane.
+    pub lanes: String,
+    /// The subtask (index into the task's subtasks) this row is the
+    /// node line (`Node`) or the detail line (`Detail`) of; joins and forks have none.
+    pub part: RowPart,
 }
 
-fn lines_before(task: &TaskView, order: &[usize], layer: &[usize], row: usize) -> usize {
-    (0..row)
-        .map(|r| {
-            let next = order.get(r + 1);
-            1 + usize::from(next.is_some_and(|n| {
-                layer[*n] > layer[order[r]] || !task.subtasks[*n].after.is_empty()
-            }))
+/// What a [`GraphRow`] carries besides its lanes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowPart {
+    /// The node itself.
+    Node(usize),
+    /// The line under a node (its jobs).
+    Detail(usize),
+    /// Lanes joining or forking.
+    Edge,
+}
+
+/// Lays the task's subtasks out in lanes, in `order`.
+pub fn graph(task: &TaskView, order: &[usize]) -> Vec<GraphRow> {
+    let mut lanes: Vec<Option<usize>> = Vec::new();
+    let mut rows = Vec::new();
+    for &n in order {
+        let incoming: Vec<usize> = (0..lanes.len()).filter(|i| lanes[*i] == Some(n)).collect();
+        let col = match incoming.first() {
+            Some(first) => *first,
+            None => free_lane(&mut lanes, 0),
+        };
+        if incoming.len() > 1 {
+            rows.push(edge_row(&lanes, col, &incoming[1..], '┘'));
+            for lane in &incoming[1..] {
+                lanes[*lane] = None;
+            }
+            while lanes.last() == Some(&None) {
+                lanes.pop();
+            }
+        }
+        lanes[col] = Some(n);
+        rows.push(GraphRow {
+            lanes: glyphs(&lanes, |i| if i == col { '●' } else { '│' }),
+            part: RowPart::Node(n),
+        });
+        let children: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|c| parents(task, &task.subtasks[*c]).any(|p| p == n))
+            .collect();
+        lanes[col] = children.first().copied();
+        rows.push(GraphRow {
+            lanes: glyphs(&lanes, |_| '│'),
+            part: RowPart::Detail(n),
+        });
+        let mut forks = Vec::new();
+        for child in children.iter().skip(1) {
+            let lane = free_lane(&mut lanes, col + 1);
+            lanes[lane] = Some(*child);
+            forks.push(lane);
+        }
+        if !forks.is_empty() {
+            rows.push(edge_row(&lanes, col, &forks, '┐'));
+        }
+        while lanes.last() == Some(&None) {
+            lanes.pop();
+        }
+    }
+    rows
+}
+
+/// The first free lane at or after `from`, added when none is.
+fn free_lane(lanes: &mut Vec<Option<usize>>, from: usize) -> usize {
+    match (from..lanes.len()).find(|i| lanes[*i].is_none()) {
+        Some(i) => i,
+        None => {
+            lanes.resize(from.max(lanes.len()), None);
+            lanes.push(None);
+            lanes.len() - 1
+        }
+    }
+}
+
+/// Glyphs for the active lanes, `glyph(i)` for active lane `i`.
+fn glyphs(lanes: &[Option<usize>], glyph: impl Fn(usize) -> char) -> String {
+    lanes
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match l {
+            Some(_) => format!("{} ", glyph(i)),
+            None => "  ".to_string(),
         })
-        .sum()
+        .collect()
+}
+
+/// A row joining (`┘`) or forking (`┐`) `others` into or out of lane `col`.
+fn edge_row(lanes: &[Option<usize>], col: usize, others: &[usize], end: char) -> GraphRow {
+    let last = others.iter().copied().max().unwrap_or(col);
+    let mut text = String::new();
+    for i in 0..lanes.len().max(last + 1) {
+        let active = lanes.get(i).copied().flatten().is_some();
+        let inside = i > col && i < last;
+        let glyph = if i == col {
+            '├'
+        } else if others.contains(&i) {
+            end
+        } else if inside && active {
+            '┼'
+        } else if inside {
+            '─'
+        } else if active {
+            '│'
+        } else {
+            ' '
+        };
+        text.push(glyph);
+        text.push(if i >= col && i < last { '─' } else { ' ' });
+    }
+    GraphRow {
+        lanes: text,
+        part: RowPart::Edge,
+    }
+}
+
+impl Dag {
+    fn task<'a>(ctx: &Ctx<'a>) -> Option<&'a TaskView> {
+        let detail = ctx.snap.detail.as_ref()?;
+        match ctx.scope.task {
+            Some(t) => detail.tasks.iter().find(|x| x.id == t.to_string()),
+            None => detail.tasks.first(),
+        }
+    }
+
+    fn selected_subtask<'a>(&self, ctx: &Ctx<'a>) -> Option<&'a SubtaskView> {
+        let task = Self::task(ctx)?;
+        let order = order(task);
+        let at = order.get(self.selected.min(order.len().saturating_sub(1)))?;
+        task.subtasks.get(*at)
+    }
+
+    fn selected_id(&self, ctx: &Ctx) -> Option<SubtaskId> {
+        self.selected_subtask(ctx)?.id.parse().ok()
+    }
+}
+
+impl Component for Dag {
+    fn actions(&self, ctx: &Ctx) -> Vec<Offer> {
+        let Some(s) = self.selected_subtask(ctx) else {
+            return Vec::new();
+        };
+        let mut offers = vec![Offer::new(Action::Open, format!("jobs of {}", s.name))];
+        offers.extend(super::movement_offers());
+        if s.jobs.failed > 0 {
+            offers.push(Offer::new(
+                Action::Resubmit,
+                format!("resubmit {} failed of {}", s.jobs.failed, s.name),
+            ));
+        }
+        if SubtaskState::parse(&s.state).is_some_and(|st| !st.is_terminal()) {
+            offers.push(Offer::new(Action::SignOff, format!("sign off {}", s.name)));
+        }
+        offers
+    }
+
+    fn handle(&mut self, action: Action, ctx: &Ctx) -> Vec<Msg> {
+        let len = Self::task(ctx).map_or(0, |t| t.subtasks.len());
+        if let Some(by) = movement(action, self.page / 2) {
+            self.selected = super::step(self.selected, by, len);
+            return Vec::new();
+        }
+        let (Some(s), Some(id)) = (self.selected_subtask(ctx), self.selected_id(ctx)) else {
+            return Vec::new();
+        };
+        match action {
+            Action::Open => vec![Msg::OpenJobsOf(id, s.name.clone())],
+            Action::Resubmit => vec![Msg::Ask(
+                Confirm::new(
+                    format!(
+                        "resubmit the {} failed jobs of {} ({id})?",
+                        s.jobs.failed, s.name
+                    ),
+                    Command::Resubmit(id.entity(), "resubmitted in the console".into()),
+                )
+                .noting(vec!["each gets a new attempt with the same plan".into()]),
+            )],
+            Action::SignOff => vec![Msg::Ask(
+                Confirm::new(
+                    format!("sign off {} ({id}) as complete?", s.name),
+                    Command::SignOff(id, "signed off in the console".into()),
+                )
+                .noting(vec!["its completion criteria are taken as met".into()]),
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn click(&mut self, row: usize, ctx: &Ctx) {
+        let Some(task) = Self::task(ctx) else { return };
+        let order = order(task);
+        let rows = graph(task, &order);
+        if let Some(RowPart::Node(n) | RowPart::Detail(n)) = rows.get(row).map(|r| r.part) {
+            self.selected = order.iter().position(|x| *x == n).unwrap_or(0);
+        }
+    }
+
+    fn subject(&self, ctx: &Ctx) -> Option<EntityRef> {
+        self.selected_id(ctx).map(|s| s.entity())
+    }
+
+    fn draw(&mut self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        self.page = area.height.saturating_sub(2) as usize;
+        let theme = ctx.theme;
+        let Some(task) = Self::task(ctx) else {
+            let block = pane_block(ctx, Pane::Dag, String::new(), None);
+            frame.render_widget(
+                Paragraph::new("select a campaign or task in the tree")
+                    .block(block)
+                    .style(theme.style(Slot::Dim)),
+                area,
+            );
+            return;
+        };
+        let layer = layers(task);
+        let order = order(task);
+        self.selected = self.selected.min(order.len().saturating_sub(1));
+        let depth = layer.iter().copied().max().map_or(0, |d| d + 1);
+        let extra = format!(
+            "{} {} · {} in {}",
+            task.id,
+            task.name,
+            plural(order.len(), "node"),
+            plural(depth, "layer")
+        );
+        let block = pane_block(ctx, Pane::Dag, extra, None);
+        let selected = order.get(self.selected).copied();
+        let rows = graph(task, &order);
+        let lines: Vec<Line> = rows
+            .iter()
+            .map(|row| {
+                let mut spans = vec![Span::styled(row.lanes.clone(), theme.style(Slot::Border))];
+                match row.part {
+                    RowPart::Node(n) => {
+                        let s = &task.subtasks[n];
+                        let name = if Some(n) == selected && ctx.focused {
+                            theme.style(Slot::Selected)
+                        } else {
+                            theme.style(Slot::Title)
+                        };
+                        spans.push(Span::styled(s.name.clone(), name));
+                        spans.push(Span::raw(" "));
+                        spans.push(Span::styled(s.state.clone(), theme.state(&s.state)));
+                        if s.after.len() > 1 {
+                            spans.push(Span::styled(
+                                format!("  after {}", s.after.join(", ")),
+                                theme.style(Slot::Dim),
+                            ));
+                        }
+                    }
+                    RowPart::Detail(n) => {
+                        let s = &task.subtasks[n];
+                        spans.push(Span::styled(format!("{} · ", s.id), theme.style(Slot::Dim)));
+                        spans.extend(job_count_spans(theme, &s.jobs));
+                    }
+                    RowPart::Edge => {}
+                }
+                Line::from(spans)
+            })
+            .collect();
+        let selected_row = rows
+            .iter()
+            .position(|r| Some(r.part) == selected.map(RowPart::Node))
+            .unwrap_or(0);
+        let visible = self.page.max(1);
+        let scroll = (selected_row + 2).saturating_sub(visible);
+        frame.render_widget(
+            Paragraph::new(lines)
+                .block(block)
+                .scroll((scroll as u16, 0)),
+            area,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::jobs::JobCounts;
+
+    fn task(edges: &[(&str, &[&str])]) -> TaskView {
+        TaskView {
+            id: "T1".into(),
+            name: "t".into(),
+            kind: "mc".into(),
+            state: "running".into(),
+            state_since: String::new(),
+            subtasks: edges
+                .iter()
+                .enumerate()
+                .map(|(i, (name, after))| SubtaskView {
+                    id: format!("S{}", i + 1),
+                    name: name.to_string(),
+                    state: "waiting".into(),
+                    state_since: String::new(),
+                    after: after.iter().map(|a| a.to_string()).collect(),
+                    jobs: JobCounts::default(),
+                })
+                .collect(),
+        }
+    }
+
+    fn drawn(t: &TaskView) -> Vec<String> {
+        let order = order(t);
+        graph(t, &order)
+            .into_iter()
+            .map(|r| {
+                let label = match r.part {
+                    RowPart::Node(n) => t.subtasks[n].name.clone(),
+                    _ => String::new(),
+                };
+                format!("{}{label}", r.lanes).trim_end().to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_keeps_one_lane_and_every_connector_in_its_column() {
+        let t = task(&[("gen", &[]), ("sim", &["gen"]), ("reco", &["sim"])]);
+        assert_eq!(drawn(&t), ["● gen", "│", "● sim", "│", "● reco", ""]);
+    }
+
+    #[test]
+    fn a_fork_and_a_join_draw_lanes_that_meet_under_their_nodes() {
+        let t = task(&[
+            ("gen", &[]),
+            ("simA", &["gen"]),
+            ("simB", &["gen"]),
+            ("merge", &["simA", "simB"]),
+        ]);
+        assert_eq!(
+            drawn(&t),
+            [
+                "● gen",
+                "│",
+                "├─┐",
+                "● │ simA",
+                "│ │",
+                "│ ● simB",
+                "│ │",
+                "├─┘",
+                "● merge",
+                ""
+            ]
+        );
+    }
+
+    #[test]
+    fn independent_roots_each_get_a_lane() {
+        let t = task(&[("a", &[]), ("b", &[]), ("c", &["a"])]);
+        let rows = drawn(&t);
+        assert_eq!(rows[0], "● a");
+        assert_eq!(rows[2], "│ ● b");
+        assert_eq!(rows[4], "● c");
+    }
 }

@@ -1,63 +1,205 @@
-//! The History pane: every transition of the selected item, oldest first,
-//! with time, old → new, reason and user (M7, M8).
+//! The History pane: every transition of what the pane it follows has
+//! selected (a tree node, a DAG node, a job, a request), oldest first, with
+//! time, old → new, user and reason (M7, M8). Enter unfolds the selected
+//! row's reason over as many lines as it needs.
 
-use crate::tui::app::{App, Pane};
+use super::{movement, movement_offers, pane_block, plural, Component, Ctx, Msg};
+use crate::ops::views::HistoryView;
+use crate::tui::action::{Action, Offer};
+use crate::tui::app::Pane;
 use crate::tui::theme::Slot;
 use ratatui::layout::{Constraint, Rect};
-use ratatui::text::Span;
+use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Cell, Row, Table, TableState};
 use ratatui::Frame;
 
-/// Draws the history of the selected entity.
-pub fn draw(frame: &mut Frame, app: &mut App, area: Rect) {
-    let f = app.history_filter.to_lowercase();
-    let entity = app
-        .snap
-        .view
-        .entity
-        .map(|e| e.to_string())
-        .unwrap_or_else(|| "nothing selected".into());
-    let block = super::pane_block(
-        app,
-        Pane::History,
-        format!("{entity} · {} transitions", app.snap.history.len()),
-    );
-    let header = Row::new(["when (UTC)", "old", "new", "user", "reason"])
-        .style(app.theme.style(Slot::Title));
-    let rows = app
-        .snap
-        .history
-        .iter()
-        .filter(|h| {
-            f.is_empty()
-                || h.reason.to_lowercase().contains(&f)
-                || h.user.contains(&f)
-                || h.new.contains(&f)
-        })
-        .map(|h| {
+/// Width of the columns before the reason, spaces included.
+const BEFORE_REASON: u16 = 19 + 1 + 16 + 1 + 16 + 1 + 10 + 1;
+
+/// The list's state.
+#[derive(Debug, Default)]
+pub struct History {
+    row: usize,
+    filter: String,
+    /// The selected row's reason is unfolded.
+    unfolded: bool,
+    table: TableState,
+    page: usize,
+}
+
+impl History {
+    fn visible<'a>(&self, ctx: &Ctx<'a>) -> Vec<&'a HistoryView> {
+        let f = self.filter.to_lowercase();
+        ctx.snap
+            .history
+            .iter()
+            .filter(|h| {
+                f.is_empty()
+                    || h.reason.to_lowercase().contains(&f)
+                    || h.user.to_lowercase().contains(&f)
+                    || h.new.contains(&f)
+                    || h.old.as_deref().unwrap_or("").contains(&f)
+            })
+            .collect()
+    }
+}
+
+/// `text` cut into lines of at most `width` characters, at spaces where it
+/// can (a word longer than a line is cut).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    let pieces = text.split(' ').flat_map(|word| {
+        let chars: Vec<char> = word.chars().collect();
+        chars
+            .chunks(width)
+            .map(|c| c.iter().collect::<String>())
+            .collect::<Vec<_>>()
+    });
+    for piece in pieces {
+        let used = line.chars().count();
+        if used > 0 && used + 1 + piece.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&piece);
+    }
+    lines.push(line);
+    lines
+}
+
+impl Component for History {
+    fn actions(&self, ctx: &Ctx) -> Vec<Offer> {
+        let mut offers = vec![Offer::new(Action::Filter, "filter")];
+        if !self.visible(ctx).is_empty() {
+            let label = if self.unfolded {
+                "fold the reason"
+            } else {
+                "unfold the reason"
+            };
+            offers.insert(0, Offer::new(Action::Open, label));
+            offers.extend(movement_offers());
+        }
+        offers
+    }
+
+    fn handle(&mut self, action: Action, ctx: &Ctx) -> Vec<Msg> {
+        if let Some(by) = movement(action, self.page) {
+            self.row = super::step(self.row, by, self.visible(ctx).len());
+            return Vec::new();
+        }
+        if action == Action::Open {
+            self.unfolded = !self.unfolded;
+        }
+        Vec::new()
+    }
+
+    fn back(&mut self) -> bool {
+        if self.unfolded {
+            self.unfolded = false;
+            return true;
+        }
+        if self.filter.is_empty() {
+            return false;
+        }
+        self.filter.clear();
+        true
+    }
+
+    fn filter(&self) -> Option<&str> {
+        Some(&self.filter)
+    }
+
+    fn set_filter(&mut self, text: &str) {
+        self.filter = text.to_string();
+        self.row = 0;
+    }
+
+    fn click(&mut self, row: usize, ctx: &Ctx) {
+        if row > 0 {
+            let at = self.table.offset() + row - 1;
+            if at < self.visible(ctx).len() {
+                self.row = at;
+            }
+        }
+    }
+
+    fn draw(&mut self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        self.page = area.height.saturating_sub(3) as usize;
+        let theme = ctx.theme;
+        let visible = self.visible(ctx);
+        self.row = self.row.min(visible.len().saturating_sub(1));
+        let entity = ctx
+            .snap
+            .view
+            .entity
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "nothing selected".into());
+        let block = pane_block(
+            ctx,
+            Pane::History,
+            format!(
+                "{entity} · {}",
+                plural(ctx.snap.history.len(), "transition")
+            ),
+            Some(&self.filter),
+        );
+        let header = Row::new(["when (UTC)", "old", "new", "user", "reason"])
+            .style(theme.style(Slot::Title));
+        let reason_width = area.width.saturating_sub(2 + BEFORE_REASON) as usize;
+        let rows = visible.iter().enumerate().map(|(i, h)| {
             let old = h.old.clone().unwrap_or_else(|| "—".into());
+            let unfolded = self.unfolded && i == self.row;
+            let reason = if unfolded {
+                wrap(&h.reason, reason_width)
+            } else {
+                vec![h.reason.clone()]
+            };
+            let height = reason.len() as u16;
             Row::new(vec![
                 Cell::from(h.ts.get(..19).unwrap_or(&h.ts).replace('T', " ")),
-                Cell::from(Span::styled(old.clone(), app.theme.state(&old))),
-                Cell::from(Span::styled(h.new.clone(), app.theme.state(&h.new))),
+                Cell::from(Span::styled(old.clone(), theme.state(&old))),
+                Cell::from(Span::styled(h.new.clone(), theme.state(&h.new))),
                 Cell::from(h.user.clone()),
-                Cell::from(h.reason.clone()),
+                Cell::from(Text::from(
+                    reason.into_iter().map(Line::from).collect::<Vec<_>>(),
+                )),
             ])
-            .style(app.theme.style(Slot::Text))
+            .height(height)
+            .style(theme.style(Slot::Text))
         });
-    let widths = [
-        Constraint::Length(19),
-        Constraint::Length(16),
-        Constraint::Length(16),
-        Constraint::Length(10),
-        Constraint::Min(10),
-    ];
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(block)
-        .row_highlight_style(app.theme.style(Slot::Selected));
-    let selected =
-        (app.focus == Pane::History && !app.snap.history.is_empty()).then_some(app.history_scroll);
-    let mut state = TableState::default().with_selected(selected);
-    frame.render_stateful_widget(table, area, &mut state);
+        let widths = [
+            Constraint::Length(19),
+            Constraint::Length(16),
+            Constraint::Length(16),
+            Constraint::Length(10),
+            Constraint::Min(10),
+        ];
+        let table = Table::new(rows, widths)
+            .header(header)
+            .block(block)
+            .row_highlight_style(theme.style(Slot::Selected));
+        self.table
+            .select((ctx.focused && !visible.is_empty()).then_some(self.row));
+        frame.render_stateful_widget(table, area, &mut self.table);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn long_reasons_wrap_at_spaces_and_cut_words_longer_than_a_line() {
+        assert_eq!(
+            wrap("held because the samweb check failed at 12:00", 20),
+            ["held because the", "samweb check failed", "at 12:00"]
+        );
+        let long = wrap("x".repeat(25).as_str(), 10);
+        assert_eq!(long.len(), 3, "{long:?}");
+        assert!(long.iter().all(|l| l.chars().count() <= 10));
+    }
 }

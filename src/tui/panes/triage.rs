@@ -1,49 +1,177 @@
 //! The Triage pane: current failures grouped by cause (exit code, signal,
 //! memory, the batch system's words) and site, biggest first, with first and
-//! last seen; Enter opens the first job's logs, resubmit retries the group.
+//! last seen. Enter opens the group's first job (why it failed, its logs);
+//! resubmit retries the whole group, naming it and its size first.
 
+use super::{movement, movement_offers, pane_block, plural, Component, Ctx, Msg};
+use crate::model::ids::{EntityRef, JobId};
 use crate::ops::views::iso;
-use crate::tui::app::{App, Pane};
+use crate::store::overview::FailureGroup;
+use crate::tui::action::{Action, Offer};
+use crate::tui::app::Pane;
+use crate::tui::data::{Command, JobSet};
+use crate::tui::popup::Confirm;
 use crate::tui::theme::Slot;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::Span;
 use ratatui::widgets::{Cell, Row, Table, TableState};
 use ratatui::Frame;
 
-/// Draws the failure groups.
-pub fn draw(frame: &mut Frame, app: &mut App, area: Rect) {
-    let f = app.triage_filter.to_lowercase();
-    let total: i64 = app.snap.failures.iter().map(|g| g.count).sum();
-    let scope = app
-        .selected_campaign()
-        .map(|c| c.to_string())
-        .unwrap_or_else(|| "all campaigns".into());
-    let block = super::pane_block(
-        app,
-        Pane::Triage,
-        format!(
-            "{scope} · {total} failed jobs in {} groups",
-            app.snap.failures.len()
-        ),
-    );
-    let header = Row::new(["count", "cause", "site", "first seen", "last seen", "jobs"])
-        .style(app.theme.style(Slot::Title));
-    let rows = app
-        .snap
-        .failures
-        .iter()
-        .filter(|g| {
-            f.is_empty()
-                || g.cause.to_lowercase().contains(&f)
-                || g.site.as_deref().unwrap_or("").contains(&f)
-        })
-        .map(|g| {
+/// The failure list's state.
+#[derive(Debug, Default)]
+pub struct Triage {
+    row: usize,
+    filter: String,
+    table: TableState,
+    page: usize,
+}
+
+impl Triage {
+    /// The groups the filter lets through.
+    fn visible<'a>(&self, ctx: &Ctx<'a>) -> Vec<&'a FailureGroup> {
+        let f = self.filter.to_lowercase();
+        ctx.snap
+            .failures
+            .iter()
+            .filter(|g| {
+                f.is_empty()
+                    || g.cause.to_lowercase().contains(&f)
+                    || g.site.as_deref().unwrap_or("").to_lowercase().contains(&f)
+            })
+            .collect()
+    }
+
+    fn selected<'a>(&self, ctx: &Ctx<'a>) -> Option<&'a FailureGroup> {
+        let visible = self.visible(ctx);
+        visible
+            .get(self.row.min(visible.len().saturating_sub(1)))
+            .copied()
+    }
+}
+
+/// `` `exit code 3` at local `` — how a group is named in hints and questions.
+fn group_name(g: &FailureGroup) -> String {
+    format!(
+        "`{}` at {}",
+        g.cause,
+        g.site.as_deref().unwrap_or("no site")
+    )
+}
+
+impl Component for Triage {
+    fn actions(&self, ctx: &Ctx) -> Vec<Offer> {
+        let mut offers = vec![Offer::new(Action::Filter, "filter")];
+        if let Some(g) = self.selected(ctx) {
+            if let Some(first) = g.jobs.first() {
+                offers.insert(0, Offer::new(Action::Open, format!("why J{first} failed")));
+            }
+            offers.push(Offer::new(
+                Action::Resubmit,
+                format!("resubmit group ({})", plural(g.jobs.len(), "job")),
+            ));
+            offers.extend(movement_offers());
+        }
+        offers
+    }
+
+    fn handle(&mut self, action: Action, ctx: &Ctx) -> Vec<Msg> {
+        if let Some(by) = movement(action, self.page) {
+            self.row = super::step(self.row, by, self.visible(ctx).len());
+            return Vec::new();
+        }
+        let Some(g) = self.selected(ctx) else {
+            return Vec::new();
+        };
+        match action {
+            Action::Open => g
+                .jobs
+                .first()
+                .map(|j| vec![Msg::OpenJob(JobId(*j))])
+                .unwrap_or_default(),
+            Action::Resubmit => {
+                let jobs: Vec<JobId> = g.jobs.iter().map(|j| JobId(*j)).collect();
+                let mut notes = vec!["each gets a new attempt with the same plan".to_string()];
+                if (g.jobs.len() as i64) < g.count {
+                    notes.push(format!(
+                        "the group has {} jobs; the oldest {} are resubmitted",
+                        g.count,
+                        g.jobs.len()
+                    ));
+                }
+                vec![Msg::Ask(
+                    Confirm::new(
+                        format!(
+                            "resubmit {} of {}?",
+                            plural(jobs.len(), "failed job"),
+                            group_name(g)
+                        ),
+                        Command::ResubmitJobs(JobSet::Ids(jobs), "resubmitted from triage".into()),
+                    )
+                    .noting(notes),
+                )]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn back(&mut self) -> bool {
+        if self.filter.is_empty() {
+            return false;
+        }
+        self.filter.clear();
+        true
+    }
+
+    fn filter(&self) -> Option<&str> {
+        Some(&self.filter)
+    }
+
+    fn set_filter(&mut self, text: &str) {
+        self.filter = text.to_string();
+        self.row = 0;
+    }
+
+    fn click(&mut self, row: usize, ctx: &Ctx) {
+        if row > 0 {
+            let at = self.table.offset() + row - 1;
+            if at < self.visible(ctx).len() {
+                self.row = at;
+            }
+        }
+    }
+
+    fn subject(&self, ctx: &Ctx) -> Option<EntityRef> {
+        self.selected(ctx)
+            .and_then(|g| g.jobs.first())
+            .map(|j| JobId(*j).entity())
+    }
+
+    fn draw(&mut self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        self.page = area.height.saturating_sub(3) as usize;
+        let theme = ctx.theme;
+        let visible = self.visible(ctx);
+        self.row = self.row.min(visible.len().saturating_sub(1));
+        let total: i64 = ctx.snap.failures.iter().map(|g| g.count).sum();
+        let scope = ctx
+            .scope
+            .campaign
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "all campaigns".into());
+        let extra = format!(
+            "{scope} · {} in {}",
+            plural(total as usize, "failed job"),
+            plural(ctx.snap.failures.len(), "group")
+        );
+        let block = pane_block(ctx, Pane::Triage, extra, Some(&self.filter));
+        let header = Row::new(["count", "cause", "site", "first seen", "last seen", "jobs"])
+            .style(theme.style(Slot::Title));
+        let rows = visible.iter().map(|g| {
             let jobs: Vec<String> = g.jobs.iter().take(4).map(|j| format!("J{j}")).collect();
             let more = if g.count > 4 { " …" } else { "" };
             Row::new(vec![
                 Cell::from(Span::styled(
                     g.count.to_string(),
-                    app.theme.style(Slot::StateFailed),
+                    theme.style(Slot::StateFailed),
                 )),
                 Cell::from(g.cause.clone()),
                 Cell::from(g.site.clone().unwrap_or_else(|| "—".into())),
@@ -51,22 +179,23 @@ pub fn draw(frame: &mut Frame, app: &mut App, area: Rect) {
                 Cell::from(short_time(g.last_seen)),
                 Cell::from(format!("{}{more}", jobs.join(" "))),
             ])
-            .style(app.theme.style(Slot::Text))
+            .style(theme.style(Slot::Text))
         });
-    let widths = [
-        Constraint::Length(6),
-        Constraint::Min(20),
-        Constraint::Length(8),
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Length(24),
-    ];
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(block)
-        .row_highlight_style(app.theme.style(Slot::Selected));
-    let mut state = TableState::default().with_selected(Some(app.triage_row));
-    frame.render_stateful_widget(table, area, &mut state);
+        let widths = [
+            Constraint::Length(6),
+            Constraint::Min(20),
+            Constraint::Length(8),
+            Constraint::Length(10),
+            Constraint::Length(9),
+            Constraint::Length(24),
+        ];
+        let table = Table::new(rows, widths)
+            .header(header)
+            .block(block)
+            .row_highlight_style(theme.style(Slot::Selected));
+        self.table.select((!visible.is_empty()).then_some(self.row));
+        frame.render_stateful_widget(table, area, &mut self.table);
+    }
 }
 
 /// `HH:MM:SS` of a time in ms (UTC).
