@@ -928,3 +928,105 @@ fn replace_screen(readme: &str, size: &str, screen: &str) -> String {
         .collect();
     format!("{}{body}{}", &readme[..start], &readme[end..])
 }
+
+// ── no key sequence panics ──────────────────────────────────────────────────
+
+/// Every key either shipped keymap binds, as crossterm reports it.
+fn keymap_keys() -> Vec<KeyEvent> {
+    let mut keys = Vec::new();
+    for (name, _) in SHIPPED {
+        let (keymap, _) = Keymap::load(name, None);
+        for action in Action::ALL {
+            keys.extend(
+                keymap
+                    .keys_of(*action)
+                    .iter()
+                    .map(|k| event_of(&k.to_string())),
+            );
+        }
+    }
+    keys
+}
+
+/// The key event a keymap's key name stands for.
+fn event_of(name: &str) -> KeyEvent {
+    let mut mods = KeyModifiers::NONE;
+    let mut rest = name;
+    for (prefix, m) in [
+        ("ctrl-", KeyModifiers::CONTROL),
+        ("alt-", KeyModifiers::ALT),
+        ("shift-", KeyModifiers::SHIFT),
+    ] {
+        if rest.len() > prefix.len() && rest.starts_with(prefix) {
+            mods |= m;
+            rest = &rest[prefix.len()..];
+        }
+    }
+    let code = match rest {
+        "pageup" => KeyCode::PageUp,
+        "pagedown" => KeyCode::PageDown,
+        "delete" => KeyCode::Delete,
+        "backspace" => KeyCode::Backspace,
+        f if f.len() > 1 && f.starts_with('f') => KeyCode::F(f[1..].parse().unwrap()),
+        other => key(other).code,
+    };
+    KeyEvent::new(code, mods)
+}
+
+fn any_key() -> impl proptest::strategy::Strategy<Value = KeyEvent> {
+    use proptest::prelude::*;
+    let bound = keymap_keys();
+    prop_oneof![
+        3 => proptest::sample::select(bound),
+        1 => proptest::char::range(' ', '~').prop_map(|c| KeyEvent::from(KeyCode::Char(c))),
+        1 => proptest::sample::select(vec![
+            KeyEvent::from(KeyCode::Enter),
+            KeyEvent::from(KeyCode::Esc),
+            KeyEvent::from(KeyCode::Tab),
+            KeyEvent::from(KeyCode::Backspace),
+            KeyEvent::new(KeyCode::Char('w'), KeyModifiers::CONTROL),
+            KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL),
+        ]),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 16,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// i1: hundreds of random keys (every key of both keymaps, printable
+    /// characters, editing keys) on every pane, drawn at 80×24 and 200×60
+    /// and reloaded as the console would, never panic.
+    #[test]
+    fn i1_random_keys_from_both_keymaps_never_panic_any_pane(
+        start in 0usize..7,
+        vim in proptest::bool::ANY,
+        keys in proptest::collection::vec(any_key(), 300..400),
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut c = console_as("root", false, Theme::default_theme()).await;
+            if vim {
+                c.app.keymap = Keymap::load("vim", None).0;
+            }
+            let opening: &[&[&str]] = &[&["1"], &["2"], &["3"], &["3", "enter"], &["4"], &["5"], &["6"]];
+            c.keys(opening[start]).await;
+            for (i, key) in keys.iter().enumerate() {
+                c.app.on_key(*key);
+                c.app.quit = false;
+                let (w, h) = if i % 2 == 0 { (80, 24) } else { (200, 60) };
+                c.at(w, h).draw();
+                if i % 5 == 0 {
+                    c.settle().await;
+                }
+            }
+        });
+    }
+}

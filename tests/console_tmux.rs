@@ -87,20 +87,34 @@ fn prodops(home: &Path, args: &[&str]) -> String {
 /// Starts the console in tmux on `db`; the pane runs a shell that records
 /// the exit status in `exit` and stays open, so the restored screen can be read.
 fn start_console(tmux: &Tmux, home: &Path, db: &str, exit: &Path, extra: &str) {
+    start_console_at(tmux, home, db, exit, extra, (200, 50), "");
+}
+
+/// [`start_console`] at `size`, with `env` (`NAME=value …`) added.
+fn start_console_at(
+    tmux: &Tmux,
+    home: &Path,
+    db: &str,
+    exit: &Path,
+    extra: &str,
+    size: (u16, u16),
+    env: &str,
+) {
     let command = format!(
-        "env XDG_DATA_HOME={h}/data XDG_CONFIG_HOME={h}/config {BIN} --db {db} {extra}; echo EXIT=$? > {exit}; echo console-ended; sleep 30",
+        "env XDG_DATA_HOME={h}/data XDG_CONFIG_HOME={h}/config {env} {BIN} --db {db} {extra}; echo EXIT=$? > {exit}; echo console-ended; sleep 30",
         h = home.display(),
         exit = exit.display()
     );
+    let (width, height) = (size.0.to_string(), size.1.to_string());
     let started = tmux.run(&[
         "new-session",
         "-d",
         "-s",
         "console",
         "-x",
-        "200",
+        &width,
         "-y",
-        "50",
+        &height,
         &command,
     ]);
     assert!(
@@ -191,7 +205,7 @@ fn approving_a_pending_request_in_the_console_runs_it_and_the_screen_shows_it_su
         s.contains("1 pending") && s.contains("Cosmic MC, second sample")
     });
     tmux.keys(&["a"]);
-    tmux.wait_for("the confirmation", |s| s.contains("approve C2?"));
+    tmux.wait_for("the confirmation", |s| s.contains("approve C2 ("));
     tmux.keys(&["Enter"]);
     tmux.wait_for("the approval", |s| {
         s.contains("C2 approved") || s.contains("0 pending")
@@ -334,4 +348,164 @@ fn a_console_killed_mid_run_leaves_work_that_batch_mode_finishes_without_duplica
         "a job was launched twice: {launched:?}"
     );
     assert_eq!(names.len(), 25 + 12, "every job of C1 and C2 ran once");
+}
+
+/// The pane's terminal modes as tmux tracks them: alternate screen and
+/// mouse reporting (any motion, the mode crossterm's capture turns on).
+fn terminal_modes(tmux: &Tmux) -> String {
+    let out = tmux.run(&[
+        "display-message",
+        "-p",
+        "-t",
+        "console",
+        "#{alternate_on}#{mouse_any_flag}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn i1_a_panic_in_the_console_leaves_no_mouse_reporting_and_no_alternate_screen() {
+    if skip_without_tmux() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("panic.db").display().to_string();
+    prodops(home.path(), &["--db", &db, "db", "migrate"]);
+    let tmux = Tmux {
+        socket: format!("prodops-panic-{}", std::process::id()),
+    };
+    let exit_file = home.path().join("exit");
+    start_console_at(
+        &tmux,
+        home.path(),
+        &db,
+        &exit_file,
+        "--no-worker",
+        (80, 24),
+        "PRODOPS_FAILPOINT=console:key",
+    );
+    tmux.wait_for("the console", |s| s.contains("1 Campaigns"));
+    assert_eq!(
+        terminal_modes(&tmux),
+        "11",
+        "the console itself turns them on"
+    );
+    tmux.keys(&["j"]);
+    let status = exit_status(&exit_file);
+    assert_ne!(status, "EXIT=0", "the failpoint panicked");
+    tmux.wait_for("the shell after the panic", |s| s.contains("console-ended"));
+    assert_eq!(
+        terminal_modes(&tmux),
+        "00",
+        "after a panic: main screen, no mouse reporting"
+    );
+}
+
+/// Sends `keys` one by one, returning how many were sent.
+fn typed(tmux: &Tmux, keys: &[&str]) -> usize {
+    tmux.keys(keys);
+    keys.len()
+}
+
+#[test]
+fn operator_tasks_take_few_keys_from_the_console_home_at_80_by_24() {
+    if skip_without_tmux() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("walk.db").display().to_string();
+    let work = home.path().join("work").display().to_string();
+    let run = |args: &[&str]| prodops(home.path(), &[&["--db", &db][..], args].concat());
+    run(&["demo", "--setup-only"]);
+    let fail = home.path().join("fail.sh");
+    std::fs::write(
+        &fail,
+        "#!/bin/sh\necho 'FATAL: bad geometry file' >&2\nexit 3\n",
+    )
+    .unwrap();
+    let slow = home.path().join("slow.sh");
+    std::fs::write(&slow, "#!/bin/sh\nsleep 60\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for script in [&fail, &slow] {
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let request = |name: &str, script: &str, priority: u32| {
+        let path = home.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!("experiment = \"nova\"\nkind = \"mc\"\ntitle = \"{name}\"\npriority = {priority}\n[defaults]\nrelease = \"v1\"\nmax_attempts = 1\n[[stage]]\nname = \"gen\"\nscript = \"{script}\"\nevents = 20\nevents_per_job = 10\nseed_base = 1\n"),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    run(&["request", "new", &request("broken", "fail.sh", 50)]);
+    run(&["approve", "C2"]);
+    run(&["--batch", "--work-dir", &work]);
+    run(&["request", "clone", "C1", "--title", "Cosmic MC, again"]);
+    run(&["request", "new", &request("long", "slow.sh", 90)]);
+    run(&["approve", "C4"]);
+
+    let tmux = Tmux {
+        socket: format!("prodops-walk-{}", std::process::id()),
+    };
+    let exit_file = home.path().join("exit");
+    let extra = format!("--slots 2 --work-dir {work}");
+    start_console_at(&tmux, home.path(), &db, &exit_file, &extra, (80, 24), "");
+    tmux.wait_for("C4 running first in the tree", |s| {
+        s.lines().any(|l| l.contains("C4") && l.contains("running"))
+    });
+    let go_home = || {
+        tmux.keys(&[":", "c", " ", "4", "Enter"]);
+        tmux.wait_for("home", |s| s.contains("1 Campaigns"));
+    };
+
+    let keys = typed(&tmux, &["2"]);
+    tmux.wait_for("C4's DAG", |s| s.contains("2 DAG") && s.contains("● gen"));
+    assert!(keys <= 3, "the DAG took {keys} keys");
+
+    go_home();
+    let keys = typed(&tmux, &["4", "Enter"]);
+    tmux.wait_for("why the job failed", |s| {
+        s.contains("exit code 3") && s.contains("FATAL: bad geometry file")
+    });
+    assert!(keys <= 3, "reading a failure took {keys} keys");
+
+    go_home();
+    let keys = typed(&tmux, &["4", "R"]);
+    tmux.wait_for("the group's confirmation", |s| {
+        s.contains("resubmit 2 failed jobs of `exit code 3`")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the resubmission", |s| {
+        s.contains("2 of 2 jobs resubmitted")
+    });
+    assert!(keys <= 3, "resubmitting a group took {keys} keys");
+
+    go_home();
+    let keys = typed(&tmux, &["5"]);
+    tmux.wait_for("the clone's changes", |s| {
+        s.contains("against C1") && s.contains("C3")
+    });
+    let keys = keys + typed(&tmux, &["a"]);
+    tmux.wait_for("the approval's confirmation", |s| {
+        s.contains("approve C3 (")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the approval", |s| s.contains("C3 approved"));
+    assert!(keys <= 3, "approving a clone took {keys} keys");
+
+    go_home();
+    let mut keys = typed(&tmux, &["h"]);
+    tmux.wait_for("the hold's confirmation", |s| s.contains("hold C4 ("));
+    keys += typed(&tmux, &["Enter"]);
+    tmux.wait_for("the hold", |s| s.contains("C4 held"));
+    keys += typed(&tmux, &["l"]);
+    tmux.wait_for("the release's confirmation", |s| s.contains("release C4 ("));
+    keys += typed(&tmux, &["Enter"]);
+    tmux.wait_for("the release", |s| s.contains("C4 released"));
+    assert!(keys <= 6, "hold and release took {keys} keys");
+    assert_eq!(state_of(home.path(), &db, "C4"), "running");
+
+    tmux.keys(&["q"]);
+    assert_eq!(exit_status(&exit_file), "EXIT=0");
 }

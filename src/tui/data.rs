@@ -51,7 +51,7 @@ pub struct Snapshot {
     pub job: Option<JobDetail>,
     /// Its logs, or why there are none.
     pub logs: Option<Result<LogBundle, String>>,
-    /// Failures of the selected campaign (all campaigns when none is).
+    /// Current failures of every campaign, grouped by cause and site.
     pub failures: Vec<FailureGroup>,
     /// Requests waiting for approval.
     pub pending: Vec<RequestSummary>,
@@ -115,6 +115,7 @@ async fn fill(
             .collect();
         snap.campaigns = ops.campaign_lines().await?;
         snap.checks = ops.check_verdicts().await?;
+        snap.failures = ops.failure_groups(None).await?;
         snap.pending = ops
             .requests(&CampaignFilter {
                 states: vec!["pending_approval".into()],
@@ -131,7 +132,6 @@ async fn fill(
                 snap.batches = ops.batches(id).await?;
             }
         }
-        snap.failures = ops.failure_groups(view.campaign).await?;
     }
     if changed(|a, b| a.jobs == b.jobs) {
         let (jobs, total) = ops.jobs_page(&view.jobs).await?;

@@ -232,7 +232,7 @@ impl Component for Campaigns {
             Action::Resubmit => scope
                 .node
                 .map(|node| {
-                    let failed: usize = ctx.snap.failures.iter().map(|g| g.jobs.len()).sum();
+                    let failed = failed_jobs(ctx);
                     vec![Msg::Ask(Confirm::new(
                         format!("resubmit what failed under {node} ({failed} failed jobs in the campaign)?"),
                         Command::Resubmit(node, "resubmitted in the console".into()),
@@ -306,6 +306,22 @@ impl Component for Campaigns {
     }
 }
 
+/// Failed jobs (not retried) of the selected campaign, as its subtasks count them.
+fn failed_jobs(ctx: &Ctx) -> i64 {
+    let Some(detail) = ctx.snap.detail.as_ref() else {
+        return 0;
+    };
+    if ctx.scope.campaign.map(|c| c.to_string()).as_deref() != Some(detail.request.id.as_str()) {
+        return 0;
+    }
+    detail
+        .tasks
+        .iter()
+        .flat_map(|t| t.subtasks.iter())
+        .map(|s| s.jobs.failed)
+        .sum()
+}
+
 fn subtask_view<'a>(ctx: &Ctx<'a>, id: SubtaskId) -> Option<&'a SubtaskView> {
     let name = id.to_string();
     ctx.snap
@@ -356,8 +372,19 @@ fn items(ctx: &Ctx, filter: &str) -> Vec<TreeItem<'static, String>> {
         .collect()
 }
 
-fn state_span(theme: &Theme, state: &str) -> Span<'static> {
-    Span::styled(format!("{state:<10} "), theme.state(state))
+fn state_span(theme: &Theme, state: &str, width: usize) -> Span<'static> {
+    Span::styled(format!("{state:<width$} "), theme.state(state))
+}
+
+/// Width of the state column: the longest state shown, so none is cut.
+fn state_width(ctx: &Ctx) -> usize {
+    ctx.snap
+        .campaigns
+        .iter()
+        .map(|c| c.state.len())
+        .max()
+        .unwrap_or(0)
+        .max(9)
 }
 
 /// A campaign's share done, as the tree shows it whether selected or not.
@@ -374,7 +401,7 @@ fn campaign_item(ctx: &Ctx, c: &CampaignLine) -> TreeItem<'static, String> {
     let detail = ctx.snap.detail.as_ref().filter(|d| d.request.id == id);
     let mut text = vec![
         Span::styled(format!("{id:<5} "), theme.style(Slot::Dim)),
-        state_span(theme, &c.state),
+        state_span(theme, &c.state, state_width(ctx)),
         Span::styled(format!("{:>5.1}% ", percent(c)), theme.style(Slot::Text)),
         Span::styled(
             format!("{}/{} ok ", c.succeeded, c.subtasks),
@@ -436,7 +463,7 @@ fn task_items(ctx: &Ctx, detail: &CampaignDetail) -> Vec<TreeItem<'static, Strin
             let subtasks = t.subtasks.iter().map(|s| subtask_item(ctx, s)).collect();
             let text = Line::from(vec![
                 Span::styled(format!("{:<5} ", t.id), theme.style(Slot::Dim)),
-                state_span(theme, &t.state),
+                state_span(theme, &t.state, 9),
                 Span::styled(format!("{} ({})", t.name, t.kind), theme.style(Slot::Text)),
             ]);
             TreeItem::new(t.id.clone(), text, subtasks)
@@ -456,7 +483,7 @@ fn subtask_item(ctx: &Ctx, s: &SubtaskView) -> TreeItem<'static, String> {
             let id = BatchId(b.id).to_string();
             let text = Line::from(vec![
                 Span::styled(format!("{id:<5} "), theme.style(Slot::Dim)),
-                state_span(theme, &b.state),
+                state_span(theme, &b.state, 9),
                 Span::styled(
                     format!("#{} · {}", b.seq, super::plural(b.jobs as usize, "job")),
                     theme.style(Slot::Dim),
@@ -467,7 +494,7 @@ fn subtask_item(ctx: &Ctx, s: &SubtaskView) -> TreeItem<'static, String> {
         .collect();
     let mut text = vec![
         Span::styled(format!("{:<5} ", s.id), theme.style(Slot::Dim)),
-        state_span(theme, &s.state),
+        state_span(theme, &s.state, 9),
         Span::styled(format!("{} ", s.name), theme.style(Slot::Text)),
     ];
     text.extend(job_count_spans(theme, &s.jobs));

@@ -1,6 +1,7 @@
-//! The Triage pane: current failures grouped by cause (exit code, signal,
-//! memory, the batch system's words) and site, biggest first, with first and
-//! last seen. Enter opens the group's first job (why it failed, its logs);
+//! The Triage pane: current failures of every campaign grouped by cause
+//! (exit code, signal, memory, the batch system's words) and site, biggest
+//! first, with first and last seen (a broken site or release shows across
+//! campaigns). Enter opens the group's first job (why it failed, its logs);
 //! resubmit retries the whole group, naming it and its size first.
 
 use super::{movement, movement_offers, pane_block, plural, Component, Ctx, Msg};
@@ -152,13 +153,8 @@ impl Component for Triage {
         let visible = self.visible(ctx);
         self.row = self.row.min(visible.len().saturating_sub(1));
         let total: i64 = ctx.snap.failures.iter().map(|g| g.count).sum();
-        let scope = ctx
-            .scope
-            .campaign
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "all campaigns".into());
         let extra = format!(
-            "{scope} · {} in {}",
+            "all campaigns · {} in {}",
             plural(total as usize, "failed job"),
             plural(ctx.snap.failures.len(), "group")
         );
