@@ -619,6 +619,9 @@ impl App {
             PopupOutcome::Closed => {}
             PopupOutcome::Cancelled(why) => self.flash(why, true),
             PopupOutcome::Run(command) => {
+                if command.acts_on_jobs() {
+                    self.panes.jobs.unmark();
+                }
                 self.busy += 1;
                 return vec![Effect::Run(command)];
             }

@@ -232,6 +232,17 @@ pub enum Command {
 }
 
 impl Command {
+    /// True for commands on a set of jobs (the marks they came from are spent).
+    pub fn acts_on_jobs(&self) -> bool {
+        matches!(
+            self,
+            Command::ResubmitJobs(..)
+                | Command::HoldJobs(..)
+                | Command::ReleaseJobs(..)
+                | Command::RemoveJobs(..)
+        )
+    }
+
     /// The same command with the reason typed in its confirmation (empty
     /// keeps its default) and its option switched on or off.
     pub fn confirmed(self, reason: &str, option: bool) -> Command {

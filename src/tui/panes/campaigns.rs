@@ -435,6 +435,9 @@ fn campaign_item(ctx: &Ctx, c: &CampaignLine) -> TreeItem<'static, String> {
 /// A subtask's jobs in words: `10 jobs · 3 ok · 2 queued · 4 running · 1 held · 2 failed`
 /// (counts of zero left out), as spans coloured by state.
 pub fn job_count_spans(theme: &Theme, j: &JobCounts) -> Vec<Span<'static>> {
+    if j.total == 0 {
+        return vec![Span::styled("no jobs yet", theme.style(Slot::Dim))];
+    }
     let mut spans = vec![Span::styled(
         super::plural(j.total as usize, "job"),
         theme.style(Slot::Dim),

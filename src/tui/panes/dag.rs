@@ -24,6 +24,8 @@ use ratatui::Frame;
 pub struct Dag {
     selected: usize,
     page: usize,
+    /// The tree's subtask last followed: choosing one there selects it here.
+    followed: Option<SubtaskId>,
 }
 
 /// Each subtask's layer: 0 for roots, else one more than its deepest parent.
@@ -204,6 +206,22 @@ impl Dag {
     }
 }
 
+impl Dag {
+    /// Selects the subtask the tree selects, when that changed.
+    fn follow_tree(&mut self, ctx: &Ctx, task: &TaskView, order: &[usize]) {
+        if ctx.scope.subtask == self.followed {
+            return;
+        }
+        self.followed = ctx.scope.subtask;
+        let Some(wanted) = self.followed.map(|s| s.to_string()) else {
+            return;
+        };
+        if let Some(at) = order.iter().position(|i| task.subtasks[*i].id == wanted) {
+            self.selected = at;
+        }
+    }
+}
+
 impl Component for Dag {
     fn actions(&self, ctx: &Ctx) -> Vec<Offer> {
         let Some(s) = self.selected_subtask(ctx) else {
@@ -283,6 +301,7 @@ impl Component for Dag {
         };
         let layer = layers(task);
         let order = order(task);
+        self.follow_tree(ctx, task, &order);
         self.selected = self.selected.min(order.len().saturating_sub(1));
         let depth = layer.iter().copied().max().map_or(0, |d| d + 1);
         let extra = format!(

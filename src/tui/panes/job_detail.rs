@@ -6,6 +6,9 @@
 use super::jobs::{job_msg, job_offers};
 use super::{movement, pane_block, short_kib, short_ms, Component, Ctx, Msg};
 use crate::model::ids::{EntityRef, JobId};
+use crate::model::jobspec::StageEvent;
+use crate::store::jobs::{stage_rows, StageRow};
+use crate::store::now_ms;
 use crate::tui::action::{Action, Offer};
 use crate::tui::app::Pane;
 use crate::tui::data::{JobSet, Snapshot};
@@ -241,17 +244,34 @@ impl Component for JobDetail {
             );
             return;
         };
-        let stages = detail.stages.len() as u16;
+        let stages = stages_of(ctx.snap, detail);
         let [summary, timeline, logs] = Layout::vertical([
             Constraint::Length(3),
-            Constraint::Length((stages + 1).min(inner.height / 3).max(2)),
+            Constraint::Length((stages.len() as u16 + 1).min(inner.height / 3).max(2)),
             Constraint::Min(3),
         ])
         .areas(inner);
         draw_summary(frame, theme, detail, summary);
-        draw_stages(frame, theme, detail, timeline);
+        draw_stages(frame, theme, &stages, timeline);
         self.draw_log(frame, ctx, logs);
     }
+}
+
+/// The job's stages: as recorded once it ended, else as its batch system
+/// reports them so far (a running job's stages appear as they start).
+fn stages_of(snap: &Snapshot, detail: &crate::ops::jobs::JobDetail) -> Vec<StageRow> {
+    if !detail.stages.is_empty() {
+        return detail.stages.clone();
+    }
+    let Some(Ok(bundle)) = &snap.logs else {
+        return Vec::new();
+    };
+    let events: Vec<StageEvent> = bundle
+        .stages
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    stage_rows(&events)
 }
 
 fn draw_summary(
@@ -272,7 +292,12 @@ fn draw_summary(
             Span::styled(format!("{} ", j.id), theme.style(Slot::Title)),
             Span::styled(format!("{} ", j.state), theme.state(&j.state)),
             Span::styled(
-                format!("since {} · attempt {}", j.state_since, j.attempt),
+                format!(
+                    "for {} · since {} UTC · attempt {}",
+                    super::short_duration(j.seconds_in_state * 1000),
+                    j.state_since.get(11..19).unwrap_or(&j.state_since),
+                    j.attempt
+                ),
                 theme.style(Slot::Dim),
             ),
         ]),
@@ -292,17 +317,19 @@ fn draw_summary(
     frame.render_widget(Paragraph::new(lines), area);
 }
 
-fn draw_stages(frame: &mut Frame, theme: &Theme, detail: &crate::ops::jobs::JobDetail, area: Rect) {
+fn draw_stages(frame: &mut Frame, theme: &Theme, stages: &[StageRow], area: Rect) {
     let header = Row::new(["stage", "wall", "cpu", "rss", "ok"]).style(theme.style(Slot::Title));
-    let rows = detail.stages.iter().map(|s| {
+    let now = now_ms();
+    let rows = stages.iter().map(|s| {
         let ok = match s.ok {
             Some(true) => "✓",
             Some(false) => "✗",
             None => "…",
         };
+        let wall = s.wall_ms.unwrap_or(now - s.started_at);
         Row::new(vec![
             Cell::from(s.name.clone()),
-            Cell::from(s.wall_ms.map(short_ms).unwrap_or_default()),
+            Cell::from(short_ms(wall)),
             Cell::from(s.cpu_ms.map(short_ms).unwrap_or_default()),
             Cell::from(s.max_rss_kb.map(short_kib).unwrap_or_default()),
             Cell::from(ok),
@@ -330,11 +357,10 @@ impl JobDetail {
         }
         self.scroll = self.scroll.min(last);
         if self.current.is_none() && !self.search.is_empty() {
-            let first = matches(&text, &self.search)
-                .into_iter()
-                .position(|l| l >= self.scroll);
-            if let Some(at) = first {
-                self.go_to_match(&text, at as i64);
+            let hits = matches(&text, &self.search);
+            if !hits.is_empty() {
+                let below = hits.iter().position(|l| *l >= self.scroll);
+                self.go_to_match(&text, below.unwrap_or(0) as i64);
             }
         }
         let hits = matches(&text, &self.search);

@@ -88,7 +88,8 @@ impl Jobs {
         self.row = 0;
     }
 
-    fn unmark(&mut self) {
+    /// Drops every mark (after a bulk action went out, or on Esc).
+    pub fn unmark(&mut self) {
         self.marks.clear();
         self.all_matching = false;
     }

@@ -159,7 +159,7 @@ impl Component for Triage {
             plural(ctx.snap.failures.len(), "group")
         );
         let block = pane_block(ctx, Pane::Triage, extra, Some(&self.filter));
-        let header = Row::new(["count", "cause", "site", "first seen", "last seen", "jobs"])
+        let header = Row::new(["count", "cause", "site", "first", "last", "jobs"])
             .style(theme.style(Slot::Title));
         let rows = visible.iter().map(|g| {
             let jobs: Vec<String> = g.jobs.iter().take(4).map(|j| format!("J{j}")).collect();
