@@ -282,7 +282,7 @@ impl App {
 
     /// What the campaigns tree selects.
     pub fn scope(&self) -> Scope {
-        self.panes.campaigns.scope(&self.snap)
+        self.panes.campaigns.scope()
     }
 
     fn ctx(&self, focused: bool) -> Ctx<'_> {
@@ -404,7 +404,7 @@ impl App {
         let ctx = Ctx {
             snap: &self.snap,
             theme: &self.theme,
-            scope: self.panes.campaigns.scope(&self.snap),
+            scope: self.panes.campaigns.scope(),
             focused: self.focus == pane,
         };
         self.panes.get_mut(pane).draw(frame, area, &ctx);
@@ -547,7 +547,7 @@ impl App {
                 Msg::Focus(pane) => self.jump(pane),
                 Msg::OpenJob(job) => {
                     self.panes.job.open(job);
-                    self.enter(super::app::Pane::JobDetail);
+                    self.enter(Pane::JobDetail);
                 }
                 Msg::OpenJobsOf(subtask, name) => {
                     self.panes.jobs.scope_to(subtask, name);

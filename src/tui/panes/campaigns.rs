@@ -32,7 +32,7 @@ pub struct Campaigns {
 
 impl Campaigns {
     /// What the selection is in.
-    pub fn scope(&self, _snap: &crate::tui::data::Snapshot) -> Scope {
+    pub fn scope(&self) -> Scope {
         let path: Vec<EntityRef> = self
             .tree
             .selected()

@@ -24,6 +24,8 @@ use ratatui::Frame;
 pub struct Dag {
     selected: usize,
     page: usize,
+    /// First drawn row shown (set while drawing).
+    scroll: usize,
     /// The tree's subtask last followed: choosing one there selects it here.
     followed: Option<SubtaskId>,
 }
@@ -277,7 +279,9 @@ impl Component for Dag {
         let Some(task) = Self::task(ctx) else { return };
         let order = order(task);
         let rows = graph(task, &order);
-        if let Some(RowPart::Node(n) | RowPart::Detail(n)) = rows.get(row).map(|r| r.part) {
+        if let Some(RowPart::Node(n) | RowPart::Detail(n)) =
+            rows.get(row + self.scroll).map(|r| r.part)
+        {
             self.selected = order.iter().position(|x| *x == n).unwrap_or(0);
         }
     }
@@ -351,11 +355,11 @@ impl Component for Dag {
             .position(|r| Some(r.part) == selected.map(RowPart::Node))
             .unwrap_or(0);
         let visible = self.page.max(1);
-        let scroll = (selected_row + 2).saturating_sub(visible);
+        self.scroll = (selected_row + 2).saturating_sub(visible);
         frame.render_widget(
             Paragraph::new(lines)
                 .block(block)
-                .scroll((scroll as u16, 0)),
+                .scroll((self.scroll as u16, 0)),
             area,
         );
     }
