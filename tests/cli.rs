@@ -76,7 +76,10 @@ async fn readme_flow_files_approves_and_shows_a_campaign_as_json() {
         let c = json(&db, &["campaign", "show", &id]);
         assert_eq!(c["state"], "approved");
         assert_eq!(c["progress"]["unit"], "events");
-        assert_eq!(c["progress"]["total"], 1000);
+        assert_eq!(
+            c["progress"]["planned"], 3000,
+            "M1: 1000 events through gen, sim and reco"
+        );
         assert_eq!(c["progress"]["percent"], 0.0);
         let subtasks: Vec<(&str, &str)> = c["tasks"][0]["subtasks"]
             .as_array()

@@ -589,7 +589,7 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
             if filter.states.is_empty() {
                 filter.states = campaign_states();
             }
-            out.requests(&ops.requests(&filter).await?)
+            out.requests(&ops.request_lines(&filter).await?)
         }
         Command::Campaign(CampaignCmd::Show { id }) => out.campaign(&ops.campaign(id).await?),
         Command::History { entity } => out.history(&ops.history(entity).await?),
@@ -644,7 +644,7 @@ async fn run_checks(
 async fn request(ops: &Ops, out: &output::Printer, cmd: RequestCmd) -> anyhow::Result<()> {
     match cmd {
         RequestCmd::New { file } => out.request(&ops.request_new(&file).await?),
-        RequestCmd::List(args) => out.requests(&ops.requests(&list_filter(&args)?).await?),
+        RequestCmd::List(args) => out.requests(&ops.request_lines(&list_filter(&args)?).await?),
         RequestCmd::Show { id } => out.request(&ops.request(id).await?),
         RequestCmd::Clone { id, title } => {
             out.request(&ops.request_clone(id, title.as_deref()).await?)

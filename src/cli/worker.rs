@@ -231,7 +231,7 @@ fn progress_line(c: &crate::ops::views::CampaignDetail) -> String {
         "{} {} {:>5.1}% · {}",
         c.request.id,
         c.request.state,
-        c.progress.percent,
+        c.progress.percent(),
         stages.join(" · ")
     )
 }

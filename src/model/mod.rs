@@ -5,6 +5,7 @@ pub mod criteria;
 pub mod dag;
 pub mod ids;
 pub mod jobspec;
+pub mod progress;
 pub mod request;
 pub mod role;
 pub mod spec;

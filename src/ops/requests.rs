@@ -2,17 +2,19 @@
 //! prioritise, hold, release, cancel (J12–J16, W1–W6, X3, X6).
 
 use super::views::{
-    progress, task_views, CampaignDetail, HistoryView, RequestDetail, RequestSummary,
+    task_views, CampaignDetail, HistoryView, RequestDetail, RequestLine, RequestSummary,
 };
 use super::{Ops, OpsError};
 use crate::model::dag::Dag;
 use crate::model::ids::{CampaignId, EntityRef};
+use crate::model::progress::{campaign_progress, Progress};
 use crate::model::request::{parse_request, Format, RequestError, ValidRequest, MAX_PRIORITY};
 use crate::model::role::{Action, Target};
 use crate::model::spec::{Executable, Spec, TaskKind};
 use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
 use crate::store::campaigns::{self as camp, CampaignFilter, CampaignRow, NewCampaign};
 use crate::store::directory as dir;
+use crate::store::overview;
 use crate::store::states::{self, set_state, state_before_last};
 use crate::store::{StoreError, Tx};
 use std::path::{Path, PathBuf};
@@ -629,6 +631,28 @@ impl Ops {
         Ok(rows.iter().map(RequestSummary::from).collect())
     }
 
+    /// Requests matching a filter with their progress (M1), in queue order.
+    pub async fn request_lines(
+        &self,
+        filter: &CampaignFilter,
+    ) -> Result<Vec<RequestLine>, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let rows = camp::list_campaigns(&mut conn, filter).await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let mut progress = overview::progress_of_campaigns(&mut conn, Some(&ids)).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RequestLine {
+                    summary: RequestSummary::from(row),
+                    progress: match progress.remove(&row.id) {
+                        Some(p) => p,
+                        None => campaign_progress(kind_of(row)?, &[]),
+                    },
+                })
+            })
+            .collect()
+    }
+
     /// A campaign with its tasks, subtasks and progress (M1, M2).
     pub async fn campaign(&self, id: CampaignId) -> Result<CampaignDetail, OpsError> {
         let mut conn = self.store.pool().acquire().await?;
@@ -636,13 +660,8 @@ impl Ops {
         let tasks = camp::tasks_of(&mut conn, id.0).await?;
         let subtasks = camp::subtasks_of_campaign(&mut conn, id.0).await?;
         let counts = crate::store::jobs::job_counts_of_campaign(&mut conn, id.0).await?;
+        let progress = progress_of(&mut conn, &row).await?;
         let spec = spec_of(&row)?;
-        let requested = spec
-            .stages
-            .iter()
-            .filter_map(|s| s.generation.as_ref())
-            .map(|g| g.events)
-            .max();
         let checks = crate::store::checks::all_checks(&mut conn).await?;
         let held_by = checks
             .iter()
@@ -657,7 +676,7 @@ impl Ops {
         let active = ["approved", "running"].contains(&request.state.as_str());
         Ok(CampaignDetail {
             request,
-            progress: progress(&subtasks, &counts, requested),
+            progress,
             tasks: task_views(&tasks, &subtasks, &counts),
             held_by: if active { held_by } else { Vec::new() },
         })
@@ -670,6 +689,18 @@ impl Ops {
             return Err(OpsError::Store(StoreError::NotFound(entity.to_string())));
         }
         Ok(rows.into_iter().map(HistoryView::from).collect())
+    }
+}
+
+/// The progress of one campaign, computed as for every line of the console (M1).
+async fn progress_of(
+    conn: &mut sqlx::AnyConnection,
+    row: &CampaignRow,
+) -> Result<Progress, OpsError> {
+    let mut all = overview::progress_of_campaigns(conn, Some(&[row.id])).await?;
+    match all.remove(&row.id) {
+        Some(p) => Ok(p),
+        None => Ok(campaign_progress(kind_of(row)?, &[])),
     }
 }
 
@@ -706,8 +737,7 @@ async fn materialise(
             .find(|s| &s.name == name)
             .expect("DAG nodes are stage names");
         let parents: Vec<i64> = stage.after.iter().map(|p| ids[p]).collect();
-        let json = serde_json::to_string(stage).expect("a stage always serialises");
-        let id = camp::insert_subtask(tx, task, name, &json, &parents, who).await?;
+        let id = camp::insert_subtask(tx, task, stage, &parents, who).await?;
         ids.insert(name.clone(), id);
     }
     Ok(())

@@ -78,7 +78,7 @@ fn campaign_item(app: &App, c: &CampaignLine) -> TreeItem<'static, String> {
     let id = CampaignId(c.id).to_string();
     let detail = app.snap.detail.as_ref().filter(|d| d.request.id == id);
     let percent = match detail {
-        Some(d) => d.progress.percent,
+        Some(d) => d.progress.percent(),
         None if c.subtasks > 0 => (c.succeeded * 1000 / c.subtasks) as f64 / 10.0,
         None => 0.0,
     };
