@@ -1,6 +1,7 @@
 //! The command line: every action of `ops`, with `--json` on every command and
 //! exit codes 0 ok, 1 error, 2 usage, 3 forbidden.
 
+mod edit;
 mod output;
 mod worker;
 
@@ -224,6 +225,9 @@ enum RequestCmd {
     Show {
         /// Request id.
         id: CampaignId,
+        /// Print it as its request file (TOML), which `request edit --file` accepts back.
+        #[arg(long)]
+        toml: bool,
     },
     /// File a copy of a request.
     Clone {
@@ -233,12 +237,17 @@ enum RequestCmd {
         #[arg(long)]
         title: Option<String>,
     },
-    /// Replace a request's spec; a changed spec needs approval again.
+    /// Replace a request's spec; a changed spec needs approval again. Without
+    /// a file: opens it as TOML in $VISUAL or $EDITOR (else vi) until it is valid.
     Edit {
         /// Request id.
         id: CampaignId,
-        /// The new request file.
-        file: PathBuf,
+        /// The new request file (TOML, JSON, or `request show --json` output; `-` reads stdin).
+        #[arg(value_name = "FILE")]
+        path: Option<PathBuf>,
+        /// The same as FILE.
+        #[arg(long, value_name = "FILE", conflicts_with = "path")]
+        file: Option<PathBuf>,
     },
 }
 
@@ -645,12 +654,41 @@ async fn request(ops: &Ops, out: &output::Printer, cmd: RequestCmd) -> anyhow::R
     match cmd {
         RequestCmd::New { file } => out.request(&ops.request_new(&file).await?),
         RequestCmd::List(args) => out.requests(&ops.request_lines(&list_filter(&args)?).await?),
-        RequestCmd::Show { id } => out.request(&ops.request(id).await?),
+        RequestCmd::Show { id, toml: true } => {
+            print!(
+                "{}",
+                crate::ops::views::request_toml(&ops.request(id).await?)?
+            );
+            Ok(())
+        }
+        RequestCmd::Show { id, toml: false } => out.request(&ops.request(id).await?),
         RequestCmd::Clone { id, title } => {
             out.request(&ops.request_clone(id, title.as_deref()).await?)
         }
-        RequestCmd::Edit { id, file } => out.request(&ops.request_edit(id, &file).await?),
+        RequestCmd::Edit { id, path, file } => match path.or(file) {
+            Some(file) if file.as_os_str() == "-" => out.request(&edit_from_stdin(ops, id).await?),
+            Some(file) => out.request(&ops.request_edit(id, &file).await?),
+            None => match edit::edit_in_editor(ops, id).await? {
+                edit::Edited::Saved(detail) => out.request(&detail),
+                edit::Edited::Unchanged => {
+                    eprintln!("edit cancelled: nothing changed");
+                    Ok(())
+                }
+            },
+        },
     }
+}
+
+/// `request edit ID --file -`: the request file from stdin, scripts relative to here.
+async fn edit_from_stdin(
+    ops: &Ops,
+    id: CampaignId,
+) -> anyhow::Result<crate::ops::views::RequestDetail> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("cannot read stdin")?;
+    let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let request = crate::ops::requests::read_request(&bytes, "stdin", &here)?;
+    Ok(ops.request_edit_with(id, &request).await?)
 }
 
 fn campaign_states() -> Vec<String> {

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod jobspec;
 pub mod progress;
 pub mod request;
+pub mod request_file;
 pub mod role;
 pub mod spec;
 pub mod split;

@@ -22,22 +22,30 @@ use std::path::{Path, PathBuf};
 /// Reads, validates and resolves a request file (P4): scripts must exist.
 pub fn read_request_file(path: &Path) -> Result<ValidRequest, OpsError> {
     let shown = path.display().to_string();
-    let file_error = |error: RequestError| OpsError::RequestFile {
+    let bytes = std::fs::read(path).map_err(|e| OpsError::RequestFile {
         path: shown.clone(),
-        error,
-    };
-    let bytes = std::fs::read(path).map_err(|e| {
-        file_error(RequestError {
+        error: RequestError {
             field: "file".into(),
             message: format!("cannot be read: {e}"),
-        })
+        },
     })?;
-    let mut request = parse_request(&bytes, Format::from_path(&shown)).map_err(file_error)?;
     let base = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    resolve_scripts(&mut request.spec, &base).map_err(file_error)?;
+    read_request(&bytes, &shown, &base)
+}
+
+/// Validates and resolves a request given as text (a file's, stdin's, an
+/// editor's): `name` labels errors and chooses the syntax (`.json`, else by
+/// content), relative script paths are resolved against `base` (P4).
+pub fn read_request(bytes: &[u8], name: &str, base: &Path) -> Result<ValidRequest, OpsError> {
+    let file_error = |error: RequestError| OpsError::RequestFile {
+        path: name.to_string(),
+        error,
+    };
+    let mut request = parse_request(bytes, Format::of(name, bytes)).map_err(file_error)?;
+    resolve_scripts(&mut request.spec, base).map_err(file_error)?;
     Ok(request)
 }
 
@@ -177,6 +185,7 @@ impl Ops {
                 description: row.description.clone(),
             },
             spec: spec_of(&row)?,
+            priority_given: true,
         };
         self.file_request(&request, Some(source.0), Action::CloneRequest)
             .await
@@ -265,27 +274,46 @@ impl Ops {
         path: &Path,
     ) -> Result<RequestDetail, OpsError> {
         let request = read_request_file(path)?;
-        let result = self.edit_inner(id, &request).await;
+        self.request_edit_with(id, &request).await
+    }
+
+    /// Replaces a request's spec with an already read one (see [`read_request`]).
+    pub async fn request_edit_with(
+        &self,
+        id: CampaignId,
+        request: &ValidRequest,
+    ) -> Result<RequestDetail, OpsError> {
+        let result = self.edit_inner(id, request).await;
         self.finish(Action::EditRequest, &id.to_string(), result)
             .await?;
         self.reload(id.0).await
     }
 
-    async fn edit_inner(&self, id: CampaignId, request: &ValidRequest) -> Result<(), OpsError> {
-        let mut tx = self.store.begin().await?;
-        let row = self
-            .load_authorized(&mut tx, id, Action::EditRequest)
-            .await?;
-        let spec = &request.spec;
-        if spec.experiment != row.experiment || spec.kind.as_str() != row.kind {
-            return Err(OpsError::Invalid(format!(
-                "experiment and kind of {id} are {}/{}: they cannot change; file a new request instead",
-                row.experiment, row.kind
-            )));
+    /// Refuses, before anyone edits it, a request the actor may not edit or
+    /// whose spec is frozen; writes nothing but the audit row of a refusal.
+    pub async fn check_editable(&self, id: CampaignId) -> Result<(), OpsError> {
+        let result = async {
+            let mut tx = self.store.begin().await?;
+            let checked = self.editable(&mut tx, id).await.map(|_| ());
+            tx.rollback().await?;
+            checked
         }
+        .await;
+        self.finish(Action::EditRequest, &id.to_string(), result)
+            .await
+    }
+
+    /// The request and its state, when the actor may edit it and it is
+    /// pending approval or approved (or held from either).
+    async fn editable(
+        &self,
+        tx: &mut Tx<'_>,
+        id: CampaignId,
+    ) -> Result<(CampaignRow, CampaignState), OpsError> {
+        let row = self.load_authorized(tx, id, Action::EditRequest).await?;
         let state = state_of(&row)?;
         let before_hold = match state {
-            CampaignState::Held => state_before_last(&mut tx, id.0, CampaignState::Held).await?,
+            CampaignState::Held => state_before_last(tx, id.0, CampaignState::Held).await?,
             other => Some(other),
         };
         if !matches!(
@@ -295,6 +323,25 @@ impl Ops {
             return Err(OpsError::Invalid(format!(
                 "{id} is `{}`: its spec is frozen once it runs or ends; clone it to change it",
                 row.state
+            )));
+        }
+        Ok((row, state))
+    }
+
+    async fn edit_inner(&self, id: CampaignId, request: &ValidRequest) -> Result<(), OpsError> {
+        let mut tx = self.store.begin().await?;
+        let (row, state) = self.editable(&mut tx, id).await?;
+        let spec = &request.spec;
+        if spec.experiment != row.experiment || spec.kind.as_str() != row.kind {
+            return Err(OpsError::Invalid(format!(
+                "experiment and kind of {id} are {}/{}: they cannot change; file a new request instead",
+                row.experiment, row.kind
+            )));
+        }
+        if request.priority_given && request.meta.priority != row.priority {
+            return Err(OpsError::Invalid(format!(
+                "priority: `request edit` keeps {id}'s priority {}: write {} back, or change it with `prodops priority {id} {}`",
+                row.priority, row.priority, request.meta.priority
             )));
         }
         let hash = spec.hash();

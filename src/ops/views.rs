@@ -2,9 +2,12 @@
 
 use crate::model::ids::{CampaignId, SubtaskId, TaskId};
 use crate::model::progress::Progress;
+use crate::model::spec::{RequestMeta, Spec};
+use crate::ops::OpsError;
 use crate::store::campaigns::{CampaignRow, SubtaskRow, TaskRow};
 use crate::store::jobs::JobCounts;
 use crate::store::states::HistoryEntry;
+use crate::store::StoreError;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -105,6 +108,25 @@ impl From<&CampaignRow> for RequestDetail {
             spec: serde_json::from_str(&c.spec_json).unwrap_or(serde_json::Value::Null),
         }
     }
+}
+
+/// A stored request written back as its request file (TOML, the format of
+/// `examples/mc-request.toml`): filing or `request edit`ing the text gives the
+/// same spec hash. One key per line in a fixed order, so two of them diff line
+/// by line (the console's Approvals pane).
+pub fn request_toml(detail: &RequestDetail) -> Result<String, OpsError> {
+    let id = &detail.summary.id;
+    let spec: Spec = serde_json::from_value(detail.spec.clone()).map_err(|e| {
+        OpsError::Store(StoreError::Corrupt(format!("spec of {id}"), e.to_string()))
+    })?;
+    let meta = RequestMeta {
+        title: detail.summary.title.clone(),
+        priority: detail.summary.priority,
+        physics_group: detail.physics_group.clone(),
+        description: detail.description.clone(),
+    };
+    crate::model::request_file::request_toml(&meta, &spec)
+        .map_err(|error| OpsError::Invalid(format!("{id} cannot be written as TOML: {error}")))
 }
 
 /// A subtask inside a campaign view.
