@@ -1,6 +1,7 @@
 //! The command line: every action of `ops`, with `--json` on every command and
 //! exit codes 0 ok, 1 error, 2 usage, 3 forbidden.
 
+mod demo;
 mod edit;
 mod output;
 mod worker;
@@ -173,7 +174,8 @@ enum Command {
         /// Job id, e.g. J12.
         id: JobId,
     },
-    /// File and approve the example Monte-Carlo campaign on a demo database and run it.
+    /// File and approve the example Monte-Carlo campaign on a demo database and run it
+    /// (about a minute; on 2 local slots unless --slots says otherwise).
     Demo {
         /// Headless: no console, progress lines only; exit 0 when the campaign succeeded.
         #[arg(long)]
@@ -181,6 +183,10 @@ enum Command {
         /// Only file and approve the campaign; leave running it to `prodops --batch`.
         #[arg(long)]
         setup_only: bool,
+        /// Seconds each step of a demo job takes, so its stages can be watched
+        /// [default: 2; 0 with --setup-only].
+        #[arg(long, value_name = "SECONDS", value_parser = demo::parse_pace)]
+        pace: Option<std::time::Duration>,
         #[command(flatten)]
         worker: worker::WorkerArgs,
     },
@@ -541,7 +547,7 @@ async fn open_store(db: Option<&str>) -> anyhow::Result<Store> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let db = match (&cli.command, &cli.db) {
         (Some(Command::Demo { .. }), None) => {
-            Some(demo_dir()?.join("demo.db").display().to_string())
+            Some(demo::demo_dir()?.join("demo.db").display().to_string())
         }
         (_, db) => db.clone(),
     };
@@ -555,17 +561,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Demo {
             setup_only,
             batch,
+            pace,
             worker,
         }) => {
-            demo(
-                &ops,
-                &out,
-                &worker,
-                &cli.console,
-                setup_only || batch,
+            let run = demo::DemoRun {
+                headless: setup_only || batch,
                 setup_only,
-            )
-            .await
+                pace,
+            };
+            demo::demo(&ops, &out, &worker, &cli.console, run).await
         }
         Some(Command::Check) => run_checks(&ops, &out, &cli.worker).await,
         Some(command) => dispatch(&ops, &out, command).await,
@@ -785,12 +789,6 @@ async fn experiment(ops: &Ops, out: &output::Printer, cmd: ExperimentCmd) -> any
     }
 }
 
-fn demo_dir() -> anyhow::Result<PathBuf> {
-    default_sqlite_path()
-        .and_then(|p| p.parent().map(|d| d.join("demo")))
-        .ok_or_else(|| anyhow!("no home directory for the demo: pass --db PATH"))
-}
-
 /// Opens the console on `ops`'s database, with the worker in-process unless `--no-worker`.
 async fn console(
     ops: &Ops,
@@ -811,46 +809,6 @@ async fn console(
         select,
     };
     crate::tui::run(ops.clone(), worker, options).await
-}
-
-async fn demo(
-    ops: &Ops,
-    out: &output::Printer,
-    args: &worker::WorkerArgs,
-    console_args: &ConsoleArgs,
-    headless: bool,
-    setup_only: bool,
-) -> anyhow::Result<()> {
-    let dir = demo_dir()?;
-    eprintln!("demo: database {}", ops.store().location());
-    eprintln!(
-        "demo: filing and approving {}",
-        dir.join("mc-request.toml").display()
-    );
-    let campaign = ops.demo(&dir).await?;
-    let id: CampaignId = campaign.request.id.parse()?;
-    if !headless {
-        return console(ops, args, console_args, Some(id)).await;
-    }
-    let succeeded = if setup_only {
-        true
-    } else {
-        let w = args.worker(ops).await?;
-        eprintln!("demo: the worker runs {id} on the local backend");
-        worker::run_campaign(&w, ops, id).await?
-    };
-    out.campaign(&ops.campaign(id).await?)?;
-    eprintln!(
-        "demo: look around with `prodops --db {} jobs {id}` or `... history {id}`",
-        ops.store().location()
-    );
-    if succeeded {
-        Ok(())
-    } else {
-        Err(anyhow!(
-            "campaign {id} did not succeed: see `prodops jobs {id} --state failed`"
-        ))
-    }
 }
 
 async fn db(ops: &Ops, out: &output::Printer, cmd: DbCmd) -> anyhow::Result<()> {
