@@ -76,7 +76,10 @@ async fn readme_flow_files_approves_and_shows_a_campaign_as_json() {
         let c = json(&db, &["campaign", "show", &id]);
         assert_eq!(c["state"], "approved");
         assert_eq!(c["progress"]["unit"], "events");
-        assert_eq!(c["progress"]["total"], 1000);
+        assert_eq!(
+            c["progress"]["planned"], 3000,
+            "M1: 1000 events through gen, sim and reco"
+        );
         assert_eq!(c["progress"]["percent"], 0.0);
         let subtasks: Vec<(&str, &str)> = c["tasks"][0]["subtasks"]
             .as_array()
@@ -228,19 +231,30 @@ async fn cp1_only_admins_may_act_as_another_user_and_both_names_are_audited() {
     }
 }
 
+/// `prodops demo` with a home of its own; `path` is the PATH it sees.
+fn demo(home: &std::path::Path, path: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prodops"))
+        .env_remove("PRODOPS_DB")
+        .env("HOME", home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("PATH", path)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn demo_db(home: &std::path::Path) -> String {
+    home.join("data/prodops/demo/demo.db").display().to_string()
+}
+
 #[test]
-fn readme_first_command_demo_runs_the_example_campaign_to_succeeded() {
+fn readme_first_command_demo_runs_the_example_campaign_to_succeeded_with_paced_visible_stages() {
     let home = tempfile::tempdir().unwrap();
-    let run = || {
-        Command::new(env!("CARGO_BIN_EXE_prodops"))
-            .env_remove("PRODOPS_DB")
-            .env("HOME", home.path())
-            .env("XDG_DATA_HOME", home.path().join("data"))
-            .args(["--json", "demo", "--batch", "--slots", "2"])
-            .output()
-            .unwrap()
-    };
-    let out = run();
+    let out = demo(
+        home.path(),
+        "/usr/bin:/bin",
+        &["--json", "demo", "--batch", "--pace", "0.2"],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -255,11 +269,97 @@ fn readme_first_command_demo_runs_the_example_campaign_to_succeeded() {
         subtasks.iter().all(|s| s["state"] == "succeeded"),
         "{subtasks:?}"
     );
-    assert!(home.path().join("data/prodops/demo/demo.db").exists());
-    let again = run();
+    let db = demo_db(home.path());
+    assert!(std::path::Path::new(&db).exists());
+    let db = common::sqlite_at(&db);
+    let shown = json(&db, &["request", "show", "C1"]);
+    for stage in shown["spec"]["stages"].as_array().unwrap() {
+        assert_eq!(
+            stage["executable"]["script"]["args"],
+            serde_json::json!(["--pace", "0.2"]),
+            "the demo's request paces every stage: {stage}"
+        );
+    }
+    let job = json(&db, &["job", "J1"]);
+    let paced: Vec<(&str, i64)> = job["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| ["generate", "write"].contains(&s["name"].as_str().unwrap()))
+        .map(|s| (s["name"].as_str().unwrap(), s["wall_ms"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        paced.len(),
+        2,
+        "the generator's steps are job stages: {job}"
+    );
+    assert!(
+        paced.iter().all(|(_, ms)| *ms >= 150),
+        "each lasts about the pace (0.2 s, read from the script's output): {paced:?}"
+    );
+}
+
+#[test]
+fn a_second_demo_says_it_adds_another_campaign_and_only_setup_goes_unpaced() {
+    let home = tempfile::tempdir().unwrap();
+    let first = demo(home.path(), "/usr/bin:/bin", &["demo", "--setup-only"]);
+    assert!(first.status.success());
+    assert!(!String::from_utf8_lossy(&first.stderr).contains("another campaign"));
+    let again = demo(
+        home.path(),
+        "/usr/bin:/bin",
+        &["--json", "demo", "--batch", "--pace", "0"],
+    );
     assert!(again.status.success(), "the demo can be run twice");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("demo: the demo database already holds C1; this adds another campaign, C2"),
+        "{stderr}"
+    );
     let c: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
-    assert_eq!(c["id"], "C2");
+    assert_eq!(
+        (c["id"].as_str(), c["state"].as_str()),
+        (Some("C2"), Some("succeeded"))
+    );
+    let third = demo(
+        home.path(),
+        "/usr/bin:/bin",
+        &["demo", "--setup-only", "--pace", "1.5"],
+    );
+    assert!(String::from_utf8_lossy(&third.stderr)
+        .contains("already holds C1, C2; this adds another campaign, C3"));
+    let db = common::sqlite_at(&demo_db(home.path()));
+    let args = |id: &str| {
+        json(&db, &["request", "show", id])["spec"]["stages"][0]["executable"]["script"]["args"]
+            .clone()
+    };
+    assert_eq!(
+        args("C1"),
+        serde_json::json!([]),
+        "--setup-only alone runs flat out (tests use it)"
+    );
+    assert_eq!(args("C3"), serde_json::json!(["--pace", "1.5"]));
+}
+
+#[test]
+fn demo_hints_name_the_running_binary_unless_prodops_on_path_is_it() {
+    let home = tempfile::tempdir().unwrap();
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_prodops")).unwrap();
+    let hint = |path: &str| {
+        let out = demo(home.path(), path, &["demo", "--setup-only"]);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let without = hint("/usr/bin:/bin");
+    assert!(
+        without.contains(&format!("look around with `{} --db ", exe.display())),
+        "{without}"
+    );
+    assert!(without.contains("`cargo install --path .`"), "{without}");
+    let dir = exe.parent().unwrap().display().to_string();
+    let with = hint(&format!("{dir}:/usr/bin:/bin"));
+    assert!(with.contains("look around with `prodops --db "), "{with}");
+    assert!(!with.contains("cargo install"), "{with}");
 }
 
 #[test]

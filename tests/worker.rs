@@ -77,10 +77,15 @@ async fn m10_the_example_mc_campaign_runs_to_succeeded_with_stages_seeds_and_his
         run_to_idle(&worker).await;
         let c = w.ed.campaign(id).await.unwrap();
         assert_eq!(c.request.state, "succeeded", "{}: {c:#?}", db.label);
-        assert_eq!(c.progress.percent, 100.0);
+        assert_eq!(c.progress.percent(), 100.0);
         assert_eq!(
-            (c.progress.unit.as_str(), c.progress.done, c.progress.total),
-            ("events", 1000, 1000)
+            (
+                c.progress.unit.as_str(),
+                c.progress.done,
+                c.progress.planned
+            ),
+            ("events", 3000, 3000),
+            "1000 events through gen, sim and reco"
         );
         let jobs = scalar(&w.store, "SELECT COUNT(*) FROM jobs").await;
         assert_eq!(

@@ -1,6 +1,8 @@
 //! The command line: every action of `ops`, with `--json` on every command and
 //! exit codes 0 ok, 1 error, 2 usage, 3 forbidden.
 
+mod demo;
+mod edit;
 mod output;
 mod worker;
 
@@ -172,7 +174,8 @@ enum Command {
         /// Job id, e.g. J12.
         id: JobId,
     },
-    /// File and approve the example Monte-Carlo campaign on a demo database and run it.
+    /// File and approve the example Monte-Carlo campaign on a demo database and run it
+    /// (about a minute; on 2 local slots unless --slots says otherwise).
     Demo {
         /// Headless: no console, progress lines only; exit 0 when the campaign succeeded.
         #[arg(long)]
@@ -180,6 +183,10 @@ enum Command {
         /// Only file and approve the campaign; leave running it to `prodops --batch`.
         #[arg(long)]
         setup_only: bool,
+        /// Seconds each step of a demo job takes, so its stages can be watched
+        /// [default: 2; 0 with --setup-only].
+        #[arg(long, value_name = "SECONDS", value_parser = demo::parse_pace)]
+        pace: Option<std::time::Duration>,
         #[command(flatten)]
         worker: worker::WorkerArgs,
     },
@@ -224,6 +231,9 @@ enum RequestCmd {
     Show {
         /// Request id.
         id: CampaignId,
+        /// Print it as its request file (TOML), which `request edit --file` accepts back.
+        #[arg(long)]
+        toml: bool,
     },
     /// File a copy of a request.
     Clone {
@@ -233,12 +243,17 @@ enum RequestCmd {
         #[arg(long)]
         title: Option<String>,
     },
-    /// Replace a request's spec; a changed spec needs approval again.
+    /// Replace a request's spec; a changed spec needs approval again. Without
+    /// a file: opens it as TOML in $VISUAL or $EDITOR (else vi) until it is valid.
     Edit {
         /// Request id.
         id: CampaignId,
-        /// The new request file.
-        file: PathBuf,
+        /// The new request file (TOML, JSON, or `request show --json` output; `-` reads stdin).
+        #[arg(value_name = "FILE")]
+        path: Option<PathBuf>,
+        /// The same as FILE.
+        #[arg(long, value_name = "FILE", conflicts_with = "path")]
+        file: Option<PathBuf>,
     },
 }
 
@@ -532,7 +547,7 @@ async fn open_store(db: Option<&str>) -> anyhow::Result<Store> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let db = match (&cli.command, &cli.db) {
         (Some(Command::Demo { .. }), None) => {
-            Some(demo_dir()?.join("demo.db").display().to_string())
+            Some(demo::demo_dir()?.join("demo.db").display().to_string())
         }
         (_, db) => db.clone(),
     };
@@ -546,17 +561,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Demo {
             setup_only,
             batch,
+            pace,
             worker,
         }) => {
-            demo(
-                &ops,
-                &out,
-                &worker,
-                &cli.console,
-                setup_only || batch,
+            let run = demo::DemoRun {
+                headless: setup_only || batch,
                 setup_only,
-            )
-            .await
+                pace,
+            };
+            demo::demo(&ops, &out, &worker, &cli.console, run).await
         }
         Some(Command::Check) => run_checks(&ops, &out, &cli.worker).await,
         Some(command) => dispatch(&ops, &out, command).await,
@@ -589,7 +602,7 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
             if filter.states.is_empty() {
                 filter.states = campaign_states();
             }
-            out.requests(&ops.requests(&filter).await?)
+            out.requests(&ops.request_lines(&filter).await?)
         }
         Command::Campaign(CampaignCmd::Show { id }) => out.campaign(&ops.campaign(id).await?),
         Command::History { entity } => out.history(&ops.history(entity).await?),
@@ -644,13 +657,42 @@ async fn run_checks(
 async fn request(ops: &Ops, out: &output::Printer, cmd: RequestCmd) -> anyhow::Result<()> {
     match cmd {
         RequestCmd::New { file } => out.request(&ops.request_new(&file).await?),
-        RequestCmd::List(args) => out.requests(&ops.requests(&list_filter(&args)?).await?),
-        RequestCmd::Show { id } => out.request(&ops.request(id).await?),
+        RequestCmd::List(args) => out.requests(&ops.request_lines(&list_filter(&args)?).await?),
+        RequestCmd::Show { id, toml: true } => {
+            print!(
+                "{}",
+                crate::ops::views::request_toml(&ops.request(id).await?)?
+            );
+            Ok(())
+        }
+        RequestCmd::Show { id, toml: false } => out.request(&ops.request(id).await?),
         RequestCmd::Clone { id, title } => {
             out.request(&ops.request_clone(id, title.as_deref()).await?)
         }
-        RequestCmd::Edit { id, file } => out.request(&ops.request_edit(id, &file).await?),
+        RequestCmd::Edit { id, path, file } => match path.or(file) {
+            Some(file) if file.as_os_str() == "-" => out.request(&edit_from_stdin(ops, id).await?),
+            Some(file) => out.request(&ops.request_edit(id, &file).await?),
+            None => match edit::edit_in_editor(ops, id).await? {
+                edit::Edited::Saved(detail) => out.request(&detail),
+                edit::Edited::Unchanged => {
+                    eprintln!("edit cancelled: nothing changed");
+                    Ok(())
+                }
+            },
+        },
     }
+}
+
+/// `request edit ID --file -`: the request file from stdin, scripts relative to here.
+async fn edit_from_stdin(
+    ops: &Ops,
+    id: CampaignId,
+) -> anyhow::Result<crate::ops::views::RequestDetail> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("cannot read stdin")?;
+    let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let request = crate::ops::requests::read_request(&bytes, "stdin", &here)?;
+    Ok(ops.request_edit_with(id, &request).await?)
 }
 
 fn campaign_states() -> Vec<String> {
@@ -747,12 +789,6 @@ async fn experiment(ops: &Ops, out: &output::Printer, cmd: ExperimentCmd) -> any
     }
 }
 
-fn demo_dir() -> anyhow::Result<PathBuf> {
-    default_sqlite_path()
-        .and_then(|p| p.parent().map(|d| d.join("demo")))
-        .ok_or_else(|| anyhow!("no home directory for the demo: pass --db PATH"))
-}
-
 /// Opens the console on `ops`'s database, with the worker in-process unless `--no-worker`.
 async fn console(
     ops: &Ops,
@@ -773,46 +809,6 @@ async fn console(
         select,
     };
     crate::tui::run(ops.clone(), worker, options).await
-}
-
-async fn demo(
-    ops: &Ops,
-    out: &output::Printer,
-    args: &worker::WorkerArgs,
-    console_args: &ConsoleArgs,
-    headless: bool,
-    setup_only: bool,
-) -> anyhow::Result<()> {
-    let dir = demo_dir()?;
-    eprintln!("demo: database {}", ops.store().location());
-    eprintln!(
-        "demo: filing and approving {}",
-        dir.join("mc-request.toml").display()
-    );
-    let campaign = ops.demo(&dir).await?;
-    let id: CampaignId = campaign.request.id.parse()?;
-    if !headless {
-        return console(ops, args, console_args, Some(id)).await;
-    }
-    let succeeded = if setup_only {
-        true
-    } else {
-        let w = args.worker(ops).await?;
-        eprintln!("demo: the worker runs {id} on the local backend");
-        worker::run_campaign(&w, ops, id).await?
-    };
-    out.campaign(&ops.campaign(id).await?)?;
-    eprintln!(
-        "demo: look around with `prodops --db {} jobs {id}` or `... history {id}`",
-        ops.store().location()
-    );
-    if succeeded {
-        Ok(())
-    } else {
-        Err(anyhow!(
-            "campaign {id} did not succeed: see `prodops jobs {id} --state failed`"
-        ))
-    }
 }
 
 async fn db(ops: &Ops, out: &output::Printer, cmd: DbCmd) -> anyhow::Result<()> {

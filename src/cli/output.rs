@@ -3,7 +3,7 @@
 use crate::model::check::{CheckSpec, Verdict};
 use crate::model::ids::EntityKind;
 use crate::ops::jobs::{JobDetail, JobView, Resubmitted};
-use crate::ops::views::{CampaignDetail, HistoryView, RequestDetail, RequestSummary};
+use crate::ops::views::{CampaignDetail, HistoryView, RequestDetail, RequestLine};
 use crate::store::campaigns::count;
 use crate::store::directory::{Experiment, User};
 use crate::store::{Backend, Store};
@@ -84,19 +84,21 @@ impl Printer {
         Ok(())
     }
 
-    pub(super) fn requests(&self, rows: &[RequestSummary]) -> anyhow::Result<()> {
+    pub(super) fn requests(&self, rows: &[RequestLine]) -> anyhow::Result<()> {
         if self.json {
             return print_json(rows);
         }
         let cells: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| {
+            .map(|line| {
+                let r = &line.summary;
                 vec![
                     r.id.clone(),
                     r.experiment.clone(),
                     r.kind.clone(),
                     r.state.clone(),
                     r.priority.to_string(),
+                    line.progress.to_string(),
                     r.creator.clone(),
                     r.title.clone(),
                 ]
@@ -109,6 +111,7 @@ impl Printer {
                 "KIND",
                 "STATE",
                 "PRIO",
+                "PROGRESS",
                 "CREATOR",
                 "TITLE",
             ],
@@ -124,13 +127,8 @@ impl Printer {
         let r = &c.request;
         println!("{}  {}/{}  {}", r.id, r.experiment, r.kind, r.title);
         println!(
-            "  state {}  priority {}  progress {}% ({}/{} {})",
-            r.state,
-            r.priority,
-            c.progress.percent,
-            c.progress.done,
-            c.progress.total,
-            c.progress.unit
+            "  state {}  priority {}  progress {}",
+            r.state, r.priority, c.progress
         );
         for reason in &c.held_by {
             println!("  submissions held: {reason}");

@@ -40,6 +40,12 @@ pub(super) struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// These arguments with `slots` local slots unless `--slots` was given.
+    pub(super) fn or_slots(mut self, slots: usize) -> WorkerArgs {
+        self.slots = self.slots.or(Some(slots));
+        self
+    }
+
     fn work_dir(&self, configured: Option<&Path>, db_location: &str) -> anyhow::Result<PathBuf> {
         if let Some(dir) = self.work_dir.as_deref().or(configured) {
             return Ok(dir.to_path_buf());
@@ -231,7 +237,7 @@ fn progress_line(c: &crate::ops::views::CampaignDetail) -> String {
         "{} {} {:>5.1}% · {}",
         c.request.id,
         c.request.state,
-        c.progress.percent,
+        c.progress.percent(),
         stages.join(" · ")
     )
 }

@@ -54,6 +54,19 @@ impl Format {
             Format::Toml
         }
     }
+
+    /// Chooses by file name, then by content: `.json` is JSON, `.toml` TOML,
+    /// and other text (stdin) JSON when it starts with `{`, which TOML cannot.
+    pub fn of(name: &str, bytes: &[u8]) -> Format {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".json") || lower.ends_with(".toml") {
+            return Format::from_path(&lower);
+        }
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Format::Json,
+            _ => Format::Toml,
+        }
+    }
 }
 
 /// A validated request: its descriptive part and its hashed spec.
@@ -63,6 +76,8 @@ pub struct ValidRequest {
     pub meta: RequestMeta,
     /// What runs.
     pub spec: Spec,
+    /// True when the file states a priority (else the default applies).
+    pub priority_given: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,8 +86,7 @@ struct RawRequest {
     experiment: String,
     kind: String,
     title: String,
-    #[serde(default = "default_priority")]
-    priority: i64,
+    priority: Option<i64>,
     physics_group: Option<String>,
     description: Option<String>,
     #[serde(default)]
@@ -160,11 +174,41 @@ pub fn parse_request(bytes: &[u8], format: Format) -> Result<ValidRequest, Reque
         )
     })?;
     let value = parse_syntax(text, format)?;
+    if format == Format::Json && value.get("spec").is_some() {
+        return parse_shown(value);
+    }
     let raw: RawRequest = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         field_error(&path, &e.into_inner().to_string())
     })?;
     validate(raw)
+}
+
+/// A request as `request show --json` prints it: its descriptive fields and
+/// its stored spec, checked like the request file they are written back as.
+#[derive(Debug, Deserialize)]
+struct ShownRequest {
+    title: String,
+    #[serde(default = "default_priority")]
+    priority: i64,
+    physics_group: Option<String>,
+    description: Option<String>,
+    spec: Spec,
+}
+
+fn parse_shown(value: serde_json::Value) -> Result<ValidRequest, RequestError> {
+    let shown: ShownRequest = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        field_error(&path, &e.into_inner().to_string())
+    })?;
+    let meta = RequestMeta {
+        title: shown.title,
+        priority: shown.priority,
+        physics_group: shown.physics_group,
+        description: shown.description,
+    };
+    let text = super::request_file::request_toml(&meta, &shown.spec)?;
+    parse_request(text.as_bytes(), Format::Toml)
 }
 
 fn parse_syntax(text: &str, format: Format) -> Result<serde_json::Value, RequestError> {
@@ -280,7 +324,8 @@ fn validate(raw: RawRequest) -> Result<ValidRequest, RequestError> {
         )
     })?;
     check_text("title", &raw.title, MAX_TITLE, true)?;
-    check_range("priority", raw.priority, 0, MAX_PRIORITY)?;
+    let priority = raw.priority.unwrap_or_else(default_priority);
+    check_range("priority", priority, 0, MAX_PRIORITY)?;
     if let Some(g) = &raw.physics_group {
         check_text("physics_group", g, MAX_TITLE, true)?;
     }
@@ -310,7 +355,8 @@ fn validate(raw: RawRequest) -> Result<ValidRequest, RequestError> {
         .enumerate()
         .map(|(i, s)| check_stage(i, s, &defaults, raw.input.is_some()))
         .collect::<Result<Vec<_>, _>>()?;
-    check_stage_graph(&stages)?;
+    let order = check_stage_graph_order(&stages)?;
+    let stages = in_dag_order(stages, &order);
     if kind == TaskKind::Mc && !stages.iter().any(|s| s.generation.is_some()) {
         return Err(bad(
             "stage",
@@ -320,7 +366,7 @@ fn validate(raw: RawRequest) -> Result<ValidRequest, RequestError> {
     Ok(ValidRequest {
         meta: RequestMeta {
             title: raw.title.trim().to_string(),
-            priority: raw.priority,
+            priority,
             physics_group: raw.physics_group,
             description: raw.description,
         },
@@ -331,6 +377,7 @@ fn validate(raw: RawRequest) -> Result<ValidRequest, RequestError> {
             keepup,
             stages,
         },
+        priority_given: raw.priority.is_some(),
     })
 }
 
@@ -440,6 +487,9 @@ fn check_stage(
     }
     let max_attempts = raw.max_attempts.unwrap_or(defaults.max_attempts);
     check_range(&at("max_attempts"), max_attempts, 1, 20)?;
+    for (key, value) in &raw.params {
+        check_param(&at(&format!("params.{key}")), value)?;
+    }
     let complete_when = raw.complete_when.clone().unwrap_or_default();
     check_completion(&at("complete_when"), &complete_when)?;
     Ok(StageSpec {
@@ -515,7 +565,19 @@ fn check_generation(i: usize, raw: &RawStage) -> Result<Option<Generation>, Requ
     Ok(Some(generation))
 }
 
-fn check_stage_graph(stages: &[StageSpec]) -> Result<(), RequestError> {
+/// The stages in DAG order (parents first, file order among equals), so a
+/// request and its file written back list them alike (the hash covers the order).
+fn in_dag_order(stages: Vec<StageSpec>, order: &[String]) -> Vec<StageSpec> {
+    let mut by_name: std::collections::HashMap<String, StageSpec> =
+        stages.into_iter().map(|s| (s.name.clone(), s)).collect();
+    order
+        .iter()
+        .filter_map(|name| by_name.remove(name))
+        .collect()
+}
+
+/// Checks the stage names and dependencies; returns the names in DAG order.
+fn check_stage_graph_order(stages: &[StageSpec]) -> Result<Vec<String>, RequestError> {
     let mut seen = HashSet::new();
     for (i, s) in stages.iter().enumerate() {
         if !seen.insert(s.name.as_str()) {
@@ -554,12 +616,37 @@ fn check_stage_graph(stages: &[StageSpec]) -> Result<(), RequestError> {
         .flat_map(|s| s.after.iter().map(|p| (p.clone(), s.name.clone())))
         .collect();
     match Dag::new(names, &edges) {
-        Ok(_) => Ok(()),
+        Ok(dag) => Ok(dag.topological_order().into_iter().cloned().collect()),
         Err(e @ DagError::Cycle(_)) => Err(bad(
             "stage.after",
             format!("{e}: remove one of these dependencies"),
         )),
         Err(e) => Err(bad("stage.after", e.to_string())),
+    }
+}
+
+/// Free-form parameters hold what a TOML request file can: no null, no
+/// integer beyond 64 bits (JSON files could give either).
+fn check_param(field: &str, value: &serde_json::Value) -> Result<(), RequestError> {
+    match value {
+        serde_json::Value::Null => Err(bad(
+            field,
+            "is null, which a request file in TOML cannot hold: remove it",
+        )),
+        serde_json::Value::Number(n) if n.is_u64() && n.as_i64().is_none() => Err(bad(
+            field,
+            format!(
+                "{n} is larger than a TOML integer (at most 2^63 − 1): make it smaller or a string"
+            ),
+        )),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_param(&format!("{field}[{i}]"), v)),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .try_for_each(|(k, v)| check_param(&format!("{field}.{k}"), v)),
+        _ => Ok(()),
     }
 }
 

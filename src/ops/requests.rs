@@ -2,17 +2,19 @@
 //! prioritise, hold, release, cancel (J12–J16, W1–W6, X3, X6).
 
 use super::views::{
-    progress, task_views, CampaignDetail, HistoryView, RequestDetail, RequestSummary,
+    task_views, CampaignDetail, HistoryView, RequestDetail, RequestLine, RequestSummary,
 };
 use super::{Ops, OpsError};
 use crate::model::dag::Dag;
 use crate::model::ids::{CampaignId, EntityRef};
+use crate::model::progress::{campaign_progress, Progress};
 use crate::model::request::{parse_request, Format, RequestError, ValidRequest, MAX_PRIORITY};
 use crate::model::role::{Action, Target};
 use crate::model::spec::{Executable, Spec, TaskKind};
 use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
 use crate::store::campaigns::{self as camp, CampaignFilter, CampaignRow, NewCampaign};
 use crate::store::directory as dir;
+use crate::store::overview;
 use crate::store::states::{self, set_state, state_before_last};
 use crate::store::{StoreError, Tx};
 use std::path::{Path, PathBuf};
@@ -20,22 +22,30 @@ use std::path::{Path, PathBuf};
 /// Reads, validates and resolves a request file (P4): scripts must exist.
 pub fn read_request_file(path: &Path) -> Result<ValidRequest, OpsError> {
     let shown = path.display().to_string();
-    let file_error = |error: RequestError| OpsError::RequestFile {
+    let bytes = std::fs::read(path).map_err(|e| OpsError::RequestFile {
         path: shown.clone(),
-        error,
-    };
-    let bytes = std::fs::read(path).map_err(|e| {
-        file_error(RequestError {
+        error: RequestError {
             field: "file".into(),
             message: format!("cannot be read: {e}"),
-        })
+        },
     })?;
-    let mut request = parse_request(&bytes, Format::from_path(&shown)).map_err(file_error)?;
     let base = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    resolve_scripts(&mut request.spec, &base).map_err(file_error)?;
+    read_request(&bytes, &shown, &base)
+}
+
+/// Validates and resolves a request given as text (a file's, stdin's, an
+/// editor's): `name` labels errors and chooses the syntax (`.json`, else by
+/// content), relative script paths are resolved against `base` (P4).
+pub fn read_request(bytes: &[u8], name: &str, base: &Path) -> Result<ValidRequest, OpsError> {
+    let file_error = |error: RequestError| OpsError::RequestFile {
+        path: name.to_string(),
+        error,
+    };
+    let mut request = parse_request(bytes, Format::of(name, bytes)).map_err(file_error)?;
+    resolve_scripts(&mut request.spec, base).map_err(file_error)?;
     Ok(request)
 }
 
@@ -175,6 +185,7 @@ impl Ops {
                 description: row.description.clone(),
             },
             spec: spec_of(&row)?,
+            priority_given: true,
         };
         self.file_request(&request, Some(source.0), Action::CloneRequest)
             .await
@@ -263,27 +274,46 @@ impl Ops {
         path: &Path,
     ) -> Result<RequestDetail, OpsError> {
         let request = read_request_file(path)?;
-        let result = self.edit_inner(id, &request).await;
+        self.request_edit_with(id, &request).await
+    }
+
+    /// Replaces a request's spec with an already read one (see [`read_request`]).
+    pub async fn request_edit_with(
+        &self,
+        id: CampaignId,
+        request: &ValidRequest,
+    ) -> Result<RequestDetail, OpsError> {
+        let result = self.edit_inner(id, request).await;
         self.finish(Action::EditRequest, &id.to_string(), result)
             .await?;
         self.reload(id.0).await
     }
 
-    async fn edit_inner(&self, id: CampaignId, request: &ValidRequest) -> Result<(), OpsError> {
-        let mut tx = self.store.begin().await?;
-        let row = self
-            .load_authorized(&mut tx, id, Action::EditRequest)
-            .await?;
-        let spec = &request.spec;
-        if spec.experiment != row.experiment || spec.kind.as_str() != row.kind {
-            return Err(OpsError::Invalid(format!(
-                "experiment and kind of {id} are {}/{}: they cannot change; file a new request instead",
-                row.experiment, row.kind
-            )));
+    /// Refuses, before anyone edits it, a request the actor may not edit or
+    /// whose spec is frozen; writes nothing but the audit row of a refusal.
+    pub async fn check_editable(&self, id: CampaignId) -> Result<(), OpsError> {
+        let result = async {
+            let mut tx = self.store.begin().await?;
+            let checked = self.editable(&mut tx, id).await.map(|_| ());
+            tx.rollback().await?;
+            checked
         }
+        .await;
+        self.finish(Action::EditRequest, &id.to_string(), result)
+            .await
+    }
+
+    /// The request and its state, when the actor may edit it and it is
+    /// pending approval or approved (or held from either).
+    async fn editable(
+        &self,
+        tx: &mut Tx<'_>,
+        id: CampaignId,
+    ) -> Result<(CampaignRow, CampaignState), OpsError> {
+        let row = self.load_authorized(tx, id, Action::EditRequest).await?;
         let state = state_of(&row)?;
         let before_hold = match state {
-            CampaignState::Held => state_before_last(&mut tx, id.0, CampaignState::Held).await?,
+            CampaignState::Held => state_before_last(tx, id.0, CampaignState::Held).await?,
             other => Some(other),
         };
         if !matches!(
@@ -293,6 +323,25 @@ impl Ops {
             return Err(OpsError::Invalid(format!(
                 "{id} is `{}`: its spec is frozen once it runs or ends; clone it to change it",
                 row.state
+            )));
+        }
+        Ok((row, state))
+    }
+
+    async fn edit_inner(&self, id: CampaignId, request: &ValidRequest) -> Result<(), OpsError> {
+        let mut tx = self.store.begin().await?;
+        let (row, state) = self.editable(&mut tx, id).await?;
+        let spec = &request.spec;
+        if spec.experiment != row.experiment || spec.kind.as_str() != row.kind {
+            return Err(OpsError::Invalid(format!(
+                "experiment and kind of {id} are {}/{}: they cannot change; file a new request instead",
+                row.experiment, row.kind
+            )));
+        }
+        if request.priority_given && request.meta.priority != row.priority {
+            return Err(OpsError::Invalid(format!(
+                "priority: `request edit` keeps {id}'s priority {}: write {} back, or change it with `prodops priority {id} {}`",
+                row.priority, row.priority, request.meta.priority
             )));
         }
         let hash = spec.hash();
@@ -629,6 +678,28 @@ impl Ops {
         Ok(rows.iter().map(RequestSummary::from).collect())
     }
 
+    /// Requests matching a filter with their progress (M1), in queue order.
+    pub async fn request_lines(
+        &self,
+        filter: &CampaignFilter,
+    ) -> Result<Vec<RequestLine>, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let rows = camp::list_campaigns(&mut conn, filter).await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let mut progress = overview::progress_of_campaigns(&mut conn, Some(&ids)).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RequestLine {
+                    summary: RequestSummary::from(row),
+                    progress: match progress.remove(&row.id) {
+                        Some(p) => p,
+                        None => campaign_progress(kind_of(row)?, &[]),
+                    },
+                })
+            })
+            .collect()
+    }
+
     /// A campaign with its tasks, subtasks and progress (M1, M2).
     pub async fn campaign(&self, id: CampaignId) -> Result<CampaignDetail, OpsError> {
         let mut conn = self.store.pool().acquire().await?;
@@ -636,13 +707,8 @@ impl Ops {
         let tasks = camp::tasks_of(&mut conn, id.0).await?;
         let subtasks = camp::subtasks_of_campaign(&mut conn, id.0).await?;
         let counts = crate::store::jobs::job_counts_of_campaign(&mut conn, id.0).await?;
+        let progress = progress_of(&mut conn, &row).await?;
         let spec = spec_of(&row)?;
-        let requested = spec
-            .stages
-            .iter()
-            .filter_map(|s| s.generation.as_ref())
-            .map(|g| g.events)
-            .max();
         let checks = crate::store::checks::all_checks(&mut conn).await?;
         let held_by = checks
             .iter()
@@ -657,7 +723,7 @@ impl Ops {
         let active = ["approved", "running"].contains(&request.state.as_str());
         Ok(CampaignDetail {
             request,
-            progress: progress(&subtasks, &counts, requested),
+            progress,
             tasks: task_views(&tasks, &subtasks, &counts),
             held_by: if active { held_by } else { Vec::new() },
         })
@@ -670,6 +736,18 @@ impl Ops {
             return Err(OpsError::Store(StoreError::NotFound(entity.to_string())));
         }
         Ok(rows.into_iter().map(HistoryView::from).collect())
+    }
+}
+
+/// The progress of one campaign, computed as for every line of the console (M1).
+async fn progress_of(
+    conn: &mut sqlx::AnyConnection,
+    row: &CampaignRow,
+) -> Result<Progress, OpsError> {
+    let mut all = overview::progress_of_campaigns(conn, Some(&[row.id])).await?;
+    match all.remove(&row.id) {
+        Some(p) => Ok(p),
+        None => Ok(campaign_progress(kind_of(row)?, &[])),
     }
 }
 
@@ -706,8 +784,7 @@ async fn materialise(
             .find(|s| &s.name == name)
             .expect("DAG nodes are stage names");
         let parents: Vec<i64> = stage.after.iter().map(|p| ids[p]).collect();
-        let json = serde_json::to_string(stage).expect("a stage always serialises");
-        let id = camp::insert_subtask(tx, task, name, &json, &parents, who).await?;
+        let id = camp::insert_subtask(tx, task, stage, &parents, who).await?;
         ids.insert(name.clone(), id);
     }
     Ok(())

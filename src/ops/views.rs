@@ -1,9 +1,13 @@
 //! What read actions return: stable, documented shapes for `--json` and the console.
 
 use crate::model::ids::{CampaignId, SubtaskId, TaskId};
+use crate::model::progress::Progress;
+use crate::model::spec::{RequestMeta, Spec};
+use crate::ops::OpsError;
 use crate::store::campaigns::{CampaignRow, SubtaskRow, TaskRow};
 use crate::store::jobs::JobCounts;
 use crate::store::states::HistoryEntry;
+use crate::store::StoreError;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -53,6 +57,16 @@ impl From<&CampaignRow> for RequestSummary {
     }
 }
 
+/// A line of `request list` and `campaign list`: the summary and its progress (M1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestLine {
+    /// The listing fields.
+    #[serde(flatten)]
+    pub summary: RequestSummary,
+    /// Units done of units planned.
+    pub progress: Progress,
+}
+
 /// A request in full, with its spec.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RequestDetail {
@@ -96,6 +110,25 @@ impl From<&CampaignRow> for RequestDetail {
     }
 }
 
+/// A stored request written back as its request file (TOML, the format of
+/// `examples/mc-request.toml`): filing or `request edit`ing the text gives the
+/// same spec hash. One key per line in a fixed order, so two of them diff line
+/// by line (the console's Approvals pane).
+pub fn request_toml(detail: &RequestDetail) -> Result<String, OpsError> {
+    let id = &detail.summary.id;
+    let spec: Spec = serde_json::from_value(detail.spec.clone()).map_err(|e| {
+        OpsError::Store(StoreError::Corrupt(format!("spec of {id}"), e.to_string()))
+    })?;
+    let meta = RequestMeta {
+        title: detail.summary.title.clone(),
+        priority: detail.summary.priority,
+        physics_group: detail.physics_group.clone(),
+        description: detail.description.clone(),
+    };
+    crate::model::request_file::request_toml(&meta, &spec)
+        .map_err(|error| OpsError::Invalid(format!("{id} cannot be written as TOML: {error}")))
+}
+
 /// A subtask inside a campaign view.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SubtaskView {
@@ -130,76 +163,13 @@ pub struct TaskView {
     pub subtasks: Vec<SubtaskView>,
 }
 
-/// How far a campaign has come (M1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Progress {
-    /// What `done` and `total` count: `events` for Monte-Carlo, else `jobs`.
-    pub unit: String,
-    /// Done so far.
-    pub done: i64,
-    /// Total known so far (jobs are known once their subtask is split).
-    pub total: i64,
-    /// Overall percent: each subtask weighs the same; a subtask counts its
-    /// succeeded jobs over its jobs, 100 once succeeded, 0 before it is split.
-    pub percent: f64,
-}
-
-/// Computes campaign progress from its subtasks and their job counts.
-pub fn progress(
-    subtasks: &[SubtaskRow],
-    counts: &HashMap<i64, JobCounts>,
-    requested_events: Option<i64>,
-) -> Progress {
-    let fraction = |s: &SubtaskRow| -> f64 {
-        if s.state == "succeeded" {
-            return 1.0;
-        }
-        match counts.get(&s.id) {
-            Some(c) if c.total > 0 => c.succeeded as f64 / c.total as f64,
-            _ => 0.0,
-        }
-    };
-    let percent = if subtasks.is_empty() {
-        0.0
-    } else {
-        let sum: f64 = subtasks.iter().map(fraction).sum();
-        (sum * 1000.0 / subtasks.len() as f64).round() / 10.0
-    };
-    let jobs = counts
-        .values()
-        .fold(JobCounts::default(), |a, c| JobCounts {
-            total: a.total + c.total,
-            succeeded: a.succeeded + c.succeeded,
-            ..a
-        });
-    match requested_events {
-        Some(requested) => Progress {
-            unit: "events".to_string(),
-            done: counts
-                .values()
-                .map(|c| c.events)
-                .max()
-                .unwrap_or(0)
-                .min(requested),
-            total: requested,
-            percent,
-        },
-        None => Progress {
-            unit: "jobs".to_string(),
-            done: jobs.succeeded,
-            total: jobs.total,
-            percent,
-        },
-    }
-}
-
 /// A campaign with its tasks and subtasks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CampaignDetail {
     /// The request fields.
     #[serde(flatten)]
     pub request: RequestSummary,
-    /// Progress.
+    /// Units done of units planned (M1), as the campaign's line in the console shows it.
     pub progress: Progress,
     /// Tasks with their subtasks.
     pub tasks: Vec<TaskView>,

@@ -3,6 +3,7 @@
 use super::states::record_creation;
 use super::{now_ms, StoreError, Tx};
 use crate::model::ids::EntityKind;
+use crate::model::spec::StageSpec;
 use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -345,12 +346,11 @@ pub async fn insert_task(
     Ok(id)
 }
 
-/// Inserts a subtask with its parents and records its creation.
+/// Inserts the subtask of a stage with its parents and records its creation.
 pub async fn insert_subtask(
     tx: &mut Tx<'_>,
     task_id: i64,
-    name: &str,
-    spec_json: &str,
+    stage: &StageSpec,
     parents: &[i64],
     user: &str,
 ) -> Result<i64, StoreError> {
@@ -360,16 +360,18 @@ pub async fn insert_subtask(
     } else {
         SubtaskState::Waiting
     };
+    let spec_json = serde_json::to_string(stage).expect("a stage always serialises");
     let row = sqlx::query(
-        "INSERT INTO subtasks (task_id, name, state, state_since, spec_json, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO subtasks (task_id, name, state, state_since, spec_json, created_at, gen_events)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(task_id)
-    .bind(name)
+    .bind(&stage.name)
     .bind(Lifecycle::as_str(state))
     .bind(now)
-    .bind(spec_json)
+    .bind(&spec_json)
     .bind(now)
+    .bind(stage.generation.as_ref().map(|g| g.events))
     .fetch_one(&mut **tx)
     .await?;
     let id: i64 = row.try_get(0)?;

@@ -5,6 +5,7 @@ use super::sql::{json, Col, Dialect};
 use super::states::{record_creation, record_creations};
 use super::{now_ms, StoreError, Tx};
 use crate::model::jobspec::{OutputFile, StageEvent};
+use crate::model::split::JobPlan;
 use crate::model::state::{BatchState, JobState, Lifecycle};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -328,6 +329,20 @@ pub struct NewJob<'a> {
     pub inputs: &'a [i64],
 }
 
+impl NewJob<'_> {
+    /// The units of work its plan covers, which progress counts (M1): the
+    /// input files it reads, or else the events it generates.
+    pub fn units(&self) -> i64 {
+        if !self.inputs.is_empty() {
+            return i64::try_from(self.inputs.len()).unwrap_or(i64::MAX);
+        }
+        serde_json::from_str::<JobPlan>(self.params_json)
+            .ok()
+            .and_then(|plan| plan.events)
+            .unwrap_or(0)
+    }
+}
+
 /// Inserts a job in state `created` with its inputs and records why it exists.
 pub async fn insert_job(
     tx: &mut Tx<'_>,
@@ -337,8 +352,8 @@ pub async fn insert_job(
 ) -> Result<i64, StoreError> {
     let now = now_ms();
     let id: i64 = sqlx::query(
-        "INSERT INTO jobs (batch_id, subtask_id, seq, attempt, state, state_since, created_at, params_json, backend, retry_of)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        "INSERT INTO jobs (batch_id, subtask_id, seq, attempt, state, state_since, created_at, params_json, backend, retry_of, units)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
     .bind(job.batch_id)
     .bind(job.subtask_id)
@@ -350,6 +365,7 @@ pub async fn insert_job(
     .bind(job.params_json)
     .bind(job.backend)
     .bind(job.retry_of)
+    .bind(job.units())
     .fetch_one(&mut **tx)
     .await?
     .try_get(0)?;
@@ -378,10 +394,13 @@ pub async fn insert_split_jobs(
     }
     let dialect = Dialect::of(tx);
     let sql = format!(
-        "INSERT INTO jobs (batch_id, subtask_id, seq, attempt, params_json, backend, state, state_since, created_at)
-         SELECT v.c0, v.c1, v.c2, v.c3, v.c4, v.c5, $1, $2, $2 FROM ({}) AS v
+        "INSERT INTO jobs (batch_id, subtask_id, seq, attempt, params_json, backend, units, state, state_since, created_at)
+         SELECT v.c0, v.c1, v.c2, v.c3, v.c4, v.c5, v.c6, $1, $2, $2 FROM ({}) AS v
          RETURNING id, subtask_id, seq",
-        dialect.rows(3, &[Col::Int, Col::Int, Col::Int, Col::Int, Col::Text, Col::Text])
+        dialect.rows(
+            3,
+            &[Col::Int, Col::Int, Col::Int, Col::Int, Col::Text, Col::Text, Col::Int]
+        )
     );
     let rows: Vec<_> = jobs
         .iter()
@@ -393,6 +412,7 @@ pub async fn insert_split_jobs(
                 j.attempt,
                 j.params_json,
                 j.backend,
+                j.units(),
             )
         })
         .collect();

@@ -4,11 +4,17 @@
 
 use super::campaigns::placeholders;
 use super::jobs::{job_from_row, JobRow, JOB_COLUMNS};
+use super::sql::{json, Dialect};
 use super::StoreError;
+use crate::model::progress::{campaign_progress, JobUnits, Progress, StageUnits};
+use crate::model::spec::TaskKind;
+use crate::model::state::{JobState, Lifecycle};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
+use std::collections::{BTreeMap, HashMap};
 
-/// A campaign as a line of the tree, with how many of its subtasks ended how.
+/// A campaign as a line of the tree, with how many of its subtasks ended how
+/// and its progress (M1).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CampaignLine {
     /// Campaign id.
@@ -29,6 +35,8 @@ pub struct CampaignLine {
     pub succeeded: i64,
     /// Subtasks failed.
     pub failed: i64,
+    /// Units done of units planned, the same as `campaign show` prints (M1).
+    pub progress: Progress,
 }
 
 /// Every campaign by experiment, then queue order (J16), with subtask counts.
@@ -43,14 +51,21 @@ pub async fn campaign_lines(conn: &mut AnyConnection) -> Result<Vec<CampaignLine
          GROUP BY c.id, e.name, c.kind, c.title, c.state, c.priority, c.created_at
          ORDER BY e.name, c.priority DESC, c.created_at, c.id",
     )
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await?;
+    let mut progress = progress_of_campaigns(conn, None).await?;
     rows.iter()
         .map(|r| {
+            let id: i64 = r.try_get(0)?;
+            let kind: String = r.try_get(2)?;
             Ok(CampaignLine {
-                id: r.try_get(0)?,
+                progress: match progress.remove(&id) {
+                    Some(p) => p,
+                    None => campaign_progress(parse_kind(id, &kind)?, &[]),
+                },
+                id,
                 experiment: r.try_get(1)?,
-                kind: r.try_get(2)?,
+                kind,
                 title: r.try_get(3)?,
                 state: r.try_get(4)?,
                 priority: r.try_get(5)?,
@@ -60,6 +75,180 @@ pub async fn campaign_lines(conn: &mut AnyConnection) -> Result<Vec<CampaignLine
             })
         })
         .collect()
+}
+
+fn parse_kind(campaign: i64, kind: &str) -> Result<TaskKind, StoreError> {
+    TaskKind::parse(kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("kind of C{campaign}"), kind.to_string()))
+}
+
+/// The progress (M1) of every campaign, or of those named, by campaign id.
+///
+/// Two statements whatever the number of campaigns: the units of each
+/// subtask's jobs by state, read from the `(subtask_id, state, units)` index
+/// (attempts that were retried subtracted), and the subtasks' dependencies.
+pub async fn progress_of_campaigns(
+    conn: &mut AnyConnection,
+    campaigns: Option<&[i64]>,
+) -> Result<HashMap<i64, Progress>, StoreError> {
+    let sql = progress_sql(Dialect::of(conn), campaigns.is_some());
+    let mut query = sqlx::query(&sql);
+    if let Some(ids) = campaigns {
+        query = query.bind(json(&ids));
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let parents = subtask_parents(conn, campaigns).await?;
+    Ok(stages_by_campaign(&rows)?
+        .into_iter()
+        .map(|(id, (kind, stages))| {
+            let stages = link_parents(stages, &parents);
+            (id, campaign_progress(kind, &stages))
+        })
+        .collect())
+}
+
+/// One row per campaign, subtask and job state: the current jobs' count and units.
+fn progress_sql(dialect: Dialect, named: bool) -> String {
+    let ids = dialect.ids(1);
+    let campaign_filter = if named {
+        format!("c.id IN ({ids})")
+    } else {
+        "1 = 1".to_string()
+    };
+    let subtask_filter = |alias: &str| {
+        if named {
+            format!(
+                " AND {alias}.subtask_id IN (SELECT s2.id FROM subtasks s2 JOIN tasks t2 ON t2.id = s2.task_id
+                  WHERE t2.campaign_id IN ({ids}))"
+            )
+        } else {
+            String::new()
+        }
+    };
+    format!(
+        "SELECT c.id, c.kind, s.id, s.gen_events, a.state, a.n, a.u
+         FROM campaigns c
+         LEFT JOIN tasks t ON t.campaign_id = c.id
+         LEFT JOIN subtasks s ON s.task_id = t.id
+         LEFT JOIN (
+           SELECT x.subtask_id, x.state, CAST(SUM(x.n) AS BIGINT) AS n, CAST(SUM(x.u) AS BIGINT) AS u
+           FROM (
+             SELECT j.subtask_id, j.state, COUNT(*) AS n, SUM(j.units) AS u FROM jobs j
+             WHERE 1 = 1{}
+             GROUP BY j.subtask_id, j.state
+             UNION ALL
+             SELECT o.subtask_id, o.state, -COUNT(*), -SUM(o.units) FROM jobs o
+             WHERE o.id IN (SELECT r.retry_of FROM jobs r WHERE r.retry_of IS NOT NULL){}
+             GROUP BY o.subtask_id, o.state
+           ) x GROUP BY x.subtask_id, x.state
+         ) a ON a.subtask_id = s.id
+         WHERE {campaign_filter}
+         ORDER BY c.id, s.id",
+        subtask_filter("j"),
+        subtask_filter("o"),
+    )
+}
+
+/// A campaign's kind and its subtasks' figures, in subtask id order (parents first).
+type CampaignStages = (TaskKind, Vec<(i64, StageUnits)>);
+
+/// Folds the rows of [`progress_sql`] into each campaign's stages.
+fn stages_by_campaign(
+    rows: &[sqlx::any::AnyRow],
+) -> Result<BTreeMap<i64, CampaignStages>, StoreError> {
+    let mut by_campaign: BTreeMap<i64, CampaignStages> = BTreeMap::new();
+    for r in rows {
+        let id: i64 = r.try_get(0)?;
+        let kind: String = r.try_get(1)?;
+        let (_, stages) = by_campaign
+            .entry(id)
+            .or_insert((parse_kind(id, &kind)?, Vec::new()));
+        let Some(subtask) = r.try_get::<Option<i64>, _>(2)? else {
+            continue;
+        };
+        if stages.last().is_none_or(|(last, _)| *last != subtask) {
+            let stage = StageUnits {
+                generates: r.try_get(3)?,
+                ..StageUnits::default()
+            };
+            stages.push((subtask, stage));
+        }
+        if let (Some(state), Some((_, stage))) =
+            (r.try_get::<Option<String>, _>(4)?, stages.last_mut())
+        {
+            add_jobs(stage, &state, r.try_get(5)?, r.try_get(6)?);
+        }
+    }
+    Ok(by_campaign)
+}
+
+/// Gives each stage the positions of its parents among the campaign's stages.
+fn link_parents(
+    stages: Vec<(i64, StageUnits)>,
+    parents: &HashMap<i64, Vec<i64>>,
+) -> Vec<StageUnits> {
+    let position: HashMap<i64, usize> = stages
+        .iter()
+        .enumerate()
+        .map(|(i, (subtask, _))| (*subtask, i))
+        .collect();
+    stages
+        .into_iter()
+        .map(|(subtask, mut stage)| {
+            stage.parents = parents
+                .get(&subtask)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| position.get(p).copied())
+                .collect();
+            stage
+        })
+        .collect()
+}
+
+/// Adds `n` current jobs in `state` carrying `units` to a stage's figures.
+fn add_jobs(stage: &mut StageUnits, state: &str, n: i64, units: i64) {
+    if n <= 0 {
+        return;
+    }
+    let jobs = stage.jobs.get_or_insert_with(JobUnits::default);
+    jobs.planned += units;
+    match JobState::parse(state) {
+        Some(JobState::Succeeded) => jobs.done += units,
+        Some(JobState::Failed | JobState::Removed) => jobs.failed += units,
+        _ => {}
+    }
+}
+
+/// The parents of the subtasks of the named campaigns (all when `None`).
+async fn subtask_parents(
+    conn: &mut AnyConnection,
+    campaigns: Option<&[i64]>,
+) -> Result<HashMap<i64, Vec<i64>>, StoreError> {
+    let mut parents: HashMap<i64, Vec<i64>> = HashMap::new();
+    let rows = match campaigns {
+        Some(ids) => {
+            let sql = format!(
+                "SELECT d.subtask_id, d.parent_id FROM subtask_deps d
+                 JOIN subtasks s ON s.id = d.subtask_id JOIN tasks t ON t.id = s.task_id
+                 WHERE t.campaign_id IN ({})",
+                Dialect::of(conn).ids(1)
+            );
+            sqlx::query(&sql).bind(json(&ids)).fetch_all(conn).await?
+        }
+        None => {
+            sqlx::query("SELECT subtask_id, parent_id FROM subtask_deps")
+                .fetch_all(conn)
+                .await?
+        }
+    };
+    for r in rows {
+        parents
+            .entry(r.try_get(0)?)
+            .or_default()
+            .push(r.try_get(1)?);
+    }
+    Ok(parents)
 }
 
 /// A batch as a line of the tree.

@@ -691,7 +691,20 @@ impl App {
 
     /// The breadcrumbs: where the tree is, then the way here.
     pub fn breadcrumbs(&self) -> Vec<String> {
-        let mut crumbs = self.panes.campaigns.path();
+        let campaign = self.scope().campaign.and_then(|id| {
+            let line = self.snap.campaigns.iter().find(|c| c.id == id.0)?;
+            Some((id.to_string(), line.progress.percent()))
+        });
+        let mut crumbs: Vec<String> = self
+            .panes
+            .campaigns
+            .path()
+            .into_iter()
+            .map(|crumb| match &campaign {
+                Some((id, percent)) if *id == crumb => format!("{crumb} {percent:.1}%"),
+                _ => crumb,
+            })
+            .collect();
         for pane in self.trail.iter().chain([&self.focus]) {
             if *pane != Pane::Campaigns {
                 crumbs.push(pane.title().to_lowercase());

@@ -53,6 +53,16 @@ pub fn sqlite() -> TestDb {
     }
 }
 
+/// An SQLite file that exists already (the demo's), left in place afterwards.
+pub fn sqlite_at(path: &str) -> TestDb {
+    TestDb {
+        url: path.to_string(),
+        label: "sqlite",
+        _dir: None,
+        schema: None,
+    }
+}
+
 static SKIP_NOTICE: std::sync::Once = std::sync::Once::new();
 
 /// A fresh schema on the PostgreSQL server named by `PRODOPS_TEST_PG`, if any.

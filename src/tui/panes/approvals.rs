@@ -5,7 +5,7 @@
 use super::campaigns::{campaign_msg, campaign_offers, line_of};
 use super::{pane_block, plural, Component, Ctx, Msg};
 use crate::model::ids::{CampaignId, EntityRef};
-use crate::ops::views::{RequestDetail, RequestSummary};
+use crate::ops::views::{request_toml, RequestDetail, RequestSummary};
 use crate::tui::action::{Action, Offer};
 use crate::tui::app::Pane;
 use crate::tui::diff::{diff, DiffLine};
@@ -254,23 +254,9 @@ impl Approvals {
     }
 }
 
-/// The request as its file.
+/// The request as its file (or why it cannot be shown).
 fn request_text(request: &RequestDetail) -> String {
-    let mut spec = request.spec.clone();
-    drop_nulls(&mut spec);
-    let head = format!("title = {:?}\n", request.summary.title);
-    head + &toml::to_string_pretty(&spec).unwrap_or_else(|e| format!("# cannot show: {e}"))
-}
-
-fn drop_nulls(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.retain(|_, v| !v.is_null());
-            map.values_mut().for_each(drop_nulls);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
-        _ => {}
-    }
+    request_toml(request).unwrap_or_else(|e| format!("# cannot show {}: {e}", request.summary.id))
 }
 
 /// One line of the changes view.

@@ -387,37 +387,33 @@ fn state_width(ctx: &Ctx) -> usize {
         .max(9)
 }
 
-/// A campaign's share done, as the tree shows it whether selected or not.
-pub fn percent(c: &CampaignLine) -> f64 {
-    if c.subtasks == 0 {
-        return 0.0;
-    }
-    (c.succeeded * 1000 / c.subtasks) as f64 / 10.0
-}
-
 fn campaign_item(ctx: &Ctx, c: &CampaignLine) -> TreeItem<'static, String> {
     let theme = ctx.theme;
     let id = CampaignId(c.id).to_string();
     let detail = ctx.snap.detail.as_ref().filter(|d| d.request.id == id);
+    let p = &c.progress;
     let mut text = vec![
         Span::styled(format!("{id:<5} "), theme.style(Slot::Dim)),
         state_span(theme, &c.state, state_width(ctx)),
-        Span::styled(format!("{:>5.1}% ", percent(c)), theme.style(Slot::Text)),
-        Span::styled(
-            format!("{}/{} ok ", c.succeeded, c.subtasks),
-            theme.style(Slot::Dim),
-        ),
+        Span::styled(format!("{:>5.1}% ", p.percent()), theme.style(Slot::Text)),
     ];
-    if c.failed > 0 {
+    if p.failed > 0 {
         text.push(Span::styled(
-            format!("{} failed ", c.failed),
+            format!("{} {} failed ", p.failed, p.unit.as_str()),
             theme.style(Slot::StateFailed),
         ));
     }
     text.extend([
         Span::styled(c.title.clone(), theme.style(Slot::Text)),
         Span::styled(
-            format!("  {} · p{}", c.kind, c.priority),
+            format!(
+                "  {}/{} {} · {} · p{}",
+                p.done,
+                p.planned,
+                p.unit.as_str(),
+                c.kind,
+                c.priority
+            ),
             theme.style(Slot::Dim),
         ),
     ]);
