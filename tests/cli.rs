@@ -355,7 +355,10 @@ fn demo_hints_name_the_running_binary_unless_prodops_on_path_is_it() {
         without.contains(&format!("look around with `{} --db ", exe.display())),
         "{without}"
     );
-    assert!(without.contains("`cargo install --path .`"), "{without}");
+    assert!(
+        without.contains("`cargo install --locked --path .`"),
+        "{without}"
+    );
     let dir = exe.parent().unwrap().display().to_string();
     let with = hint(&format!("{dir}:/usr/bin:/bin"));
     assert!(with.contains("look around with `prodops --db "), "{with}");
@@ -488,4 +491,64 @@ fn config_validate_names_the_file_line_and_key_of_a_mistake() {
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["config"]["slurm"]["work_dir"], "/shared/slurm");
     assert_eq!(shown["config"]["worker"]["slots"], 2);
+}
+
+fn run_plain(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prodops"))
+        .env_remove("PRODOPS_DB")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish_come_from_the_real_commands_and_a_bad_shell_is_a_usage_error()
+{
+    let bash = run_plain(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let bash = String::from_utf8(bash.stdout).unwrap();
+    for word in ["request", "approve", "campaign", "--pace", "--toml"] {
+        assert!(bash.contains(word), "bash completions name `{word}`");
+    }
+    for shell in ["zsh", "fish"] {
+        let out = run_plain(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("approve"), "{shell}: {text}");
+    }
+    let bad = run_plain(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("invalid value 'tcsh'") && stderr.contains("bash"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn man_prints_a_roff_page_that_opens_with_th_and_names_the_commands() {
+    let out = run_plain(&["man"]);
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        page.starts_with(".TH prodops 1 "),
+        "{}",
+        &page[..80.min(page.len())]
+    );
+    for command in [
+        "prodops\\-request(1)",
+        "prodops\\-approve(1)",
+        "prodops\\-demo(1)",
+        "prodops\\-completions(1)",
+    ] {
+        assert!(page.contains(command), "the page names {command}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pages = run_plain(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert!(pages.status.success());
+    let edit = std::fs::read_to_string(dir.path().join("prodops-request-edit.1")).unwrap();
+    assert!(
+        edit.starts_with(".TH prodops-request-edit 1 ") && edit.contains("VISUAL"),
+        "{edit}"
+    );
 }

@@ -127,7 +127,7 @@ fn hints(ops: &Ops, id: CampaignId) {
     let db = ops.store().location();
     eprintln!("demo: look around with `{program} --db {db} jobs {id}` or `{program} --db {db} history {id}`");
     if program != "prodops" {
-        eprintln!("demo: `prodops` is not on your PATH; `cargo install --path .` in the source folder puts it in ~/.cargo/bin");
+        eprintln!("demo: `prodops` is not on your PATH; `cargo install --locked --path .` in the source folder puts it in ~/.cargo/bin");
     }
 }
 

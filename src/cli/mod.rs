@@ -4,6 +4,7 @@
 mod demo;
 mod edit;
 mod output;
+mod shell;
 mod worker;
 
 use crate::model::ids::{CampaignId, EntityRef, JobId, SubtaskId};
@@ -198,6 +199,18 @@ enum Command {
         #[arg(long, default_value = crate::model::jobspec::files::SPEC)]
         spec: PathBuf,
     },
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, prodops(1), in roff (or write every command's page to a folder).
+    Man {
+        /// Write prodops.1 and one page per command (prodops-request-edit.1, …) here instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// The local batch system's daemon (workers start it; it exits when idle).
     LocalExecutor {
         /// Its directory: command and event logs, one working directory per job.
@@ -391,6 +404,12 @@ pub fn main() -> i32 {
     }
     if let Some(Command::LocalExecutor { root, slots }) = &cli.command {
         return crate::batch::local::executor::main(root, *slots);
+    }
+    if let Some(Command::Completions { shell }) = &cli.command {
+        return shell::completions(*shell);
+    }
+    if let Some(Command::Man { dir }) = &cli.command {
+        return shell::man(dir.as_deref());
     }
     if let Some(Command::Config(cmd)) = &cli.command {
         return run_config(cmd, cli.json, cli.worker.config.as_deref());
@@ -628,6 +647,8 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
         | Command::JobRun { .. }
         | Command::LocalExecutor { .. }
         | Command::Config(_)
+        | Command::Completions { .. }
+        | Command::Man { .. }
         | Command::Check
         | Command::Bench(_) => {
             unreachable!("dispatched before")
