@@ -281,7 +281,7 @@ async fn every_pane_renders_states_counts_and_key_hints_at_both_sizes_in_dark_an
         (
             &[":", "c", " ", "1", "enter", "enter"],
             &["Campaigns", "nova", "C1", "succeeded", "expand/collapse"],
-            &["C2", "failed", "T1", "3/3 ok", "clone C1"],
+            &["C2", "failed", "T1", "100.0%", "20 events failed", "clone C1"],
         ),
         (
             &["2"],
@@ -722,12 +722,17 @@ async fn i12_the_triage_confirmation_names_the_group_and_its_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i13_approvals_show_the_request_file_scrollably_and_changes_by_stage() {
     let mut c = console().await;
-    c.at(80, 24);
+    c.at(80, 18);
     c.keys(&["5"]).await;
     let screen = c.screen();
     assert!(
         screen.contains("── stage gen"),
         "changes are named by stage: {screen}"
+    );
+    assert!(
+        screen.contains("- title = \"Cosmic MC, FHC, 1000 events\"")
+            && screen.contains("+ title = \"Cosmic MC, again\""),
+        "title changes are shown: {screen}"
     );
     assert!(
         screen.contains("- events = 1000") && screen.contains("+ events = 500"),
