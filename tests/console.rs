@@ -888,6 +888,7 @@ async fn i21_a_campaign_chosen_at_start_is_selected_without_a_no_such_campaign_f
     app.on_snapshot(snap);
     assert!(app.current_flash().is_none(), "{:?}", app.flash);
     assert_eq!(app.scope().campaign, Some(CampaignId(2)));
+    assert_eq!(app.focus, Pane::Dag, "a campaign chosen at start shows its DAG");
     app.run_command("campaign 9");
     assert!(app
         .current_flash()

@@ -49,7 +49,7 @@ pub struct Options {
     pub readonly: bool,
     /// Where the database is (for the header).
     pub database: String,
-    /// The campaign to show first.
+    /// The campaign to show first (its DAG).
     pub select: Option<CampaignId>,
 }
 
@@ -79,6 +79,8 @@ pub fn new_app(ops: &Ops, options: &Options) -> App {
     }
     if let Some(id) = options.select {
         app.panes.campaigns.want(id);
+        app.focus = app::Pane::Dag;
+        app.side = app::Pane::Dag;
     }
     app
 }
