@@ -281,7 +281,14 @@ async fn every_pane_renders_states_counts_and_key_hints_at_both_sizes_in_dark_an
         (
             &[":", "c", " ", "1", "enter", "enter"],
             &["Campaigns", "nova", "C1", "succeeded", "expand/collapse"],
-            &["C2", "failed", "T1", "100.0%", "20 events failed", "clone C1"],
+            &[
+                "C2",
+                "failed",
+                "T1",
+                "100.0%",
+                "20 events failed",
+                "clone C1",
+            ],
         ),
         (
             &["2"],
@@ -888,7 +895,11 @@ async fn i21_a_campaign_chosen_at_start_is_selected_without_a_no_such_campaign_f
     app.on_snapshot(snap);
     assert!(app.current_flash().is_none(), "{:?}", app.flash);
     assert_eq!(app.scope().campaign, Some(CampaignId(2)));
-    assert_eq!(app.focus, Pane::Dag, "a campaign chosen at start shows its DAG");
+    assert_eq!(
+        app.focus,
+        Pane::Dag,
+        "a campaign chosen at start shows its DAG"
+    );
     app.run_command("campaign 9");
     assert!(app
         .current_flash()
