@@ -512,3 +512,262 @@ fn pid_of(work: &Path, batch_id: &str) -> i32 {
     prodops::batch::local::script_pid(&work.join("local"), batch_id)
         .expect("the job's script started")
 }
+
+/// A one-stage Monte-Carlo request `name` in `dir` whose `jobs` jobs run `script`.
+fn gen_request(dir: &Path, name: &str, script: &str, jobs: u32) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"{name}\"\n[defaults]\nrelease = \"v1\"\n[[stage]]\nname = \"gen\"\nscript = \"{script}\"\nevents = {jobs}\nevents_per_job = 1\nseed_base = 1\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Waits until the local executor under `work` reports every one of `jobs`
+/// ended, without a worker pass seeing it (a second handle on its logs).
+async fn until_ended_in_executor(work: &Path, jobs: &[prodops::ops::jobs::JobView]) {
+    use prodops::batch::{BatchJobId, BatchSystem, ObservedState};
+    let probe = prodops::batch::local::LocalBatch::open(work.join("local"), 4, common::runner())
+        .await
+        .unwrap();
+    let ids: Vec<BatchJobId> = jobs
+        .iter()
+        .map(|j| BatchJobId(j.batch_job_id.clone().unwrap()))
+        .collect();
+    for _ in 0..200 {
+        let seen = probe.poll(&ids).await.unwrap();
+        if seen.iter().all(|o| o.state == ObservedState::Succeeded) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the jobs never ended in the executor");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t2_s3_a_campaign_held_while_its_jobs_end_records_their_real_ends_and_other_campaigns_run_on(
+) {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let go = dir.path().join("go");
+        common::script(
+            dir.path(),
+            "wait.sh",
+            &format!("while [ ! -e {} ]; do sleep 0.05; done", go.display()),
+        );
+        common::script(dir.path(), "quick.sh", "exit 0");
+        let held = file_and_approve(&w, &gen_request(dir.path(), "r1.toml", "wait.sh", 2)).await;
+        let worker = local_worker(&w.store, dir.path(), 4, Throttles::default()).await;
+        let running = wait_for_jobs(&worker, &w, held, "running").await;
+        std::fs::write(&go, "").unwrap();
+        until_ended_in_executor(dir.path(), &running).await;
+        w.root.hold(held, "site downtime").await.unwrap();
+        let other = file_and_approve(&w, &gen_request(dir.path(), "r2.toml", "quick.sh", 2)).await;
+        let mut warnings = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            worker.run_until_idle(|r| warnings.extend(r.warnings.clone())),
+        )
+        .await
+        .expect("the worker finishes")
+        .unwrap_or_else(|e| panic!("{}: a pass failed: {e}", db.label));
+        assert!(warnings.is_empty(), "{}: {warnings:?}", db.label);
+        assert_eq!(
+            w.ed.campaign(other).await.unwrap().request.state,
+            "succeeded",
+            "{}: the other campaign ran on",
+            db.label
+        );
+        for job in w.ed.jobs(held, &[], 10, 0).await.unwrap() {
+            assert_eq!(
+                job.state, "succeeded",
+                "{}: the real end: {job:?}",
+                db.label
+            );
+            let id: prodops::model::ids::JobId = job.id.parse().unwrap();
+            let trail: Vec<String> =
+                w.ed.history(id.entity())
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.new.clone())
+                    .collect();
+            assert_eq!(
+                trail,
+                [
+                    "created",
+                    "submitting",
+                    "queued",
+                    "running",
+                    "held",
+                    "succeeded"
+                ],
+                "{}",
+                db.label
+            );
+        }
+        assert_eq!(w.ed.campaign(held).await.unwrap().request.state, "held");
+        w.root.release(held, "downtime over").await.unwrap();
+        run_to_idle(&worker).await;
+        assert_eq!(
+            w.ed.campaign(held).await.unwrap().request.state,
+            "succeeded",
+            "{}",
+            db.label
+        );
+        assert_history_chains(&w.store, db.label).await;
+        w.store.close().await;
+    }
+}
+
+/// The local backend, with another writer that moves the first job it sees
+/// succeed to `removed` just before the worker records the end: a move the
+/// table then refuses, for one job among others.
+struct Meddler {
+    inner: std::sync::Arc<prodops::batch::local::LocalBatch>,
+    store: Store,
+    victim: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl prodops::batch::BatchSystem for Meddler {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn default_site(&self) -> &str {
+        self.inner.default_site()
+    }
+    async fn submit(
+        &self,
+        group: &prodops::batch::JobGroup,
+    ) -> Result<Vec<prodops::batch::Submitted>, prodops::batch::BatchError> {
+        self.inner.submit(group).await
+    }
+    async fn find(
+        &self,
+        keys: &[prodops::batch::JobKey],
+    ) -> Result<Vec<prodops::batch::Submitted>, prodops::batch::BatchError> {
+        self.inner.find(keys).await
+    }
+    async fn poll(
+        &self,
+        ids: &[prodops::batch::BatchJobId],
+    ) -> Result<Vec<prodops::batch::Observed>, prodops::batch::BatchError> {
+        let seen = self.inner.poll(ids).await?;
+        let ended = seen
+            .iter()
+            .find(|o| o.state == prodops::batch::ObservedState::Succeeded);
+        let first = ended.is_some() && self.victim.lock().unwrap().is_none();
+        if let (true, Some(o)) = (first, ended) {
+            *self.victim.lock().unwrap() = Some(o.batch_id.0.clone());
+            sqlx::query("UPDATE jobs SET state = 'removed' WHERE batch_job_id = $1")
+                .bind(&o.batch_id.0)
+                .execute(self.store.pool())
+                .await
+                .unwrap();
+        }
+        Ok(seen)
+    }
+    async fn cancel(
+        &self,
+        ids: &[prodops::batch::BatchJobId],
+    ) -> Result<(), prodops::batch::BatchError> {
+        self.inner.cancel(ids).await
+    }
+    async fn hold(
+        &self,
+        ids: &[prodops::batch::BatchJobId],
+    ) -> Result<(), prodops::batch::BatchError> {
+        self.inner.hold(ids).await
+    }
+    async fn release(
+        &self,
+        ids: &[prodops::batch::BatchJobId],
+    ) -> Result<(), prodops::batch::BatchError> {
+        self.inner.release(ids).await
+    }
+    async fn fetch_logs(
+        &self,
+        id: &prodops::batch::BatchJobId,
+    ) -> Result<prodops::batch::LogBundle, prodops::batch::BatchError> {
+        self.inner.fetch_logs(id).await
+    }
+    async fn fetch_records(
+        &self,
+        ids: &[prodops::batch::BatchJobId],
+    ) -> Result<Vec<prodops::batch::LogBundle>, prodops::batch::BatchError> {
+        self.inner.fetch_records(ids).await
+    }
+    async fn queue_depth(&self) -> Result<u64, prodops::batch::BatchError> {
+        self.inner.queue_depth().await
+    }
+    async fn changed(&self) {
+        self.inner.changed().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m7_a_job_whose_end_the_table_refuses_is_reported_and_skipped_while_the_others_are_recorded(
+) {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        common::script(dir.path(), "quick.sh", "exit 0");
+        let id = file_and_approve(&w, &gen_request(dir.path(), "r.toml", "quick.sh", 3)).await;
+        let local =
+            prodops::batch::local::LocalBatch::open(dir.path().join("local"), 4, common::runner())
+                .await
+                .unwrap();
+        let meddler = std::sync::Arc::new(Meddler {
+            inner: local,
+            store: w.store.clone(),
+            victim: std::sync::Mutex::new(None),
+        });
+        let config = prodops::worker::WorkerConfig {
+            throttles: Throttles::default(),
+            output_root: dir.path().join("outputs"),
+            lease_ttl: Duration::from_secs(30),
+            min_pass_interval: prodops::worker::MIN_PASS_INTERVAL,
+        };
+        let worker = Worker::new(w.store.clone(), vec![meddler.clone()], config);
+        let mut warnings = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            worker.run_until_idle(|r| warnings.extend(r.warnings.clone())),
+        )
+        .await
+        .expect("the worker finishes")
+        .unwrap_or_else(|e| panic!("{}: a pass failed: {e}", db.label));
+        let victim = meddler.victim.lock().unwrap().clone().unwrap();
+        let jobs = w.ed.jobs(id, &[], 10, 0).await.unwrap();
+        let (stuck, others): (Vec<_>, Vec<_>) = jobs
+            .iter()
+            .partition(|j| j.batch_job_id.as_deref() == Some(victim.as_str()));
+        assert_eq!(
+            warnings,
+            [format!(
+                "{} skipped (not moved to `succeeded`): a job cannot go from `removed` to `succeeded` (it is final)",
+                stuck[0].id
+            )],
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            (stuck[0].state.as_str(), stuck[0].exit_code, stuck[0].events),
+            ("removed", None, None),
+            "{}: nothing of the refused end was written",
+            db.label
+        );
+        assert_eq!(others.len(), 2, "{}: no retry of the skipped job", db.label);
+        assert!(
+            others.iter().all(|j| j.state == "succeeded"),
+            "{}: {others:?}",
+            db.label
+        );
+        w.store.close().await;
+    }
+}

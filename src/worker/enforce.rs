@@ -1,20 +1,49 @@
 //! Makes batch jobs follow their campaign and subtask: held work is held in the
 //! batch system, released work released, cancelled work removed.
+//!
+//! Jobs are handled per backend and remedy (one batch-system call for all of
+//! them) and their states written in one transaction. A batch system that
+//! refuses a call is asked again job by job; a job it still refuses, or one
+//! whose state cannot move, is reported and left for the next pass, and the
+//! others go ahead.
 
 use super::{Worker, WorkerError, WORKER_USER};
-use crate::batch::BatchJobId;
+use crate::batch::{BatchJobId, BatchSystem};
+use crate::model::ids::JobId;
 use crate::model::state::{JobState, Lifecycle};
 use crate::store::queue::{mismatched_jobs, Mismatch};
-use crate::store::states::set_state;
+use crate::store::states::{Moves, Skipped};
 use sqlx::AnyConnection;
+use std::collections::BTreeMap;
 
 /// What to do with a job whose campaign or subtask says otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Remedy {
     Hold,
     Release,
     Remove,
     Withdraw,
+}
+
+impl Remedy {
+    /// The job's new state and the reason recorded.
+    fn outcome(self) -> (JobState, &'static str) {
+        match self {
+            Remedy::Hold => (JobState::Held, "held with its campaign"),
+            Remedy::Release => (JobState::Queued, "released with its campaign"),
+            Remedy::Remove => (JobState::Removed, "removed: its campaign was cancelled"),
+            Remedy::Withdraw => (JobState::Cancelled, "withdrawn: its campaign was cancelled"),
+        }
+    }
+
+    /// The verb of a warning when the batch system refuses.
+    fn verb(self) -> &'static str {
+        match self {
+            Remedy::Hold => "hold",
+            Remedy::Release => "release",
+            Remedy::Remove | Remedy::Withdraw => "remove",
+        }
+    }
 }
 
 fn remedy(m: &Mismatch) -> Option<Remedy> {
@@ -30,33 +59,92 @@ fn remedy(m: &Mismatch) -> Option<Remedy> {
 }
 
 /// Applies holds, releases and removals; returns how many jobs changed.
+/// Batch-system refusals go to `warnings`, state moves that cannot be made
+/// to `skipped`.
 pub(super) async fn follow_desired_state(
     worker: &Worker,
     conn: &mut AnyConnection,
+    skipped: &mut Skipped,
+    warnings: &mut Vec<String>,
 ) -> Result<usize, WorkerError> {
     let mismatches = mismatched_jobs(conn).await?;
-    let mut changed = 0;
+    let mut todo: BTreeMap<(&str, Remedy), Vec<&Mismatch>> = BTreeMap::new();
     for m in &mismatches {
-        let Some(remedy) = remedy(m) else { continue };
-        if let (Some(backend), Some(id)) = (worker.backend(&m.backend), &m.batch_job_id) {
-            let ids = [BatchJobId(id.clone())];
-            match remedy {
-                Remedy::Hold => backend.hold(&ids).await?,
-                Remedy::Release => backend.release(&ids).await?,
-                Remedy::Remove => backend.cancel(&ids).await?,
-                Remedy::Withdraw => {}
-            }
+        if let Some(remedy) = remedy(m) {
+            todo.entry((m.backend.as_str(), remedy))
+                .or_default()
+                .push(m);
         }
-        let (to, why) = match remedy {
-            Remedy::Hold => (JobState::Held, "held with its campaign"),
-            Remedy::Release => (JobState::Queued, "released with its campaign"),
-            Remedy::Remove => (JobState::Removed, "removed: its campaign was cancelled"),
-            Remedy::Withdraw => (JobState::Cancelled, "withdrawn: its campaign was cancelled"),
-        };
-        let mut tx = worker.store.begin_on(conn).await?;
-        set_state(&mut tx, m.job_id, to, why, WORKER_USER).await?;
-        tx.commit().await?;
-        changed += 1;
     }
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let mut moves = Moves::default();
+    for ((backend, remedy), jobs) in todo {
+        let (to, why) = remedy.outcome();
+        for m in carry_out(worker.backend(backend), remedy, jobs, warnings).await {
+            moves.add(m.job_id, to, why);
+        }
+    }
+    let noted = moves.len();
+    let mut tx = worker.store.begin_on(conn).await?;
+    let refused = moves.write(&mut tx, WORKER_USER).await?;
+    tx.commit().await?;
+    let changed = noted - refused.moves().len();
+    skipped.add(refused);
     Ok(changed)
+}
+
+/// Applies `remedy` to `jobs` (all of one backend) in the batch system;
+/// returns the jobs done (those without a batch job, or on a backend this
+/// worker does not have, need nothing there). When the batch system refuses
+/// the whole list it is asked job by job, and each job it still refuses is
+/// a warning and stays as it is until the next pass.
+async fn carry_out<'a>(
+    system: Option<&std::sync::Arc<dyn BatchSystem>>,
+    remedy: Remedy,
+    jobs: Vec<&'a Mismatch>,
+    warnings: &mut Vec<String>,
+) -> Vec<&'a Mismatch> {
+    let Some(system) = system.filter(|_| remedy != Remedy::Withdraw) else {
+        return jobs;
+    };
+    let (submitted, unsubmitted): (Vec<&Mismatch>, Vec<&Mismatch>) =
+        jobs.into_iter().partition(|m| m.batch_job_id.is_some());
+    let ids: Vec<BatchJobId> = submitted.iter().map(|m| batch_id(m)).collect();
+    let mut done = unsubmitted;
+    if ids.is_empty() || apply(system.as_ref(), remedy, &ids).await.is_ok() {
+        done.extend(submitted);
+        return done;
+    }
+    for m in submitted {
+        match apply(system.as_ref(), remedy, &[batch_id(m)]).await {
+            Ok(()) => done.push(m),
+            Err(e) => warnings.push(format!(
+                "{}: {} could not {} it ({e}); tried again next pass",
+                JobId(m.job_id),
+                system.name(),
+                remedy.verb()
+            )),
+        }
+    }
+    done
+}
+
+fn batch_id(m: &Mismatch) -> BatchJobId {
+    BatchJobId(m.batch_job_id.clone().unwrap_or_default())
+}
+
+/// One batch-system call carrying out `remedy` on `ids`.
+async fn apply(
+    system: &dyn BatchSystem,
+    remedy: Remedy,
+    ids: &[BatchJobId],
+) -> Result<(), crate::batch::BatchError> {
+    match remedy {
+        Remedy::Hold => system.hold(ids).await,
+        Remedy::Release => system.release(ids).await,
+        Remedy::Remove => system.cancel(ids).await,
+        Remedy::Withdraw => Ok(()),
+    }
 }

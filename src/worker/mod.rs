@@ -18,6 +18,7 @@ mod submit;
 pub use ingest::retry_job;
 
 use crate::batch::{BatchError, BatchSystem};
+use crate::store::states::Skipped;
 use crate::store::{lease, Store, StoreError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -109,7 +110,9 @@ pub struct PassReport {
     pub submitted: usize,
     /// Jobs in flight after the pass.
     pub in_flight: usize,
-    /// Problems that did not stop the pass (a backend refusing a submission).
+    /// Problems that did not stop the pass: a backend refusing a submission
+    /// or a hold, an entity whose state could not move (named, with why;
+    /// it was skipped and the others moved).
     pub warnings: Vec<String>,
 }
 
@@ -249,43 +252,49 @@ impl Worker {
             report.in_flight = crate::store::queue::in_flight(conn).await?.total;
             return Ok(report);
         }
+        let mut skipped = Skipped::default();
         if std::mem::take(&mut memory.recovery_due) {
-            report.recovered = recover::adopt_or_requeue(self, conn).await?;
+            report.recovered = recover::adopt_or_requeue(self, conn, &mut skipped).await?;
         }
         let full = self.full_pass_due(conn, memory).await?;
         if full {
-            report.enforced = enforce::follow_desired_state(self, conn).await?;
-        }
-        if full {
+            report.enforced =
+                enforce::follow_desired_state(self, conn, &mut skipped, &mut report.warnings)
+                    .await?;
             memory.last_full = Some(Instant::now());
         }
         let observed = ingest::observe(self, conn).await?;
         report.in_flight = observed.still_active();
         let checking = std::mem::take(&mut memory.awaiting_checks);
         if !full && !report.changed() && observed.len() == 0 && checking.is_empty() {
+            report.warnings.extend(skipped.warnings());
             return Ok(report);
         }
         let checks = rollup::run_checks(conn, &checking).await?;
         let mut tx = self.store.begin_on(conn).await?;
-        let ingested = ingest::record(&mut tx, &observed).await?;
+        let ingested = ingest::record(&mut tx, &observed, &mut skipped).await?;
         report.observed = ingested.observed;
         report.retried = ingested.retried;
-        let rolled = rollup::roll_up(&mut tx, &checks).await?;
+        let rolled = rollup::roll_up(&mut tx, &checks, &mut skipped).await?;
         report.rolled_up = rolled.changed;
         memory.awaiting_checks = rolled.awaiting_checks;
         let children_of = (!full).then_some(rolled.succeeded.as_slice());
-        report.released = rollup::release_successors(&mut tx, children_of).await?;
-        let split = plan::split_ready(self, &mut tx).await?;
+        report.released = rollup::release_successors(&mut tx, children_of, &mut skipped).await?;
+        let split = plan::split_ready(self, &mut tx, &mut skipped).await?;
         report.split = split.jobs;
         if split.failed > 0 {
-            report.rolled_up += rollup::roll_up(&mut tx, &checks).await?.changed;
+            report.rolled_up += rollup::roll_up(&mut tx, &checks, &mut skipped)
+                .await?
+                .changed;
         }
         tx.commit().await?;
-        let submitted = submit::submit(self, conn, &mut memory.check_board).await?;
+        let board = &mut memory.check_board;
+        let submitted = submit::submit(self, conn, board, &mut skipped).await?;
         report.submitted = submitted.jobs;
         report.in_flight = submitted.in_flight;
         memory.retry_due = !submitted.warnings.is_empty();
-        report.warnings = submitted.warnings;
+        report.warnings.extend(submitted.warnings);
+        report.warnings.extend(skipped.warnings());
         Ok(report)
     }
 
