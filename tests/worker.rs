@@ -5,6 +5,7 @@
 mod common;
 
 use common::{all_dbs, file_and_approve, local_worker, mc_request, wait_for_jobs, world, TestDb};
+use prodops::model::hold::HoldScope;
 use prodops::model::ids::{EntityKind, EntityRef, SubtaskId};
 use prodops::store::Store;
 use prodops::worker::{Throttles, Worker};
@@ -474,7 +475,10 @@ async fn x6_hold_release_and_abort_of_running_work_reach_the_batch_jobs() {
         let id = file_and_approve(&w, &request).await;
         let worker = local_worker(&w.store, dir.path(), 4, Throttles::default()).await;
         let running = wait_for_jobs(&worker, &w, id, "running").await;
-        w.root.hold(id, "site downtime").await.unwrap();
+        w.root
+            .hold_with_scope(id, HoldScope::Running, "site downtime")
+            .await
+            .unwrap();
         wait_for_jobs(&worker, &w, id, "held").await;
         let pid = pid_of(dir.path(), &running[0].batch_job_id.clone().unwrap());
         assert!(
@@ -495,17 +499,20 @@ async fn x6_hold_release_and_abort_of_running_work_reach_the_batch_jobs() {
 /// as it reads it, as a batch system would), within 5 s.
 async fn eventually_stopped(pid: i32) -> bool {
     for _ in 0..100 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            == Some("T")
-        {
+        if stopped(pid) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// True when process `pid` is stopped now.
+fn stopped(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        == Some("T")
 }
 
 fn pid_of(work: &Path, batch_id: &str) -> i32 {
@@ -565,7 +572,10 @@ async fn t2_s3_a_campaign_held_while_its_jobs_end_records_their_real_ends_and_ot
         let running = wait_for_jobs(&worker, &w, held, "running").await;
         std::fs::write(&go, "").unwrap();
         until_ended_in_executor(dir.path(), &running).await;
-        w.root.hold(held, "site downtime").await.unwrap();
+        w.root
+            .hold_with_scope(held, HoldScope::Running, "site downtime")
+            .await
+            .unwrap();
         let other = file_and_approve(&w, &gen_request(dir.path(), "r2.toml", "quick.sh", 2)).await;
         let mut warnings = Vec::new();
         tokio::time::timeout(
@@ -768,6 +778,78 @@ async fn m7_a_job_whose_end_the_table_refuses_is_reported_and_skipped_while_the_
             "{}: {others:?}",
             db.label
         );
+        w.store.close().await;
+    }
+}
+
+/// Runs passes of `worker` until the jobs of campaign `id` satisfy `done`
+/// (panics after a minute); returns them.
+async fn pass_until(
+    worker: &Worker,
+    w: &common::World,
+    id: prodops::model::ids::CampaignId,
+    done: impl Fn(&[prodops::ops::jobs::JobView]) -> bool,
+) -> Vec<prodops::ops::jobs::JobView> {
+    for _ in 0..600 {
+        worker.pass().await.unwrap();
+        let jobs = w.ed.jobs(id, &[], 100, 0).await.unwrap();
+        if done(&jobs) {
+            return jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{:?}", w.ed.jobs(id, &[], 100, 0).await.unwrap());
+}
+
+fn states(jobs: &[prodops::ops::jobs::JobView]) -> Vec<&str> {
+    jobs.iter().map(|j| j.state.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x6_a_default_hold_holds_queued_jobs_and_lets_running_ones_end() {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let go = dir.path().join("go");
+        common::script(
+            dir.path(),
+            "wait.sh",
+            &format!("while [ ! -e {} ]; do sleep 0.05; done", go.display()),
+        );
+        let id = file_and_approve(&w, &gen_request(dir.path(), "r.toml", "wait.sh", 3)).await;
+        let worker = local_worker(&w.store, dir.path(), 1, Throttles::default()).await;
+        let jobs = pass_until(&worker, &w, id, |j| {
+            states(j) == ["running", "queued", "queued"]
+        })
+        .await;
+        w.root.hold(id, "site downtime").await.unwrap();
+        pass_until(&worker, &w, id, |j| {
+            states(j) == ["running", "held", "held"]
+        })
+        .await;
+        let pid = pid_of(dir.path(), jobs[0].batch_job_id.as_deref().unwrap());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!stopped(pid), "{}: the running job runs on", db.label);
+        std::fs::write(&go, "").unwrap();
+        pass_until(&worker, &w, id, |j| {
+            states(j) == ["succeeded", "held", "held"]
+        })
+        .await;
+        assert_eq!(
+            launched(dir.path()).len(),
+            1,
+            "{}: the held queued jobs never started",
+            db.label
+        );
+        w.root.release(id, "downtime over").await.unwrap();
+        run_to_idle(&worker).await;
+        assert_eq!(
+            w.ed.campaign(id).await.unwrap().request.state,
+            "succeeded",
+            "{}",
+            db.label
+        );
+        assert_history_chains(&w.store, db.label).await;
         w.store.close().await;
     }
 }

@@ -1,5 +1,6 @@
-//! Makes batch jobs follow their campaign and subtask: held work is held in the
-//! batch system, released work released, cancelled work removed.
+//! Makes batch jobs follow their campaign and subtask: held work's queued
+//! jobs (and running ones, when its hold says so) are held in the batch
+//! system, released work released, cancelled work removed.
 //!
 //! Jobs are handled per backend and remedy (one batch-system call for all of
 //! them) and their states written in one transaction. A batch system that
@@ -47,13 +48,16 @@ impl Remedy {
 }
 
 fn remedy(m: &Mismatch) -> Option<Remedy> {
+    let job = JobState::parse(&m.job_state)?;
     let cancelled = m.campaign_state == "cancelled" || m.subtask_state == "cancelled";
     let held = m.campaign_state == "held" || m.subtask_state == "held";
-    match (JobState::parse(&m.job_state)?, cancelled, held) {
-        (JobState::Created, true, _) => Some(Remedy::Withdraw),
-        (JobState::Queued | JobState::Running | JobState::Held, true, _) => Some(Remedy::Remove),
-        (JobState::Queued | JobState::Running, false, true) => Some(Remedy::Hold),
-        (JobState::Held, false, false) => Some(Remedy::Release),
+    let to_hold = (m.campaign_state == "held" && m.hold_scope.holds(job))
+        || (m.subtask_state == "held" && matches!(job, JobState::Queued | JobState::Running));
+    match (job, cancelled) {
+        (JobState::Created, true) => Some(Remedy::Withdraw),
+        (JobState::Queued | JobState::Running | JobState::Held, true) => Some(Remedy::Remove),
+        (JobState::Queued | JobState::Running, false) if to_hold => Some(Remedy::Hold),
+        (JobState::Held, false) if !held => Some(Remedy::Release),
         _ => None,
     }
 }
