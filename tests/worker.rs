@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{all_dbs, file_and_approve, local_worker, mc_request, wait_for_jobs, world, TestDb};
+use common::{
+    all_dbs, eventually_stopped, file_and_approve, gen_request, local_worker, mc_request,
+    pass_until, pid_of, states, stopped, wait_for_jobs, world, TestDb,
+};
 use prodops::model::hold::HoldScope;
 use prodops::model::ids::{EntityKind, EntityRef, SubtaskId};
 use prodops::store::Store;
@@ -495,44 +498,6 @@ async fn x6_hold_release_and_abort_of_running_work_reach_the_batch_jobs() {
     }
 }
 
-/// True once process `pid` is stopped (the executor applies a hold as soon
-/// as it reads it, as a batch system would), within 5 s.
-async fn eventually_stopped(pid: i32) -> bool {
-    for _ in 0..100 {
-        if stopped(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
-/// True when process `pid` is stopped now.
-fn stopped(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        == Some("T")
-}
-
-fn pid_of(work: &Path, batch_id: &str) -> i32 {
-    prodops::batch::local::script_pid(&work.join("local"), batch_id)
-        .expect("the job's script started")
-}
-
-/// A one-stage Monte-Carlo request `name` in `dir` whose `jobs` jobs run `script`.
-fn gen_request(dir: &Path, name: &str, script: &str, jobs: u32) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!(
-            "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"{name}\"\n[defaults]\nrelease = \"v1\"\n[[stage]]\nname = \"gen\"\nscript = \"{script}\"\nevents = {jobs}\nevents_per_job = 1\nseed_base = 1\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
 /// Waits until the local executor under `work` reports every one of `jobs`
 /// ended, without a worker pass seeing it (a second handle on its logs).
 async fn until_ended_in_executor(work: &Path, jobs: &[prodops::ops::jobs::JobView]) {
@@ -780,29 +745,6 @@ async fn m7_a_job_whose_end_the_table_refuses_is_reported_and_skipped_while_the_
         );
         w.store.close().await;
     }
-}
-
-/// Runs passes of `worker` until the jobs of campaign `id` satisfy `done`
-/// (panics after a minute); returns them.
-async fn pass_until(
-    worker: &Worker,
-    w: &common::World,
-    id: prodops::model::ids::CampaignId,
-    done: impl Fn(&[prodops::ops::jobs::JobView]) -> bool,
-) -> Vec<prodops::ops::jobs::JobView> {
-    for _ in 0..600 {
-        worker.pass().await.unwrap();
-        let jobs = w.ed.jobs(id, &[], 100, 0).await.unwrap();
-        if done(&jobs) {
-            return jobs;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{:?}", w.ed.jobs(id, &[], 100, 0).await.unwrap());
-}
-
-fn states(jobs: &[prodops::ops::jobs::JobView]) -> Vec<&str> {
-    jobs.iter().map(|j| j.state.as_str()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

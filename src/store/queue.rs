@@ -176,7 +176,8 @@ pub struct Submittable {
     pub params_json: String,
 }
 
-/// Created jobs of running, unheld campaigns in queue order, at most `limit`.
+/// Created jobs of running, unheld campaigns in queue order, at most
+/// `limit`; not those a person removes (the worker withdraws them).
 pub async fn submittable_jobs(
     conn: &mut AnyConnection,
     limit: i64,
@@ -186,6 +187,7 @@ pub async fn submittable_jobs(
          FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
          JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id
          WHERE j.state = 'created' AND c.state = 'running' AND t.state = 'running' AND s.state = 'running'
+           AND (j.desired_state IS NULL OR j.desired_state <> 'removed')
          ORDER BY c.priority DESC, c.created_at, c.id, j.id LIMIT $1",
     )
     .bind(limit)
@@ -267,21 +269,30 @@ pub struct Mismatch {
     pub hold_scope: HoldScope,
     /// Subtask state.
     pub subtask_state: String,
+    /// What a person asked of the job itself (`held`, `released`, `removed`).
+    pub desired_state: Option<String>,
+    /// The reason to record when that is carried out.
+    pub desired_reason: Option<String>,
 }
 
 /// Jobs that must be held, released or removed to follow their campaign or
-/// subtask: queued jobs of held work, running ones too when the campaign's
-/// hold says so ([`HoldScope`]), every live job of cancelled work, held jobs
-/// of running work.
+/// subtask, or what a person asked of them: queued jobs of held work,
+/// running ones too when the campaign's hold says so ([`HoldScope`]), every
+/// live job of cancelled work or that a person removes, queued or running
+/// jobs a person holds, held jobs of running work that no person holds.
 pub async fn mismatched_jobs(conn: &mut AnyConnection) -> Result<Vec<Mismatch>, StoreError> {
     let rows = sqlx::query(
-        "SELECT j.id, j.state, j.batch_job_id, j.backend, c.state, c.hold_scope, s.state
+        "SELECT j.id, j.state, j.batch_job_id, j.backend, c.state, c.hold_scope, s.state,
+                j.desired_state, j.desired_reason
          FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
          JOIN campaigns c ON c.id = t.campaign_id
-         WHERE (j.state IN ('created', 'queued', 'running', 'held') AND (c.state = 'cancelled' OR s.state = 'cancelled'))
+         WHERE (j.state IN ('created', 'queued', 'running', 'held')
+                AND (c.state = 'cancelled' OR s.state = 'cancelled' OR j.desired_state = 'removed'))
+            OR (j.state IN ('queued', 'running') AND j.desired_state = 'held')
             OR (j.state = 'queued' AND (c.state = 'held' OR s.state = 'held'))
             OR (j.state = 'running' AND ((c.state = 'held' AND c.hold_scope = 'running') OR s.state = 'held'))
-            OR (j.state = 'held' AND c.state = 'running' AND s.state = 'running')
+            OR (j.state = 'held' AND c.state = 'running' AND s.state = 'running'
+                AND (j.desired_state IS NULL OR j.desired_state <> 'held'))
          ORDER BY j.id",
     )
     .fetch_all(conn)
@@ -306,6 +317,8 @@ pub async fn mismatched_jobs(conn: &mut AnyConnection) -> Result<Vec<Mismatch>, 
                     })?,
                 },
                 subtask_state: r.try_get(6)?,
+                desired_state: r.try_get(7)?,
+                desired_reason: r.try_get(8)?,
             })
         })
         .collect()

@@ -1,6 +1,9 @@
-//! Makes batch jobs follow their campaign and subtask: held work's queued
-//! jobs (and running ones, when its hold says so) are held in the batch
-//! system, released work released, cancelled work removed.
+//! Makes batch jobs follow their campaign and subtask, and what a person
+//! asked of a job: held work's queued jobs (and running ones, when its hold
+//! says so) are held in the batch system, released work released,
+//! cancelled work removed; a job a person holds or removes is held or
+//! removed (with that person's words in its history), and stays held when
+//! its campaign is released.
 //!
 //! Jobs are handled per backend and remedy (one batch-system call for all of
 //! them) and their states written in one transaction. A batch system that
@@ -10,8 +13,10 @@
 
 use super::{Worker, WorkerError, WORKER_USER};
 use crate::batch::{BatchJobId, BatchSystem};
-use crate::model::ids::JobId;
+use crate::model::hold::JobAction;
+use crate::model::ids::{EntityKind, JobId};
 use crate::model::state::{JobState, Lifecycle};
+use crate::store::jobs::forget_releases;
 use crate::store::queue::{mismatched_jobs, Mismatch};
 use crate::store::states::{Moves, Skipped};
 use sqlx::AnyConnection;
@@ -27,7 +32,8 @@ enum Remedy {
 }
 
 impl Remedy {
-    /// The job's new state and the reason recorded.
+    /// The job's new state and, unless a person asked for it (whose words
+    /// are then recorded), the reason.
     fn outcome(self) -> (JobState, &'static str) {
         match self {
             Remedy::Hold => (JobState::Held, "held with its campaign"),
@@ -45,20 +51,42 @@ impl Remedy {
             Remedy::Remove | Remedy::Withdraw => "remove",
         }
     }
+
+    /// What a person asks of a job that this remedy carries out.
+    fn asked(self) -> JobAction {
+        match self {
+            Remedy::Hold => JobAction::Hold,
+            Remedy::Release => JobAction::Release,
+            Remedy::Remove | Remedy::Withdraw => JobAction::Remove,
+        }
+    }
 }
 
 fn remedy(m: &Mismatch) -> Option<Remedy> {
     let job = JobState::parse(&m.job_state)?;
-    let cancelled = m.campaign_state == "cancelled" || m.subtask_state == "cancelled";
+    let asked = m.desired_state.as_deref().and_then(JobAction::from_desired);
+    let removal = m.campaign_state == "cancelled"
+        || m.subtask_state == "cancelled"
+        || asked == Some(JobAction::Remove);
     let held = m.campaign_state == "held" || m.subtask_state == "held";
     let to_hold = (m.campaign_state == "held" && m.hold_scope.holds(job))
-        || (m.subtask_state == "held" && matches!(job, JobState::Queued | JobState::Running));
-    match (job, cancelled) {
+        || (m.subtask_state == "held" && matches!(job, JobState::Queued | JobState::Running))
+        || asked == Some(JobAction::Hold);
+    match (job, removal) {
         (JobState::Created, true) => Some(Remedy::Withdraw),
         (JobState::Queued | JobState::Running | JobState::Held, true) => Some(Remedy::Remove),
         (JobState::Queued | JobState::Running, false) if to_hold => Some(Remedy::Hold),
-        (JobState::Held, false) if !held => Some(Remedy::Release),
+        (JobState::Held, false) if !held && asked != Some(JobAction::Hold) => Some(Remedy::Release),
         _ => None,
+    }
+}
+
+/// The reason recorded for `remedy` on `m`: the person's, when they asked for it.
+fn reason(remedy: Remedy, m: &Mismatch) -> String {
+    let asked = m.desired_state.as_deref().and_then(JobAction::from_desired);
+    match &m.desired_reason {
+        Some(why) if asked == Some(remedy.asked()) => why.clone(),
+        _ => remedy.outcome().1.to_string(),
     }
 }
 
@@ -84,17 +112,23 @@ pub(super) async fn follow_desired_state(
         return Ok(0);
     }
     let mut moves = Moves::default();
+    let mut released = Vec::new();
     for ((backend, remedy), jobs) in todo {
-        let (to, why) = remedy.outcome();
         for m in carry_out(worker.backend(backend), remedy, jobs, warnings).await {
-            moves.add(m.job_id, to, why);
+            moves.add(m.job_id, remedy.outcome().0, reason(remedy, m));
+            if remedy == Remedy::Release {
+                released.push(m.job_id);
+            }
         }
     }
     let noted = moves.len();
     let mut tx = worker.store.begin_on(conn).await?;
     let refused = moves.write(&mut tx, WORKER_USER).await?;
+    let stuck = refused.ids_of(EntityKind::Job);
+    released.retain(|id| !stuck.contains(id));
+    forget_releases(&mut tx, &released).await?;
     tx.commit().await?;
-    let changed = noted - refused.moves().len();
+    let changed = noted - stuck.len();
     skipped.add(refused);
     Ok(changed)
 }
