@@ -795,3 +795,34 @@ async fn x6_a_default_hold_holds_queued_jobs_and_lets_running_ones_end() {
         w.store.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_watching_worker_names_the_lease_holder_by_host_and_pid() {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let first = local_worker(&w.store, dir.path(), 1, Throttles::default()).await;
+        let second = local_worker(&w.store, dir.path(), 1, Throttles::default()).await;
+        let leading = first.pass().await.unwrap();
+        assert!(
+            leading.leader && leading.lease_holder.is_none(),
+            "{}",
+            db.label
+        );
+        let watching = second.pass().await.unwrap();
+        assert!(!watching.leader, "{}", db.label);
+        assert_eq!(
+            watching.lease_holder,
+            Some(prodops::store::lease::LeaseHolder {
+                host: prodops::store::lease::hostname(),
+                pid: std::process::id(),
+            }),
+            "{}: the holder is this test process",
+            db.label
+        );
+        first.release_lease().await.unwrap();
+        let taken = second.pass().await.unwrap();
+        assert!(taken.leader && taken.lease_holder.is_none(), "{}", db.label);
+        w.store.close().await;
+    }
+}

@@ -92,6 +92,9 @@ impl From<sqlx::Error> for WorkerError {
 pub struct PassReport {
     /// This worker holds the lease (otherwise it only watched).
     pub leader: bool,
+    /// When it only watched: the worker holding the lease (host and pid),
+    /// if one does.
+    pub lease_holder: Option<lease::LeaseHolder>,
     /// Orphans adopted or returned to the queue.
     pub recovered: usize,
     /// Jobs held, released or removed to follow their campaign.
@@ -245,6 +248,9 @@ impl Worker {
             leader: self.hold_lease(memory).await?,
             ..PassReport::default()
         };
+        if !report.leader {
+            report.lease_holder = lease::holder(&self.store).await?;
+        }
         let mut conn = self.store.pool().acquire().await?;
         let conn = &mut *conn;
         if !report.leader {
