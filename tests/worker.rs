@@ -826,3 +826,55 @@ async fn s3_a_watching_worker_names_the_lease_holder_by_host_and_pid() {
         w.store.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m2_every_job_names_the_request_stage_it_runs_in_listings_and_pages() {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let work = tempfile::tempdir().unwrap();
+        let id = file_and_approve(&w, &mc_request()).await;
+        let worker = local_worker(&w.store, work.path(), 4, Throttles::default()).await;
+        run_to_idle(&worker).await;
+        let count = |jobs: &[prodops::ops::jobs::JobView], step: &str| {
+            jobs.iter().filter(|j| j.step == step).count()
+        };
+        let listed = w.ed.jobs(id, &[], 100, 0).await.unwrap();
+        assert_eq!(
+            (
+                count(&listed, "gen"),
+                count(&listed, "sim"),
+                count(&listed, "reco")
+            ),
+            (10, 10, 5),
+            "{}",
+            db.label
+        );
+        let query = prodops::store::overview::JobQuery {
+            campaign: Some(id.0),
+            sort: prodops::store::overview::JobSort::Cpu,
+            descending: true,
+            limit: 100,
+            ..Default::default()
+        };
+        let (page, total) = w.ed.jobs_page(&query).await.unwrap();
+        assert_eq!((page.len(), total), (25, 25));
+        assert_eq!(
+            (
+                count(&page, "gen"),
+                count(&page, "sim"),
+                count(&page, "reco")
+            ),
+            (10, 10, 5),
+            "{}: the console's sorted page names them too",
+            db.label
+        );
+        let one = w.ed.job(listed[24].id.parse().unwrap()).await.unwrap();
+        assert_eq!(one.job.step, "reco");
+        assert_ne!(
+            one.job.stage.as_deref(),
+            Some("reco"),
+            "step is not the job's own stage"
+        );
+        w.store.close().await;
+    }
+}

@@ -23,6 +23,9 @@ pub struct JobView {
     pub id: String,
     /// `S<n>`.
     pub subtask: String,
+    /// The request stage it runs: its subtask's name (`gen`, `sim`,
+    /// `reco`); not [`JobView::stage`], the job's own stage (stage-in, run…).
+    pub step: String,
     /// Index within the subtask.
     pub seq: i64,
     /// Attempt.
@@ -70,6 +73,7 @@ impl From<&JobRow> for JobView {
         JobView {
             id: JobId(j.id).to_string(),
             subtask: SubtaskId(j.subtask_id).to_string(),
+            step: j.step.clone(),
             seq: j.seq,
             attempt: j.attempt,
             state: j.state.clone(),

@@ -62,11 +62,18 @@ pub struct JobRow {
     pub started_at: Option<i64>,
     /// End, ms.
     pub ended_at: Option<i64>,
+    /// The request stage it runs: its subtask's name (`gen`, `sim`, `reco`).
+    pub step: String,
 }
 
+/// The columns of a [`JobRow`], read by [`job_from_row`]. The step is a
+/// subquery by primary key rather than a join, so a page of a sorted million
+/// jobs looks it up only for the rows it returns (and callers that join
+/// `subtasks s` keep their alias).
 pub(crate) const JOB_COLUMNS: &str = "j.id, j.batch_id, j.subtask_id, j.seq, j.attempt, j.state, j.state_since, j.params_json, \
      j.backend, j.site, j.node, j.batch_job_id, j.retry_of, j.current_stage, j.exit_code, j.signal, j.oom, \
-     j.failure, j.events, j.cpu_ms, j.wall_ms, j.max_rss_kb, j.started_at, j.ended_at";
+     j.failure, j.events, j.cpu_ms, j.wall_ms, j.max_rss_kb, j.started_at, j.ended_at, \
+     (SELECT job_subtask.name FROM subtasks job_subtask WHERE job_subtask.id = j.subtask_id)";
 
 pub(crate) fn job_from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
     Ok(JobRow {
@@ -94,6 +101,7 @@ pub(crate) fn job_from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
         max_rss_kb: r.try_get(21)?,
         started_at: r.try_get(22)?,
         ended_at: r.try_get(23)?,
+        step: r.try_get(24)?,
     })
 }
 
