@@ -309,7 +309,8 @@ impl Ops {
         if let Some(missing) = ids.iter().find(|id| !targets.iter().any(|t| t.id == **id)) {
             return Err(StoreError::NotFound(format!("job {}", JobId(*missing))).into());
         }
-        for target in &targets {
+        let mut campaigns = std::collections::HashSet::new();
+        for target in targets.iter().filter(|t| campaigns.insert(t.campaign_id)) {
             self.authorize_job(&mut tx, audit, target).await?;
         }
         for target in &targets {
@@ -337,7 +338,8 @@ impl Ops {
         })
     }
 
-    /// Refuses inside `tx` unless the actor may take `action` on the job's campaign.
+    /// Refuses inside `tx` unless the actor may take `action` on the job's
+    /// campaign (as on the campaign itself: its creator may too).
     async fn authorize_job(
         &self,
         tx: &mut Tx<'_>,

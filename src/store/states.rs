@@ -414,19 +414,9 @@ impl SkippedMove {
 pub struct Skipped(Vec<SkippedMove>);
 
 impl Skipped {
-    /// True when every move was made.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The skipped moves.
     pub fn moves(&self) -> &[SkippedMove] {
         &self.0
-    }
-
-    /// True when `entity` was skipped.
-    pub fn contains(&self, entity: EntityRef) -> bool {
-        self.0.iter().any(|s| s.entity == entity)
     }
 
     /// The ids of the skipped entities of `kind`.
@@ -461,6 +451,7 @@ impl Skipped {
 /// written together by [`move_states_from`], one call per target state.
 #[derive(Debug)]
 pub struct Moves<S: Lifecycle> {
+    /// The changes by the state they move to.
     to: std::collections::BTreeMap<&'static str, (S, Vec<Change>)>,
     /// The states the entities were read in (all when not said).
     expected: &'static [S],
