@@ -50,7 +50,8 @@ fn failing_request(dir: &Path) -> PathBuf {
 }
 
 /// C1 succeeded (the example campaign, run for real), C2 failed (2 jobs,
-/// exit 3), C3 pending approval: a clone of C1 retitled, with fewer events.
+/// exit 3), C3 pending approval: a clone of C1 retitled, with fewer events,
+/// C4 approved with 2 jobs not submitted yet.
 async fn seed(dir: &Path) -> Template {
     let db = dir.join("console.db");
     let work = dir.join("work");
@@ -81,8 +82,28 @@ async fn seed(dir: &Path) -> Template {
     std::fs::write(&edited, text).unwrap();
     let id: CampaignId = clone.summary.id.parse().unwrap();
     w.ed.request_edit(id, &edited).await.unwrap();
+    file_waiting_campaign(&w, dir, &work).await;
     store.close().await;
     Template { db, work }
+}
+
+/// C4: approved and split into 2 jobs that no batch system has yet (a
+/// worker that may submit nothing passes once).
+async fn file_waiting_campaign(w: &World, dir: &Path, work: &Path) {
+    common::script(dir, "wait.sh", "sleep 1");
+    let request = dir.join("waiting.toml");
+    std::fs::write(
+        &request,
+        "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"Waiting\"\n[defaults]\nrelease = \"v1\"\n[[stage]]\nname = \"gen\"\nscript = \"wait.sh\"\nevents = 20\nevents_per_job = 10\nseed_base = 3\n",
+    )
+    .unwrap();
+    file_and_approve(w, &request).await;
+    let none = Throttles {
+        per_pass: 0,
+        ..Throttles::default()
+    };
+    let worker = local_worker(&w.store, work, 2, none).await;
+    worker.pass().await.unwrap();
 }
 
 /// The seeded template, made once per run on a thread of its own.
@@ -462,8 +483,8 @@ async fn resubmitting_a_triage_group_reruns_only_its_jobs() {
     );
     assert_eq!(
         common::rows(&c.world.store, "jobs").await,
-        25 + 2 + 2,
-        "C1's 25 jobs, C2's 2 failed and their 2 new attempts"
+        25 + 2 + 2 + 2,
+        "C1's 25 jobs, C2's 2 failed and their 2 new attempts, C4's 2"
     );
 }
 
@@ -685,10 +706,30 @@ async fn i10_keys_act_only_where_they_apply_and_d_on_a_job_removes_that_job() {
         "{}",
         confirm.question
     );
+    c.keys(&["esc", ":", "c", " ", "4", "enter", "3", "h"])
+        .await;
+    assert!(
+        c.app.popup.is_none(),
+        "a job not submitted yet cannot be held"
+    );
+    c.keys(&["D"]).await;
+    let Some(Popup::Confirm(confirm)) = &c.app.popup else {
+        panic!("D on a job row asks first")
+    };
+    let job = c.app.snap.jobs[0].id.clone();
+    assert_eq!(confirm.question, format!("remove {job}?"));
+    c.keys(&["enter"]).await;
+    let done = c.run().await;
+    assert_eq!(
+        done,
+        vec![Ok(format!(
+            "{job} removed: the worker carries it out on its next pass"
+        ))]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn i11_jobs_columns_drop_by_priority_at_80_and_show_subtask_cause_and_exit_at_200() {
+async fn i11_jobs_columns_drop_by_priority_at_80_and_show_step_cause_and_exit_at_200() {
     let mut c = console().await;
     c.keys(&[":", "c", " ", "1", "enter", "3"]).await;
     let narrow = c.at(80, 24).screen();
@@ -704,7 +745,8 @@ async fn i11_jobs_columns_drop_by_priority_at_80_and_show_subtask_cause_and_exit
     c.keys(&[":", "c", " ", "2", "enter", "3"]).await;
     let wide = c.at(200, 60).screen();
     for column in [
-        "subtask",
+        "step",
+        " gen ",
         "batch id",
         "exit",
         "cause",

@@ -2,7 +2,7 @@
 //! --batch` drives stand-in `condor_*` and `jobsub_*` executables
 //! (tests/standins/: they run jobs as local processes and answer in the
 //! documented formats), including a submission that fails and a job that
-//! exits non-zero.
+//! exits non-zero, and a running job held and released.
 
 mod common;
 
@@ -80,6 +80,25 @@ impl Site {
             .env("PRODOPS_STANDIN_STATE", self.path("state"))
             .env_remove("PRODOPS_FAILPOINT")
             .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    }
+
+    /// One worker pass (`prodops --batch --once`).
+    fn pass(&self) -> Output {
+        let path = format!(
+            "{}:{}",
+            standins().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new(env!("CARGO_BIN_EXE_prodops"))
+            .args(["--db", &self.db.url, "--batch", "--once", "--config"])
+            .arg(self.path("config.toml"))
+            .arg("--work-dir")
+            .arg(self.path("work"))
+            .env("PATH", path)
+            .env("PRODOPS_STANDIN_STATE", self.path("state"))
+            .env_remove("PRODOPS_FAILPOINT")
             .output()
             .unwrap()
     }
@@ -362,4 +381,99 @@ async fn s3_a_worker_killed_right_after_condor_submit_or_jobsub_submit_submits_n
         );
         w.store.close().await;
     }
+}
+
+/// Runs single passes until the only job of `id` is `want` and `starts`
+/// counts `launches` runs of its script (panics after 30 s).
+async fn pass_until(site: &Site, w: &World, id: CampaignId, want: &str, launches: usize) {
+    let starts = site.path("starts");
+    for _ in 0..150 {
+        let out = site.pass();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let state = jobs(w, id).await[0].state.clone();
+        let ran = std::fs::read_to_string(&starts)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        if state == want && ran == launches {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!(
+        "never {want} after {launches} runs: {:?}",
+        jobs(w, id).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x6_x10_a_held_running_htcondor_job_is_evicted_and_starts_again_from_the_beginning() {
+    if !standins_usable() {
+        return;
+    }
+    let site = Site::new();
+    let w = world(&site.db).await;
+    site.configure("[htcondor]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\npoll_seconds = 1\n");
+    let (go, starts) = (site.path("go"), site.path("starts"));
+    script(
+        site.dir.path(),
+        "gen.sh",
+        &format!(
+            "echo start >> {}\nwhile [ ! -e {} ]; do sleep 0.05; done\necho \"PRODOPS_EVENTS $PRODOPS_EVENTS\"",
+            starts.display(),
+            go.display()
+        ),
+    );
+    let path = site.path("one.toml");
+    std::fs::write(
+        &path,
+        "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"t\"\n[defaults]\nrelease = \"v1\"\nbackend = \"htcondor\"\n[[stage]]\nname = \"gen\"\nscript = \"gen.sh\"\nevents = 1\nevents_per_job = 1\nseed_base = 1\n",
+    )
+    .unwrap();
+    let id = file_and_approve(&w, &path).await;
+    pass_until(&site, &w, id, "running", 1).await;
+    let effects = w.root.running_hold_effects(id).await.unwrap();
+    assert_eq!(
+        effects,
+        [(
+            "htcondor".to_string(),
+            prodops::batch::running_hold_effect("htcondor")
+        )]
+    );
+    w.root
+        .hold_with_scope(id, prodops::model::hold::HoldScope::Running, "drain")
+        .await
+        .unwrap();
+    pass_until(&site, &w, id, "held", 1).await;
+    w.root.release(id, "").await.unwrap();
+    pass_until(&site, &w, id, "running", 2).await;
+    std::fs::write(&go, "").unwrap();
+    site.run_batch();
+    assert_eq!(w.ed.campaign(id).await.unwrap().request.state, "succeeded");
+    let job: prodops::model::ids::JobId = jobs(&w, id).await[0].id.parse().unwrap();
+    let trail: Vec<String> =
+        w.ed.history(job.entity())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.new)
+            .collect();
+    assert_eq!(
+        trail,
+        [
+            "created",
+            "submitting",
+            "queued",
+            "running",
+            "held",
+            "queued",
+            "running",
+            "succeeded"
+        ]
+    );
+    w.store.close().await;
 }

@@ -705,3 +705,58 @@ async fn w3_w5_pending_and_completed_requests_are_listed() {
         w.store.close().await;
     }
 }
+
+async fn hold_scope(store: &Store, id: CampaignId) -> Option<String> {
+    sqlx::query("SELECT hold_scope FROM campaigns WHERE id = $1")
+        .bind(id.0)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x6_a_hold_records_its_scope_a_second_hold_changes_it_and_release_clears_it() {
+    use prodops::model::hold::HoldScope;
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let c = file_mc(&w.ed).await;
+        w.ann.approve(c, "").await.unwrap();
+        w.root.hold(c, "grid downtime").await.unwrap();
+        assert_eq!(
+            hold_scope(&w.store, c).await.as_deref(),
+            Some("queued"),
+            "{}: the default hold lets running jobs end",
+            db.label
+        );
+        let err = w.root.hold(c, "again").await.unwrap_err();
+        assert!(err.to_string().contains("already held"), "{err}");
+        let history = history_of(w.store.pool(), c.entity()).await.unwrap().len();
+        w.root
+            .hold_with_scope(c, HoldScope::Running, "the site must drain now")
+            .await
+            .unwrap();
+        assert_eq!(hold_scope(&w.store, c).await.as_deref(), Some("running"));
+        assert_eq!(
+            history_of(w.store.pool(), c.entity()).await.unwrap().len(),
+            history,
+            "{}: the state did not change, only what the hold stops",
+            db.label
+        );
+        let audited: String = sqlx::query(
+            "SELECT detail FROM audit WHERE action = 'hold' AND allowed = 1 ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_one(w.store.pool())
+        .await
+        .unwrap()
+        .get(0);
+        assert!(
+            audited.starts_with("hold scope queued → running (submissions stop and queued and running jobs are held)"),
+            "{audited}"
+        );
+        w.root.release(c, "").await.unwrap();
+        assert_eq!(hold_scope(&w.store, c).await, None, "{}", db.label);
+        assert_eq!(state(&w.store, c).await, "approved");
+        w.store.close().await;
+    }
+}

@@ -205,13 +205,20 @@ async fn x6_hold_release_and_cancel_act_on_the_real_slurm_jobs() {
         .iter()
         .filter_map(|j| j.batch_job_id.clone())
         .collect();
-    w.root.hold(id, "site downtime").await.unwrap();
+    w.root
+        .hold_with_scope(
+            id,
+            prodops::model::hold::HoldScope::Running,
+            "site downtime",
+        )
+        .await
+        .unwrap();
     wait_for_jobs(&worker, &w, id, "held").await;
     for id in &ids {
         let state = squeue_state(id);
         assert!(
-            state.contains("SUSPENDED") || state.contains("PENDING"),
-            "a held job is suspended or held in Slurm: {id} {state}"
+            state.contains("PENDING") || state.contains("REQUEUE_HOLD"),
+            "a held running job is requeued held in Slurm: {id} {state}"
         );
     }
     w.root.release(id, "").await.unwrap();

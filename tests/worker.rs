@@ -4,7 +4,11 @@
 
 mod common;
 
-use common::{all_dbs, file_and_approve, local_worker, mc_request, wait_for_jobs, world, TestDb};
+use common::{
+    all_dbs, eventually_stopped, file_and_approve, gen_request, local_worker, mc_request,
+    pass_until, pid_of, states, stopped, wait_for_jobs, world, TestDb,
+};
+use prodops::model::hold::HoldScope;
 use prodops::model::ids::{EntityKind, EntityRef, SubtaskId};
 use prodops::store::Store;
 use prodops::worker::{Throttles, Worker};
@@ -479,7 +483,10 @@ async fn x6_hold_release_and_abort_of_running_work_reach_the_batch_jobs() {
         let id = file_and_approve(&w, &request).await;
         let worker = local_worker(&w.store, dir.path(), 4, Throttles::default()).await;
         let running = wait_for_jobs(&worker, &w, id, "running").await;
-        w.root.hold(id, "site downtime").await.unwrap();
+        w.root
+            .hold_with_scope(id, HoldScope::Running, "site downtime")
+            .await
+            .unwrap();
         wait_for_jobs(&worker, &w, id, "held").await;
         let pid = pid_of(dir.path(), &running[0].batch_job_id.clone().unwrap());
         assert!(
@@ -496,24 +503,383 @@ async fn x6_hold_release_and_abort_of_running_work_reach_the_batch_jobs() {
     }
 }
 
-/// True once process `pid` is stopped (the executor applies a hold as soon
-/// as it reads it, as a batch system would), within 5 s.
-async fn eventually_stopped(pid: i32) -> bool {
-    for _ in 0..100 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            == Some("T")
-        {
-            return true;
+/// Waits until the local executor under `work` reports every one of `jobs`
+/// ended, without a worker pass seeing it (a second handle on its logs).
+async fn until_ended_in_executor(work: &Path, jobs: &[prodops::ops::jobs::JobView]) {
+    use prodops::batch::{BatchJobId, BatchSystem, ObservedState};
+    let probe = prodops::batch::local::LocalBatch::open(work.join("local"), 4, common::runner())
+        .await
+        .unwrap();
+    let ids: Vec<BatchJobId> = jobs
+        .iter()
+        .map(|j| BatchJobId(j.batch_job_id.clone().unwrap()))
+        .collect();
+    for _ in 0..200 {
+        let seen = probe.poll(&ids).await.unwrap();
+        if seen.iter().all(|o| o.state == ObservedState::Succeeded) {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    false
+    panic!("the jobs never ended in the executor");
 }
 
-fn pid_of(work: &Path, batch_id: &str) -> i32 {
-    prodops::batch::local::script_pid(&work.join("local"), batch_id)
-        .expect("the job's script started")
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t2_s3_a_campaign_held_while_its_jobs_end_records_their_real_ends_and_other_campaigns_run_on(
+) {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let go = dir.path().join("go");
+        common::script(
+            dir.path(),
+            "wait.sh",
+            &format!("while [ ! -e {} ]; do sleep 0.05; done", go.display()),
+        );
+        common::script(dir.path(), "quick.sh", "exit 0");
+        let held = file_and_approve(&w, &gen_request(dir.path(), "r1.toml", "wait.sh", 2)).await;
+        let worker = local_worker(&w.store, dir.path(), 4, Throttles::default()).await;
+        let running = wait_for_jobs(&worker, &w, held, "running").await;
+        std::fs::write(&go, "").unwrap();
+        until_ended_in_executor(dir.path(), &running).await;
+        w.root
+            .hold_with_scope(held, HoldScope::Running, "site downtime")
+            .await
+            .unwrap();
+        let other = file_and_approve(&w, &gen_request(dir.path(), "r2.toml", "quick.sh", 2)).await;
+        let mut warnings = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            worker.run_until_idle(|r| warnings.extend(r.warnings.clone())),
+        )
+        .await
+        .expect("the worker finishes")
+        .unwrap_or_else(|e| panic!("{}: a pass failed: {e}", db.label));
+        assert!(warnings.is_empty(), "{}: {warnings:?}", db.label);
+        assert_eq!(
+            w.ed.campaign(other).await.unwrap().request.state,
+            "succeeded",
+            "{}: the other campaign ran on",
+            db.label
+        );
+        for job in w.ed.jobs(held, &[], 10, 0).await.unwrap() {
+            assert_eq!(
+                job.state, "succeeded",
+                "{}: the real end: {job:?}",
+                db.label
+            );
+            let id: prodops::model::ids::JobId = job.id.parse().unwrap();
+            let trail: Vec<String> =
+                w.ed.history(id.entity())
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.new.clone())
+                    .collect();
+            assert_eq!(
+                trail,
+                [
+                    "created",
+                    "submitting",
+                    "queued",
+                    "running",
+                    "held",
+                    "succeeded"
+                ],
+                "{}",
+                db.label
+            );
+        }
+        assert_eq!(w.ed.campaign(held).await.unwrap().request.state, "held");
+        w.root.release(held, "downtime over").await.unwrap();
+        run_to_idle(&worker).await;
+        assert_eq!(
+            w.ed.campaign(held).await.unwrap().request.state,
+            "succeeded",
+            "{}",
+            db.label
+        );
+        assert_history_chains(&w.store, db.label).await;
+        w.store.close().await;
+    }
+}
+
+/// The local backend, with another writer that moves the first job it sees
+/// succeed to `removed` just before the worker records the end: a move the
+/// table then refuses, for one job among others.
+struct Meddler {
+    inner: std::sync::Arc<prodops::batch::local::LocalBatch>,
+    store: Store,
+    victim: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl prodops::batch::BatchSystem for Meddler {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn default_site(&self) -> &str {
+        self.inner.default_site()
+    }
+    async fn submit(
+        &self,
+        group: &prodops::batch::JobGroup,
+    ) -> Result<Vec<prodops::batch::Submitted>, prodops::batch::BatchError> {
+        self.inner.submit(group).await
+    }
+    async fn find(
+        &self,
+        keys: &[prodops::batch::JobKey],
+    ) -> Result<Vec<prodops::batch::Submitted>, prodops::batch::BatchError> {
+        self.inner.find(keys).await
+    }
+    async fn poll(
+        &self,
+        ids: &[prodops::batch::BatchJobId],
+    ) -> Result<Vec<prodops::batch::Observed>, prodops::batch::BatchError> {
+        let seen = self.inner.poll(ids).await?;
+        let ended = seen
+            .iter()
+            .find(|o| o.state == prodops::batch::ObservedState::Succeeded);
+        let first = ended.is_some() && self.victim.lock().unwrap().is_none();
+        if let (true, Some(o)) = (first, ended) {
+            *self.victim.lock().unwrap() = Some(o.batch_id.0.clone());
+            sqlx::query("UPDATE jobs SET state = 'removed' WHERE batch_job_id = $1")
+                .bind(&o.batch_id.0)
+                .execute(self.store.pool())
+                .await
+                .unwrap();
+        }
+        Ok(seen)
+    }
+    async fn cancel(
+        &self,
+        ids: &[prodops::batch::BatchJobId],
+    ) -> Result<(), prodops::batch::BatchError> {
+        self.inner.cancel(ids).await
+    }
+    async fn hold(
+        &self,
+        ids: &[prodops::batch::BatchJobId],
+    ) -> Result<(), prodops::batch::BatchError> {
+        self.inner.hold(ids).await
+    }
+    async fn release(
+        &self,
+        ids: &[prodops::batch::BatchJobId],
+    ) -> Result<(), prodops::batch::BatchError> {
+        self.inner.release(ids).await
+    }
+    async fn fetch_logs(
+        &self,
+        id: &prodops::batch::BatchJobId,
+    ) -> Result<prodops::batch::LogBundle, prodops::batch::BatchError> {
+        self.inner.fetch_logs(id).await
+    }
+    async fn fetch_records(
+        &self,
+        ids: &[prodops::batch::BatchJobId],
+    ) -> Result<Vec<prodops::batch::LogBundle>, prodops::batch::BatchError> {
+        self.inner.fetch_records(ids).await
+    }
+    async fn queue_depth(&self) -> Result<u64, prodops::batch::BatchError> {
+        self.inner.queue_depth().await
+    }
+    async fn changed(&self) {
+        self.inner.changed().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m7_a_job_whose_end_the_table_refuses_is_reported_and_skipped_while_the_others_are_recorded(
+) {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        common::script(dir.path(), "quick.sh", "exit 0");
+        let id = file_and_approve(&w, &gen_request(dir.path(), "r.toml", "quick.sh", 3)).await;
+        let local =
+            prodops::batch::local::LocalBatch::open(dir.path().join("local"), 4, common::runner())
+                .await
+                .unwrap();
+        let meddler = std::sync::Arc::new(Meddler {
+            inner: local,
+            store: w.store.clone(),
+            victim: std::sync::Mutex::new(None),
+        });
+        let config = prodops::worker::WorkerConfig {
+            throttles: Throttles::default(),
+            output_root: dir.path().join("outputs"),
+            lease_ttl: Duration::from_secs(30),
+            min_pass_interval: prodops::worker::MIN_PASS_INTERVAL,
+        };
+        let worker = Worker::new(w.store.clone(), vec![meddler.clone()], config);
+        let mut warnings = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            worker.run_until_idle(|r| warnings.extend(r.warnings.clone())),
+        )
+        .await
+        .expect("the worker finishes")
+        .unwrap_or_else(|e| panic!("{}: a pass failed: {e}", db.label));
+        let victim = meddler.victim.lock().unwrap().clone().unwrap();
+        let jobs = w.ed.jobs(id, &[], 10, 0).await.unwrap();
+        let (stuck, others): (Vec<_>, Vec<_>) = jobs
+            .iter()
+            .partition(|j| j.batch_job_id.as_deref() == Some(victim.as_str()));
+        assert_eq!(
+            warnings,
+            [format!(
+                "{} skipped (not moved to `succeeded`): a job cannot go from `removed` to `succeeded` (it is final)",
+                stuck[0].id
+            )],
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            (stuck[0].state.as_str(), stuck[0].exit_code, stuck[0].events),
+            ("removed", None, None),
+            "{}: nothing of the refused end was written",
+            db.label
+        );
+        assert_eq!(others.len(), 2, "{}: no retry of the skipped job", db.label);
+        assert!(
+            others.iter().all(|j| j.state == "succeeded"),
+            "{}: {others:?}",
+            db.label
+        );
+        w.store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x6_a_default_hold_holds_queued_jobs_and_lets_running_ones_end() {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let go = dir.path().join("go");
+        common::script(
+            dir.path(),
+            "wait.sh",
+            &format!("while [ ! -e {} ]; do sleep 0.05; done", go.display()),
+        );
+        let id = file_and_approve(&w, &gen_request(dir.path(), "r.toml", "wait.sh", 3)).await;
+        let worker = local_worker(&w.store, dir.path(), 1, Throttles::default()).await;
+        let jobs = pass_until(&worker, &w, id, |j| {
+            states(j) == ["running", "queued", "queued"]
+        })
+        .await;
+        w.root.hold(id, "site downtime").await.unwrap();
+        pass_until(&worker, &w, id, |j| {
+            states(j) == ["running", "held", "held"]
+        })
+        .await;
+        let pid = pid_of(dir.path(), jobs[0].batch_job_id.as_deref().unwrap());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!stopped(pid), "{}: the running job runs on", db.label);
+        std::fs::write(&go, "").unwrap();
+        pass_until(&worker, &w, id, |j| {
+            states(j) == ["succeeded", "held", "held"]
+        })
+        .await;
+        assert_eq!(
+            launched(dir.path()).len(),
+            1,
+            "{}: the held queued jobs never started",
+            db.label
+        );
+        w.root.release(id, "downtime over").await.unwrap();
+        run_to_idle(&worker).await;
+        assert_eq!(
+            w.ed.campaign(id).await.unwrap().request.state,
+            "succeeded",
+            "{}",
+            db.label
+        );
+        assert_history_chains(&w.store, db.label).await;
+        w.store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_watching_worker_names_the_lease_holder_by_host_and_pid() {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let first = local_worker(&w.store, dir.path(), 1, Throttles::default()).await;
+        let second = local_worker(&w.store, dir.path(), 1, Throttles::default()).await;
+        let leading = first.pass().await.unwrap();
+        assert!(
+            leading.leader && leading.lease_holder.is_none(),
+            "{}",
+            db.label
+        );
+        let watching = second.pass().await.unwrap();
+        assert!(!watching.leader, "{}", db.label);
+        assert_eq!(
+            watching.lease_holder,
+            Some(prodops::store::lease::LeaseHolder {
+                host: prodops::store::lease::hostname(),
+                pid: std::process::id(),
+            }),
+            "{}: the holder is this test process",
+            db.label
+        );
+        first.release_lease().await.unwrap();
+        let taken = second.pass().await.unwrap();
+        assert!(taken.leader && taken.lease_holder.is_none(), "{}", db.label);
+        w.store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m2_every_job_names_the_request_stage_it_runs_in_listings_and_pages() {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let work = tempfile::tempdir().unwrap();
+        let id = file_and_approve(&w, &mc_request()).await;
+        let worker = local_worker(&w.store, work.path(), 4, Throttles::default()).await;
+        run_to_idle(&worker).await;
+        let count = |jobs: &[prodops::ops::jobs::JobView], step: &str| {
+            jobs.iter().filter(|j| j.step == step).count()
+        };
+        let listed = w.ed.jobs(id, &[], 100, 0).await.unwrap();
+        assert_eq!(
+            (
+                count(&listed, "gen"),
+                count(&listed, "sim"),
+                count(&listed, "reco")
+            ),
+            (10, 10, 5),
+            "{}",
+            db.label
+        );
+        let query = prodops::store::overview::JobQuery {
+            campaign: Some(id.0),
+            sort: prodops::store::overview::JobSort::Cpu,
+            descending: true,
+            limit: 100,
+            ..Default::default()
+        };
+        let (page, total) = w.ed.jobs_page(&query).await.unwrap();
+        assert_eq!((page.len(), total), (25, 25));
+        assert_eq!(
+            (
+                count(&page, "gen"),
+                count(&page, "sim"),
+                count(&page, "reco")
+            ),
+            (10, 10, 5),
+            "{}: the console's sorted page names them too",
+            db.label
+        );
+        let one = w.ed.job(listed[24].id.parse().unwrap()).await.unwrap();
+        assert_eq!(one.job.step, "reco");
+        assert_ne!(
+            one.job.stage.as_deref(),
+            Some("reco"),
+            "step is not the job's own stage"
+        );
+        w.store.close().await;
+    }
 }

@@ -226,7 +226,8 @@ pub trait BatchSystem: Send + Sync {
     async fn poll(&self, ids: &[BatchJobId]) -> Result<Vec<Observed>, BatchError>;
     /// Removes jobs, killing those running.
     async fn cancel(&self, ids: &[BatchJobId]) -> Result<(), BatchError>;
-    /// Holds jobs: queued ones do not start, running ones are suspended.
+    /// Holds jobs: queued ones do not start; running ones are held as this
+    /// system can (see [`running_hold_effect`]).
     async fn hold(&self, ids: &[BatchJobId]) -> Result<(), BatchError>;
     /// Releases held jobs.
     async fn release(&self, ids: &[BatchJobId]) -> Result<(), BatchError>;
@@ -247,6 +248,19 @@ pub trait BatchSystem: Send + Sync {
     /// Resolves when some job may have changed state, so the worker can react at
     /// once; systems without notifications resolve after their poll interval.
     async fn changed(&self);
+}
+
+/// What holding a running job does on batch system `backend`, in one line:
+/// the words a confirmation shows before an operator holds running jobs
+/// (issue 14), since the systems differ and some cannot hold a running job.
+pub fn running_hold_effect(backend: &str) -> &'static str {
+    match backend {
+        "local" => "the local executor stops them (SIGSTOP) and continues them where they stopped on release",
+        "slurm" => "Slurm cannot hold a running job: prodops requeues it held (scontrol requeuehold), so it stops now and starts again from the beginning on release",
+        "htcondor" => "HTCondor evicts them (condor_hold) and starts them again from the beginning on release",
+        "jobsub" => "jobsub evicts them (jobsub_hold) and starts them again from the beginning on release",
+        _ => "the batch system's own hold applies; prodops does not know what it does to a running job",
+    }
 }
 
 /// A job launch with `resources` and `sites`, for the backends' unit tests.
@@ -288,5 +302,18 @@ mod tests {
         assert_eq!(JobKey::parse_name("prodops-j12-a3"), Some(key));
         assert_eq!(JobKey::parse_name("prodops-jx-a3"), None);
         assert_eq!(JobKey::parse_name("other"), None);
+    }
+
+    #[test]
+    fn x10_every_backend_says_what_a_hold_does_to_its_running_jobs() {
+        let words: Vec<&str> = ["local", "slurm", "htcondor", "jobsub"]
+            .into_iter()
+            .map(running_hold_effect)
+            .collect();
+        assert!(words[0].contains("where they stopped"));
+        assert!(words[1].contains("requeue") && words[1].contains("from the beginning"));
+        assert!(words[2].contains("evicts") && words[2].contains("from the beginning"));
+        assert!(words[3].contains("evicts") && words[3].contains("from the beginning"));
+        assert!(running_hold_effect("pbs").contains("does not know"));
     }
 }

@@ -7,7 +7,8 @@ mod output;
 mod shell;
 mod worker;
 
-use crate::model::ids::{CampaignId, EntityRef, JobId, SubtaskId};
+use crate::model::hold::HoldScope;
+use crate::model::ids::{CampaignId, EntityKind, EntityRef, JobId, SubtaskId};
 use crate::model::role::{Grant, Role, ALL_EXPERIMENTS};
 use crate::model::spec::TaskKind;
 use crate::model::state::{CampaignState, Lifecycle};
@@ -112,12 +113,21 @@ enum Command {
         /// New priority.
         value: i64,
     },
-    /// Hold a request or campaign.
-    Hold(Change),
-    /// Release a held request or campaign.
-    Release(Change),
+    /// Hold a request or campaign (submissions stop, queued jobs are held; --running: running jobs too), or jobs.
+    Hold(HoldArgs),
+    /// Release a held request or campaign, or held jobs.
+    Release(Targets),
     /// Cancel a request or abort a campaign.
     Cancel(Change),
+    /// Remove jobs from their batch system for good (as condor_rm or scancel do); never retried.
+    Remove {
+        /// Job ids, e.g. J5 J6.
+        #[arg(required = true)]
+        jobs: Vec<JobId>,
+        /// Why, recorded in the jobs' history.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// List or show campaigns with their tasks and progress.
     #[command(subcommand)]
     Campaign(CampaignCmd),
@@ -229,6 +239,46 @@ struct Change {
     /// Why, recorded in history.
     #[arg(long, default_value = "")]
     reason: String,
+}
+
+/// What `hold` acts on and how far.
+#[derive(Debug, Args)]
+struct HoldArgs {
+    #[command(flatten)]
+    targets: Targets,
+    /// For a campaign: hold its running jobs too (HTCondor and jobsub evict them and start them again on release, Slurm requeues them held, the local executor stops them).
+    #[arg(long)]
+    running: bool,
+}
+
+/// One request or campaign (C1), or job ids (J5 J6).
+#[derive(Debug, Args)]
+struct Targets {
+    /// A request or campaign id, or job ids.
+    #[arg(required = true, value_name = "C|J")]
+    ids: Vec<EntityRef>,
+    /// Why, recorded in history.
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+impl Targets {
+    /// The one campaign named, or the jobs.
+    fn split(&self) -> anyhow::Result<Result<CampaignId, Vec<JobId>>> {
+        let jobs: Vec<JobId> = self
+            .ids
+            .iter()
+            .filter(|e| e.kind == EntityKind::Job)
+            .map(|e| JobId(e.id))
+            .collect();
+        match self.ids.as_slice() {
+            [one] if one.kind == EntityKind::Campaign => Ok(Ok(CampaignId(one.id))),
+            _ if jobs.len() == self.ids.len() => Ok(Err(jobs)),
+            _ => Err(anyhow!(
+                "give one request or campaign (C1) or job ids (J5 J6), not both or other kinds"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -613,8 +663,14 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
             reason,
         } => out.request(&ops.consolidate(target, &others, &reason).await?),
         Command::Priority { id, value } => out.request(&ops.set_priority(id, value).await?),
-        Command::Hold(c) => out.request(&ops.hold(c.id, &c.reason).await?),
-        Command::Release(c) => out.request(&ops.release(c.id, &c.reason).await?),
+        Command::Hold(h) => hold(ops, out, &h).await,
+        Command::Release(t) => match t.split()? {
+            Ok(id) => out.request(&ops.release(id, &t.reason).await?),
+            Err(jobs) => out.jobs_requested(&ops.release_jobs(&jobs, &t.reason).await?),
+        },
+        Command::Remove { jobs, reason } => {
+            out.jobs_requested(&ops.remove_jobs(&jobs, &reason).await?)
+        }
         Command::Cancel(c) => out.request(&ops.cancel(c.id, &c.reason).await?),
         Command::Campaign(CampaignCmd::List(args)) => {
             let mut filter = list_filter(&args)?;
@@ -654,6 +710,33 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
             unreachable!("dispatched before")
         }
     }
+}
+
+/// `prodops hold`: a campaign with its scope (saying what it does), or jobs.
+async fn hold(ops: &Ops, out: &output::Printer, args: &HoldArgs) -> anyhow::Result<()> {
+    let reason = &args.targets.reason;
+    let id = match args.targets.split()? {
+        Ok(id) => id,
+        Err(_) if args.running => {
+            return Err(anyhow!(
+                "--running is for a campaign; a job is held whatever it is doing"
+            ))
+        }
+        Err(jobs) => return out.jobs_requested(&ops.hold_jobs(&jobs, reason).await?),
+    };
+    let scope = if args.running {
+        HoldScope::Running
+    } else {
+        HoldScope::Queued
+    };
+    out.request(&ops.hold_with_scope(id, scope, reason).await?)?;
+    eprintln!("{id} held: {}", scope.describe());
+    if scope == HoldScope::Running {
+        for (backend, effect) in ops.running_hold_effects(id).await? {
+            eprintln!("  {backend}: {effect}");
+        }
+    }
+    Ok(())
 }
 
 /// `prodops check`: every configured check now, recorded like the worker's runs.

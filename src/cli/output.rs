@@ -2,7 +2,7 @@
 
 use crate::model::check::{CheckSpec, Verdict};
 use crate::model::ids::EntityKind;
-use crate::ops::jobs::{JobDetail, JobView, Resubmitted};
+use crate::ops::jobs::{JobDetail, JobView, JobsRequested, Resubmitted};
 use crate::ops::views::{CampaignDetail, HistoryView, RequestDetail, RequestLine};
 use crate::store::campaigns::count;
 use crate::store::directory::{Experiment, User};
@@ -219,6 +219,18 @@ impl Printer {
         if !r.replanned.is_empty() {
             println!("split again: {}", r.replanned.join(" "));
         }
+        Ok(())
+    }
+
+    pub(super) fn jobs_requested(&self, r: &JobsRequested) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(r);
+        }
+        println!(
+            "{} {}: the worker carries it out on its next pass",
+            r.requested,
+            r.jobs.join(" ")
+        );
         Ok(())
     }
 

@@ -181,7 +181,9 @@ fn print_report(r: &PassReport) {
     for w in &r.warnings {
         eprintln!("worker: warning: {w}");
     }
-    if !r.leader {
+    if let (false, Some(holder)) = (r.leader, &r.lease_holder) {
+        eprintln!("worker: the worker on {holder} holds the lease; waiting");
+    } else if !r.leader {
         eprintln!("worker: another worker holds the lease; waiting");
     } else if r.changed() {
         eprintln!(

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod criteria;
 pub mod dag;
+pub mod hold;
 pub mod ids;
 pub mod jobspec;
 pub mod progress;

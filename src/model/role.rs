@@ -103,6 +103,8 @@ pub enum Action {
     Release,
     /// Cancel or abort work (X6).
     Cancel,
+    /// Remove jobs from their batch system for good.
+    Remove,
     /// Resubmit failed parts (D3).
     Resubmit,
     /// Sign a task off as complete (T5).
@@ -129,6 +131,7 @@ impl Action {
             Action::Hold => "hold",
             Action::Release => "release",
             Action::Cancel => "cancel",
+            Action::Remove => "remove",
             Action::Resubmit => "resubmit",
             Action::SignOff => "signoff",
             Action::View => "view",
@@ -147,7 +150,9 @@ impl Action {
             Action::EditRequest => (&[Approver, Operator], true),
             Action::Approve | Action::Reject | Action::Consolidate => (&[Approver], false),
             Action::SetPriority => (&[Approver, Operator], false),
-            Action::Hold | Action::Release | Action::Cancel => (&[Approver, Operator], true),
+            Action::Hold | Action::Release | Action::Cancel | Action::Remove => {
+                (&[Approver, Operator], true)
+            }
             Action::Resubmit => (&[Operator], false),
             Action::SignOff => (&[Reviewer, Approver, Operator], false),
             Action::View => (

@@ -189,8 +189,9 @@ lifecycle!(
         Queued = "queued" => [Running, Succeeded, Failed, Held, Removed],
         /// Running on a node.
         Running = "running" => [Succeeded, Failed, Held, Removed],
-        /// Held in the batch system.
-        Held = "held" => [Queued, Running, Failed, Removed],
+        /// Held in the batch system. A job that ended before the hold took
+        /// effect (or ran on under it) records its real end.
+        Held = "held" => [Queued, Running, Succeeded, Failed, Removed],
         /// Ended with success.
         Succeeded = "succeeded" => [],
         /// Ended with failure (exit code, signal, memory).

@@ -3,6 +3,7 @@
 
 use super::views::iso;
 use super::{Ops, OpsError};
+use crate::model::hold::JobAction;
 use crate::model::ids::{CampaignId, EntityKind, EntityRef, JobId, SubtaskId};
 use crate::model::role::{Action, Target};
 use crate::model::spec::TaskKind;
@@ -22,6 +23,9 @@ pub struct JobView {
     pub id: String,
     /// `S<n>`.
     pub subtask: String,
+    /// The request stage it runs: its subtask's name (`gen`, `sim`,
+    /// `reco`); not [`JobView::stage`], the job's own stage (stage-in, run…).
+    pub step: String,
     /// Index within the subtask.
     pub seq: i64,
     /// Attempt.
@@ -69,6 +73,7 @@ impl From<&JobRow> for JobView {
         JobView {
             id: JobId(j.id).to_string(),
             subtask: SubtaskId(j.subtask_id).to_string(),
+            step: j.step.clone(),
             seq: j.seq,
             attempt: j.attempt,
             state: j.state.clone(),
@@ -101,6 +106,16 @@ pub struct JobDetail {
     pub job: JobView,
     /// Its stages with resources.
     pub stages: Vec<StageRow>,
+}
+
+/// What a person asked of jobs; the worker carries it out through their
+/// batch systems on its next pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobsRequested {
+    /// What was asked: `held`, `released` or `removed`.
+    pub requested: String,
+    /// The jobs, `J<n>`, in id order.
+    pub jobs: Vec<String>,
 }
 
 /// What a resubmission did.
@@ -227,6 +242,119 @@ impl Ops {
         Ok(done)
     }
 
+    /// Holds jobs in their batch systems (a running one as its system can:
+    /// [`crate::batch::running_hold_effect`]); a job a person held stays
+    /// held when its campaign is released. All the jobs or none: the first
+    /// that cannot be held is named in the error.
+    pub async fn hold_jobs(&self, jobs: &[JobId], reason: &str) -> Result<JobsRequested, OpsError> {
+        self.job_action(JobAction::Hold, jobs, reason).await
+    }
+
+    /// Releases held jobs (those a person held, or held by their batch
+    /// system), all or none; a job held with its campaign is released with it.
+    pub async fn release_jobs(
+        &self,
+        jobs: &[JobId],
+        reason: &str,
+    ) -> Result<JobsRequested, OpsError> {
+        self.job_action(JobAction::Release, jobs, reason).await
+    }
+
+    /// Removes jobs from their batch systems for good (`condor_rm`,
+    /// `scancel`), all or none. A removed job ends `removed`: the worker never
+    /// retries it; its subtask counts it as not done, and only a person's
+    /// `resubmit` runs it again.
+    pub async fn remove_jobs(
+        &self,
+        jobs: &[JobId],
+        reason: &str,
+    ) -> Result<JobsRequested, OpsError> {
+        self.job_action(JobAction::Remove, jobs, reason).await
+    }
+
+    async fn job_action(
+        &self,
+        action: JobAction,
+        jobs: &[JobId],
+        reason: &str,
+    ) -> Result<JobsRequested, OpsError> {
+        let audit = match action {
+            JobAction::Hold => Action::Hold,
+            JobAction::Release => Action::Release,
+            JobAction::Remove => Action::Remove,
+        };
+        let names: Vec<String> = jobs.iter().map(ToString::to_string).collect();
+        let result = self.job_action_inner(action, audit, jobs, reason).await;
+        self.finish(audit, &names.join(", "), result).await
+    }
+
+    async fn job_action_inner(
+        &self,
+        action: JobAction,
+        audit: Action,
+        jobs: &[JobId],
+        reason: &str,
+    ) -> Result<JobsRequested, OpsError> {
+        let mut ids: Vec<i64> = jobs.iter().map(|j| j.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Err(OpsError::Invalid(format!(
+                "name at least one job to {}",
+                action.verb()
+            )));
+        }
+        let mut tx = self.store.begin().await?;
+        let targets = jobs::job_targets_for_update(&mut tx, &ids).await?;
+        if let Some(missing) = ids.iter().find(|id| !targets.iter().any(|t| t.id == **id)) {
+            return Err(StoreError::NotFound(format!("job {}", JobId(*missing))).into());
+        }
+        let mut campaigns = std::collections::HashSet::new();
+        for target in targets.iter().filter(|t| campaigns.insert(t.campaign_id)) {
+            self.authorize_job(&mut tx, audit, target).await?;
+        }
+        for target in &targets {
+            if let Some(why) = job_refusal(action, target)? {
+                return Err(OpsError::Invalid(why));
+            }
+        }
+        let who = self.actor.display();
+        let why = match reason.trim() {
+            "" => format!("{} by {who}", action.desired()),
+            given => format!("{} by {who}: {given}", action.desired()),
+        };
+        let desired = job_desire(action, &targets);
+        for (wanted, group) in desired {
+            jobs::set_desired_state(&mut tx, &group, wanted, &why).await?;
+        }
+        let names: Vec<String> = ids.iter().map(|id| JobId(*id).to_string()).collect();
+        let detail = format!("{} {}: {why}", action.verb(), names.join(", "));
+        self.audit_ok(&mut tx, audit, &names.join(", "), &detail)
+            .await?;
+        tx.commit().await?;
+        Ok(JobsRequested {
+            requested: action.desired().to_string(),
+            jobs: names,
+        })
+    }
+
+    /// Refuses inside `tx` unless the actor may take `action` on the job's
+    /// campaign (as on the campaign itself: its creator may too).
+    async fn authorize_job(
+        &self,
+        tx: &mut Tx<'_>,
+        action: Action,
+        target: &jobs::JobTarget,
+    ) -> Result<(), OpsError> {
+        let on = Target {
+            experiment: Some(&target.experiment),
+            kind: TaskKind::parse(&target.kind),
+            actor_is_creator: target.creator == self.actor.name,
+        };
+        self.authorize(tx, action, on, &JobId(target.id).to_string())
+            .await
+    }
+
     /// Signs a subtask off so a `signoff` criterion can be met (T5).
     pub async fn signoff(&self, subtask: SubtaskId, reason: &str) -> Result<(), OpsError> {
         let result = self.signoff_inner(subtask, reason).await;
@@ -262,6 +390,38 @@ impl Ops {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Why a person cannot take `action` on `target` now, if so.
+fn job_refusal(action: JobAction, target: &jobs::JobTarget) -> Result<Option<String>, OpsError> {
+    let job = JobId(target.id).to_string();
+    let state = JobState::parse(&target.state)
+        .ok_or_else(|| StoreError::Corrupt(format!("state of {job}"), target.state.clone()))?;
+    let asked = target
+        .desired_state
+        .as_deref()
+        .and_then(JobAction::from_desired);
+    let campaign = CampaignId(target.campaign_id).to_string();
+    let held_with = (target.campaign_state == "held" || target.subtask_state == "held")
+        .then_some(campaign.as_str());
+    Ok(action.refusal(&job, state, asked, held_with))
+}
+
+/// What to store on each job for `action`: a release of a hold the worker
+/// has not carried out yet only forgets the hold; every other job gets
+/// the action's desired state. Grouped by what is stored.
+fn job_desire(
+    action: JobAction,
+    targets: &[jobs::JobTarget],
+) -> Vec<(Option<&'static str>, Vec<i64>)> {
+    let (forget, ask): (Vec<&jobs::JobTarget>, Vec<&jobs::JobTarget>) = targets
+        .iter()
+        .partition(|t| action == JobAction::Release && t.state != JobState::Held.as_str());
+    [(None, forget), (Some(action.desired()), ask)]
+        .into_iter()
+        .filter(|(_, group)| !group.is_empty())
+        .map(|(wanted, group)| (wanted, group.iter().map(|t| t.id).collect()))
+        .collect()
 }
 
 /// The campaign, experiment and kind that own an entity.

@@ -6,6 +6,7 @@ use super::views::{
 };
 use super::{Ops, OpsError};
 use crate::model::dag::Dag;
+use crate::model::hold::HoldScope;
 use crate::model::ids::{CampaignId, EntityRef};
 use crate::model::progress::{campaign_progress, Progress};
 use crate::model::request::{parse_request, Format, RequestError, ValidRequest, MAX_PRIORITY};
@@ -565,38 +566,95 @@ impl Ops {
         Ok(())
     }
 
-    /// Holds a request or campaign and its queued tasks (X6).
+    /// Holds a request or campaign and its queued tasks (X6) with the
+    /// default scope: submissions stop and queued jobs are held, running
+    /// jobs run to their end ([`HoldScope::Queued`]).
     pub async fn hold(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
-        let result = self.hold_inner(id, reason).await;
+        self.hold_with_scope(id, HoldScope::default(), reason).await
+    }
+
+    /// Holds a request or campaign and its queued tasks (X6); `scope` says
+    /// whether its running jobs are held too (the worker then holds them as
+    /// their batch system does: [`crate::batch::running_hold_effect`]). A
+    /// held campaign held again with another scope keeps its hold and takes
+    /// the new scope.
+    pub async fn hold_with_scope(
+        &self,
+        id: CampaignId,
+        scope: HoldScope,
+        reason: &str,
+    ) -> Result<RequestDetail, OpsError> {
+        let result = self.hold_inner(id, scope, reason).await;
         self.finish(Action::Hold, &id.to_string(), result).await?;
         self.reload(id.0).await
     }
 
-    async fn hold_inner(&self, id: CampaignId, reason: &str) -> Result<(), OpsError> {
+    async fn hold_inner(
+        &self,
+        id: CampaignId,
+        scope: HoldScope,
+        reason: &str,
+    ) -> Result<(), OpsError> {
         let mut tx = self.store.begin().await?;
         let row = self.load_authorized(&mut tx, id, Action::Hold).await?;
         let who = self.actor.display();
         let why = non_empty(reason, "held");
-        set_state(&mut tx, id.0, CampaignState::Held, &why, &who).await?;
-        for task in states::ids_in_states(
-            &mut tx,
-            "campaign_id",
-            id.0,
-            &[TaskState::Queued, TaskState::Running],
-        )
-        .await?
-        {
-            set_state(&mut tx, task, TaskState::Held, &why, &who).await?;
-        }
-        self.audit_ok(
-            &mut tx,
-            Action::Hold,
-            &id.to_string(),
-            &format!("{} → held: {why}", row.state),
-        )
-        .await?;
+        let detail = if state_of(&row)? == CampaignState::Held {
+            let before = camp::hold_scope(&mut tx, id.0).await?;
+            if before == scope {
+                return Err(OpsError::Invalid(format!(
+                    "{id} is already held with this scope: {}",
+                    scope.describe()
+                )));
+            }
+            format!(
+                "hold scope {before} → {scope} ({}): {why}",
+                scope.describe()
+            )
+        } else {
+            self.hold_children(&mut tx, id, &why, &who).await?;
+            format!("{} → held ({}): {why}", row.state, scope.describe())
+        };
+        camp::set_hold_scope(&mut tx, id.0, Some(scope)).await?;
+        self.audit_ok(&mut tx, Action::Hold, &id.to_string(), &detail)
+            .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Moves a campaign and its queued or running tasks to `held`.
+    async fn hold_children(
+        &self,
+        tx: &mut Tx<'_>,
+        id: CampaignId,
+        why: &str,
+        who: &str,
+    ) -> Result<(), OpsError> {
+        set_state(tx, id.0, CampaignState::Held, why, who).await?;
+        let live = [TaskState::Queued, TaskState::Running];
+        for task in states::ids_in_states(tx, "campaign_id", id.0, &live).await? {
+            set_state(tx, task, TaskState::Held, why, who).await?;
+        }
+        Ok(())
+    }
+
+    /// What holding running jobs does on each batch system a campaign's
+    /// stages use, for the confirmation of a hold with
+    /// [`HoldScope::Running`]: `(backend, one line)` in stage order.
+    pub async fn running_hold_effects(
+        &self,
+        id: CampaignId,
+    ) -> Result<Vec<(String, &'static str)>, OpsError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let row = camp::get_campaign(&mut conn, id.0).await?;
+        let mut effects: Vec<(String, &'static str)> = Vec::new();
+        for stage in spec_of(&row)?.stages {
+            if !effects.iter().any(|(b, _)| *b == stage.backend) {
+                let effect = crate::batch::running_hold_effect(&stage.backend);
+                effects.push((stage.backend, effect));
+            }
+        }
+        Ok(effects)
     }
 
     /// Releases a held request to where it was; an edited spec goes to pending approval.
@@ -624,6 +682,7 @@ impl Ops {
         let who = self.actor.display();
         let why = non_empty(reason, "released");
         set_state(&mut tx, id.0, back, &why, &who).await?;
+        camp::set_hold_scope(&mut tx, id.0, None).await?;
         for task in states::ids_in_states(&mut tx, "campaign_id", id.0, &[TaskState::Held]).await? {
             let to = state_before_last(&mut tx, task, TaskState::Held)
                 .await?

@@ -2,6 +2,7 @@
 
 use super::states::record_creation;
 use super::{now_ms, StoreError, Tx};
+use crate::model::hold::HoldScope;
 use crate::model::ids::EntityKind;
 use crate::model::spec::StageSpec;
 use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
@@ -267,6 +268,36 @@ pub async fn set_priority(tx: &mut Tx<'_>, id: i64, priority: i64) -> Result<(),
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Records what a campaign's hold stops; `None` clears it (on release).
+pub async fn set_hold_scope(
+    tx: &mut Tx<'_>,
+    id: i64,
+    scope: Option<HoldScope>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE campaigns SET hold_scope = $1 WHERE id = $2")
+        .bind(scope.map(HoldScope::as_str))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// What a campaign's hold stops (a hold stored without a scope, made before
+/// scopes existed, holds queued jobs only).
+pub async fn hold_scope(conn: &mut AnyConnection, id: i64) -> Result<HoldScope, StoreError> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT hold_scope FROM campaigns WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("request C{id}")))?;
+    match stored {
+        None => Ok(HoldScope::default()),
+        Some(text) => HoldScope::parse(&text)
+            .ok_or_else(|| StoreError::Corrupt(format!("hold scope of C{id}"), text)),
+    }
 }
 
 /// Links a consolidated request to the one that absorbed it.

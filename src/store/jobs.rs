@@ -63,11 +63,18 @@ pub struct JobRow {
     pub started_at: Option<i64>,
     /// End, ms.
     pub ended_at: Option<i64>,
+    /// The request stage it runs: its subtask's name (`gen`, `sim`, `reco`).
+    pub step: String,
 }
 
+/// The columns of a [`JobRow`], read by [`job_from_row`]. The step is a
+/// subquery by primary key rather than a join, so a page of a sorted million
+/// jobs looks it up only for the rows it returns (and callers that join
+/// `subtasks s` keep their alias).
 pub(crate) const JOB_COLUMNS: &str = "j.id, j.batch_id, j.subtask_id, j.seq, j.attempt, j.state, j.state_since, j.params_json, \
      j.backend, j.site, j.node, j.batch_job_id, j.retry_of, j.current_stage, j.exit_code, j.signal, j.oom, \
-     j.failure, j.events, j.cpu_ms, j.wall_ms, j.max_rss_kb, j.started_at, j.ended_at";
+     j.failure, j.events, j.cpu_ms, j.wall_ms, j.max_rss_kb, j.started_at, j.ended_at, \
+     (SELECT job_subtask.name FROM subtasks job_subtask WHERE job_subtask.id = j.subtask_id)";
 
 pub(crate) fn job_from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
     Ok(JobRow {
@@ -95,6 +102,7 @@ pub(crate) fn job_from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
         max_rss_kb: r.try_get(21)?,
         started_at: r.try_get(22)?,
         ended_at: r.try_get(23)?,
+        step: r.try_get(24)?,
     })
 }
 
@@ -454,6 +462,108 @@ pub async fn insert_split_jobs(
     }
     record_creations(tx, &ordered, JobState::Created, reason, user).await?;
     Ok(ordered)
+}
+
+/// A job with what a person's hold, release or removal of it needs: its
+/// state, what was asked of it before, and its campaign's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTarget {
+    /// Job id.
+    pub id: i64,
+    /// Its state.
+    pub state: String,
+    /// What a person asked of it that stands (`held`, `released`, `removed`).
+    pub desired_state: Option<String>,
+    /// Its campaign.
+    pub campaign_id: i64,
+    /// The campaign's state.
+    pub campaign_state: String,
+    /// Its subtask's state.
+    pub subtask_state: String,
+    /// The campaign's experiment.
+    pub experiment: String,
+    /// The campaign's kind.
+    pub kind: String,
+    /// Who filed the campaign.
+    pub creator: String,
+}
+
+/// The jobs `ids` that exist, with their campaigns, in id order; locked
+/// for the transaction on PostgreSQL (SQLite's write lock covers it).
+pub async fn job_targets_for_update(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+) -> Result<Vec<JobTarget>, StoreError> {
+    let dialect = Dialect::of(tx);
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE OF j",
+        Dialect::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT j.id, j.state, j.desired_state, c.id, c.state, s.state, e.name, c.kind, c.creator
+         FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
+         JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id
+         WHERE j.id IN ({}) ORDER BY j.id{lock}",
+        dialect.ids(1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(json(&ids))
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(JobTarget {
+                id: r.try_get(0)?,
+                state: r.try_get(1)?,
+                desired_state: r.try_get(2)?,
+                campaign_id: r.try_get(3)?,
+                campaign_state: r.try_get(4)?,
+                subtask_state: r.try_get(5)?,
+                experiment: r.try_get(6)?,
+                kind: r.try_get(7)?,
+                creator: r.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
+/// Records what a person asks of jobs (`desired`: `held`, `released`,
+/// `removed`, or `None` for nothing) with the reason the worker writes in
+/// their history when it carries it out.
+pub async fn set_desired_state(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    desired: Option<&str>,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE jobs SET desired_state = $1, desired_reason = $2 WHERE id IN ({})",
+        Dialect::of(tx).ids(3)
+    );
+    sqlx::query(&sql)
+        .bind(desired)
+        .bind(reason)
+        .bind(json(&ids))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Forgets the releases a person asked of `ids` once the worker carried them out.
+pub async fn forget_releases(tx: &mut Tx<'_>, ids: &[i64]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE jobs SET desired_state = NULL, desired_reason = NULL
+         WHERE desired_state = 'released' AND id IN ({})",
+        Dialect::of(tx).ids(1)
+    );
+    sqlx::query(&sql)
+        .bind(json(&ids))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Records the batch job ids of submitted jobs (`(job, batch job id)`) and

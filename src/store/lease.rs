@@ -5,13 +5,17 @@
 //! on this host is gone.
 
 use super::{now_ms, Store, StoreError};
+use serde::Serialize;
 use sqlx::Row;
 
 const NAME: &str = "worker";
 
-/// Who holds the lease: `host:pid:start`.
+/// Who holds the lease: `host:pid:start.n`, `n` counting the workers of
+/// this process (two started in the same millisecond are still two).
 pub fn holder_id() -> String {
-    format!("{}:{}:{}", hostname(), std::process::id(), now_ms())
+    static WORKERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WORKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}:{}:{}.{n}", hostname(), std::process::id(), now_ms())
 }
 
 /// This machine's name.
@@ -95,6 +99,42 @@ pub async fn release(store: &Store, holder: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The worker holding the lease: where it runs, so an operator whose
+/// console only watches knows which process submits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaseHolder {
+    /// Its host name.
+    pub host: String,
+    /// Its process id on that host.
+    pub pid: u32,
+}
+
+impl LeaseHolder {
+    /// Reads a holder written by [`holder_id`] (`host:pid:start.n`).
+    pub fn parse(holder: &str) -> Option<LeaseHolder> {
+        let mut parts = holder.rsplitn(3, ':');
+        let (_start, pid, host) = (parts.next()?, parts.next()?, parts.next()?);
+        Some(LeaseHolder {
+            host: host.to_string(),
+            pid: pid.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for LeaseHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} pid {}", self.host, self.pid)
+    }
+}
+
+/// The worker holding the lease now, if one does and it has not expired.
+pub async fn holder(store: &Store) -> Result<Option<LeaseHolder>, StoreError> {
+    Ok(current_holder(store)
+        .await?
+        .as_deref()
+        .and_then(LeaseHolder::parse))
+}
+
 /// The current holder, if the lease is held and not expired.
 pub async fn current_holder(store: &Store) -> Result<Option<String>, StoreError> {
     let row = sqlx::query("SELECT holder, expires_at FROM leases WHERE name = $1")
@@ -104,4 +144,23 @@ pub async fn current_holder(store: &Store) -> Result<Option<String>, StoreError>
     let Some(row) = row else { return Ok(None) };
     let expires: i64 = row.try_get(1)?;
     Ok((expires >= now_ms()).then(|| row.try_get(0)).transpose()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_a_holder_reads_back_as_host_and_pid() {
+        let me = LeaseHolder::parse(&holder_id()).unwrap();
+        assert_eq!((me.host, me.pid), (hostname(), std::process::id()));
+        assert_eq!(
+            LeaseHolder::parse("node7.fnal.gov:4242:1700000000000"),
+            Some(LeaseHolder {
+                host: "node7.fnal.gov".into(),
+                pid: 4242
+            })
+        );
+        assert_eq!(LeaseHolder::parse("garbage"), None);
+    }
 }

@@ -1,8 +1,8 @@
 //! The database: one API over SQLite (the embedded default) and PostgreSQL
 //! (the shared deployment), with migrations embedded and applied at open.
 //!
-//! Every state change goes through [`states::set_state`]; no other code writes
-//! a state column.
+//! Every state change goes through [`states`] (`set_state`, or
+//! `move_states` for many entities); no other code writes a state column.
 
 pub mod audit;
 pub mod campaigns;

@@ -292,6 +292,21 @@ pub async fn batches_of_campaign(
         .collect()
 }
 
+/// The batch systems a campaign's jobs run on, by name.
+pub async fn backends_of_campaign(
+    conn: &mut AnyConnection,
+    campaign: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT j.backend FROM jobs j JOIN subtasks s ON s.id = j.subtask_id
+         JOIN tasks t ON t.id = s.task_id WHERE t.campaign_id = $1 ORDER BY j.backend",
+    )
+    .bind(campaign)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
 /// The column a job page is sorted by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub enum JobSort {
@@ -370,8 +385,8 @@ pub struct JobQuery {
     pub subtask: Option<i64>,
     /// Only these states (all when empty).
     pub states: Vec<String>,
-    /// Text one of the shown columns must contain: id, state, stage, site,
-    /// node, batch job id or failure.
+    /// Text one of the shown columns must contain: id, step, state, stage,
+    /// site, node, batch job id or failure.
     pub text: String,
     /// Sort column.
     pub sort: JobSort,
@@ -415,7 +430,8 @@ fn job_selection(query: &JobQuery) -> (String, Vec<Bind>) {
         filters.push(format!(
             "(j.id = ${} OR j.state LIKE ${n} OR LOWER(COALESCE(j.current_stage, '')) LIKE ${n}
               OR LOWER(COALESCE(j.batch_job_id, '')) LIKE ${n} OR LOWER(COALESCE(j.site, '')) LIKE ${n}
-              OR LOWER(COALESCE(j.node, '')) LIKE ${n} OR LOWER(COALESCE(j.failure, '')) LIKE ${n})",
+              OR LOWER(COALESCE(j.node, '')) LIKE ${n} OR LOWER(COALESCE(j.failure, '')) LIKE ${n}
+              OR EXISTS (SELECT 1 FROM subtasks fs WHERE fs.id = j.subtask_id AND LOWER(fs.name) LIKE ${n}))",
             n + 1
         ));
     }

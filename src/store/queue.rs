@@ -4,6 +4,7 @@
 use super::campaigns::placeholders;
 use super::sql::{json, Dialect};
 use super::StoreError;
+use crate::model::hold::HoldScope;
 use crate::model::state::{JobState, Lifecycle, SubtaskState};
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, HashMap};
@@ -175,7 +176,8 @@ pub struct Submittable {
     pub params_json: String,
 }
 
-/// Created jobs of running, unheld campaigns in queue order, at most `limit`.
+/// Created jobs of running, unheld campaigns in queue order, at most
+/// `limit`; not those a person removes (the worker withdraws them).
 pub async fn submittable_jobs(
     conn: &mut AnyConnection,
     limit: i64,
@@ -185,6 +187,7 @@ pub async fn submittable_jobs(
          FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
          JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id
          WHERE j.state = 'created' AND c.state = 'running' AND t.state = 'running' AND s.state = 'running'
+           AND (j.desired_state IS NULL OR j.desired_state <> 'removed')
          ORDER BY c.priority DESC, c.created_at, c.id, j.id LIMIT $1",
     )
     .bind(limit)
@@ -262,31 +265,60 @@ pub struct Mismatch {
     pub backend: String,
     /// Campaign state.
     pub campaign_state: String,
+    /// What the campaign's hold stops (`queued` when not said).
+    pub hold_scope: HoldScope,
     /// Subtask state.
     pub subtask_state: String,
+    /// What a person asked of the job itself (`held`, `released`, `removed`).
+    pub desired_state: Option<String>,
+    /// The reason to record when that is carried out.
+    pub desired_reason: Option<String>,
 }
 
-/// Jobs that must be held, released or removed to follow their campaign or subtask.
+/// Jobs that must be held, released or removed to follow their campaign or
+/// subtask, or what a person asked of them: queued jobs of held work,
+/// running ones too when the campaign's hold says so ([`HoldScope`]), every
+/// live job of cancelled work or that a person removes, queued or running
+/// jobs a person holds, held jobs of running work that no person holds.
 pub async fn mismatched_jobs(conn: &mut AnyConnection) -> Result<Vec<Mismatch>, StoreError> {
     let rows = sqlx::query(
-        "SELECT j.id, j.state, j.batch_job_id, j.backend, c.state, s.state
+        "SELECT j.id, j.state, j.batch_job_id, j.backend, c.state, c.hold_scope, s.state,
+                j.desired_state, j.desired_reason
          FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
          JOIN campaigns c ON c.id = t.campaign_id
-         WHERE (j.state IN ('created', 'queued', 'running', 'held') AND (c.state IN ('held', 'cancelled') OR s.state IN ('held', 'cancelled')))
-            OR (j.state = 'held' AND c.state = 'running' AND s.state = 'running')
+         WHERE (j.state IN ('created', 'queued', 'running', 'held')
+                AND (c.state = 'cancelled' OR s.state = 'cancelled' OR j.desired_state = 'removed'))
+            OR (j.state IN ('queued', 'running') AND j.desired_state = 'held')
+            OR (j.state = 'queued' AND (c.state = 'held' OR s.state = 'held'))
+            OR (j.state = 'running' AND ((c.state = 'held' AND c.hold_scope = 'running') OR s.state = 'held'))
+            OR (j.state = 'held' AND c.state = 'running' AND s.state = 'running'
+                AND (j.desired_state IS NULL OR j.desired_state <> 'held'))
          ORDER BY j.id",
     )
     .fetch_all(conn)
     .await?;
     rows.iter()
         .map(|r| {
+            let scope: Option<String> = r.try_get(5)?;
+            let job_id: i64 = r.try_get(0)?;
             Ok(Mismatch {
-                job_id: r.try_get(0)?,
+                job_id,
                 job_state: r.try_get(1)?,
                 batch_job_id: r.try_get(2)?,
                 backend: r.try_get(3)?,
                 campaign_state: r.try_get(4)?,
-                subtask_state: r.try_get(5)?,
+                hold_scope: match scope {
+                    None => HoldScope::default(),
+                    Some(text) => HoldScope::parse(&text).ok_or_else(|| {
+                        StoreError::Corrupt(
+                            format!("hold scope of the campaign of J{job_id}"),
+                            text,
+                        )
+                    })?,
+                },
+                subtask_state: r.try_get(6)?,
+                desired_state: r.try_get(7)?,
+                desired_reason: r.try_get(8)?,
             })
         })
         .collect()

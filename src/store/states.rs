@@ -113,26 +113,64 @@ pub async fn set_state<S: Lifecycle>(
 }
 
 /// Moves many entities of one kind to `to`, each with its own reason, as
-/// [`set_state`] does one: the same checks and history rows, in statements
-/// of a fixed shape that return no rows (sqlx hands each returned row across
-/// threads). All move or the call fails (the caller's transaction is then
-/// not to be committed). `changes` holds each id once.
+/// [`set_state`] does one, all or nothing: the first entity that cannot
+/// move fails the call (the caller's transaction is then not to be
+/// committed). For actions a person takes on a list, which either happen
+/// whole or not at all. `changes` holds each id once.
 pub async fn set_states<S: Lifecycle>(
     tx: &mut Tx<'_>,
     changes: &[(i64, String)],
     to: S,
     user: &str,
 ) -> Result<(), StoreError> {
+    move_states(tx, changes, to, user).await?.into_result()
+}
+
+/// Moves every entity of `changes` that may go to `to`, each with its own
+/// reason and history row, and returns the ones it skipped with why (the
+/// table refuses the move, the entity is gone, or another writer changed it
+/// meanwhile): one entity that cannot move never keeps the others from
+/// moving, which the worker needs (a pass serves every campaign).
+///
+/// Statements of a fixed shape that return no rows when everything moves
+/// (sqlx hands each returned row across threads); only a batch with a skip
+/// reads the skipped entities' states to say why. `changes` holds each id once.
+pub async fn move_states<S: Lifecycle>(
+    tx: &mut Tx<'_>,
+    changes: &[(i64, String)],
+    to: S,
+    user: &str,
+) -> Result<Skipped, StoreError> {
+    move_states_from(tx, changes, S::ALL, to, user).await
+}
+
+/// [`move_states`] for entities expected in one of `expected` (the states
+/// the caller read them in): one found in another state, even one the table
+/// would let move, is skipped as changed meanwhile. The worker starts an
+/// `approved` campaign this way, so a hold that came in between stays.
+pub async fn move_states_from<S: Lifecycle>(
+    tx: &mut Tx<'_>,
+    changes: &[(i64, String)],
+    expected: &[S],
+    to: S,
+    user: &str,
+) -> Result<Skipped, StoreError> {
     if changes.is_empty() {
-        return Ok(());
+        return Ok(Skipped::default());
     }
-    let from: Vec<&str> = S::ALL
+    let from: Vec<&str> = expected
         .iter()
         .filter(|s| s.next().contains(&to))
         .map(|s| s.as_str())
         .collect();
+    let ids: Vec<i64> = changes.iter().map(|(id, _)| *id).collect();
+    let why = WhyNot {
+        ids: &ids,
+        from: &from,
+        to,
+    };
     if from.is_empty() {
-        return Err(first_refusal::<S>(tx, changes, to).await);
+        return why.skipped(tx, false).await;
     }
     let moving = Moving {
         kind: S::KIND,
@@ -142,17 +180,33 @@ pub async fn set_states<S: Lifecycle>(
         user,
         now: now_ms(),
     };
-    let moved = match Dialect::of(tx) {
-        Dialect::Sqlite => moving.sqlite(tx).await?,
-        Dialect::Postgres => moving.postgres(tx).await?,
-    };
-    if moved != changes.len() as u64 {
-        return Err(first_refusal::<S>(tx, changes, to).await);
+    match Dialect::of(tx) {
+        Dialect::Sqlite => {
+            let recorded = moving.record_sqlite(tx).await?;
+            let skipped = if recorded == changes.len() as u64 {
+                Skipped::default()
+            } else {
+                why.skipped(tx, true).await?
+            };
+            moving.update_sqlite(tx, recorded).await?;
+            Ok(skipped)
+        }
+        Dialect::Postgres => {
+            let left_out = moving.postgres(tx).await?;
+            if left_out.is_empty() {
+                return Ok(Skipped::default());
+            }
+            WhyNot {
+                ids: &left_out,
+                ..why
+            }
+            .skipped(tx, false)
+            .await
+        }
     }
-    Ok(())
 }
 
-/// The entities [`set_states`] moves and how.
+/// The entities [`move_states`] moves and how.
 struct Moving<'a> {
     kind: EntityKind,
     changes: &'a [(i64, String)],
@@ -163,10 +217,10 @@ struct Moving<'a> {
 }
 
 impl Moving<'_> {
-    /// SQLite: the history rows of the entities in an allowed state, then the
-    /// compare-and-set; the transaction's write lock keeps other writers out
-    /// between the two. Returns how many moved (all or a conflict).
-    async fn sqlite(&self, tx: &mut Tx<'_>) -> Result<u64, StoreError> {
+    /// SQLite, first statement: the history rows of the entities in a state
+    /// that may move (the transaction's write lock keeps other writers out
+    /// until the update). Returns how many were recorded.
+    async fn record_sqlite(&self, tx: &mut Tx<'_>) -> Result<u64, StoreError> {
         let dialect = Dialect::Sqlite;
         let table = table_of(self.kind);
         let from = super::campaigns::placeholders(6, self.from.len());
@@ -178,13 +232,16 @@ impl Moving<'_> {
             dialect.rows(5, &[Col::Int, Col::Text]),
             dialect.join_rows_first(),
         );
-        let recorded = self.bound(&sql).execute(&mut **tx).await?.rows_affected();
-        if recorded != self.changes.len() as u64 {
-            return Ok(recorded);
-        }
+        Ok(self.bound(&sql).execute(&mut **tx).await?.rows_affected())
+    }
+
+    /// SQLite, second statement: the compare-and-set of the same entities
+    /// (those in a state that may move), which must be the `recorded` ones.
+    async fn update_sqlite(&self, tx: &mut Tx<'_>, recorded: u64) -> Result<(), StoreError> {
         let sql = format!(
-            "UPDATE {table} SET state = $1, state_since = $2 WHERE id IN ({}) AND state IN ({})",
-            dialect.ids(3),
+            "UPDATE {} SET state = $1, state_since = $2 WHERE id IN ({}) AND state IN ({})",
+            table_of(self.kind),
+            Dialect::Sqlite.ids(3),
             super::campaigns::placeholders(4, self.from.len())
         );
         let ids: Vec<i64> = self.changes.iter().map(|(id, _)| *id).collect();
@@ -195,17 +252,17 @@ impl Moving<'_> {
         for state in self.from {
             q = q.bind(*state);
         }
-        let set = q.execute(&mut **tx).await?.rows_affected();
-        if set != recorded {
+        if q.execute(&mut **tx).await?.rows_affected() != recorded {
             return Err(self.conflict());
         }
-        Ok(set)
+        Ok(())
     }
 
     /// PostgreSQL: one statement moves the entities still in the state read
-    /// by the statement (a concurrent change leaves a row out) and records
-    /// the history of those it moved. Returns how many moved.
-    async fn postgres(&self, tx: &mut Tx<'_>) -> Result<u64, StoreError> {
+    /// by the statement (a concurrent change leaves a row out), records the
+    /// history of those it moved, and returns the ids it left out (none,
+    /// and so no rows, when everything moved).
+    async fn postgres(&self, tx: &mut Tx<'_>) -> Result<Vec<i64>, StoreError> {
         let table = table_of(self.kind);
         let sql = format!(
             "WITH v AS ({}),
@@ -213,13 +270,21 @@ impl Moving<'_> {
                UPDATE {table} t SET state = $3, state_since = $1
                FROM {table} o, v
                WHERE o.id = t.id AND v.c0 = t.id AND t.state = o.state AND o.state IN ({})
-               RETURNING t.id, o.state AS old_state, v.c1 AS reason)
-             INSERT INTO history (ts, entity_kind, entity_id, old_state, new_state, reason, user_name)
-             SELECT $1, $2, id, old_state, $3, reason, $4 FROM moved",
+               RETURNING t.id, o.state AS old_state, v.c1 AS reason),
+             recorded AS (
+               INSERT INTO history (ts, entity_kind, entity_id, old_state, new_state, reason, user_name)
+               SELECT $1, $2, id, old_state, $3, reason, $4 FROM moved)
+             SELECT v.c0 FROM v WHERE NOT EXISTS (SELECT 1 FROM moved m WHERE m.id = v.c0)
+             ORDER BY v.c0",
             Dialect::Postgres.rows(5, &[Col::Int, Col::Text]),
             super::campaigns::placeholders(6, self.from.len())
         );
-        Ok(self.bound(&sql).execute(&mut **tx).await?.rows_affected())
+        let q = self.bound(&sql);
+        let rows = q.fetch_all(&mut **tx).await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
     }
 
     /// `sql` with the parameters both dialects' statements take: `$1` now,
@@ -250,51 +315,173 @@ impl Moving<'_> {
     }
 }
 
-/// Why not every entity of `changes` could move to `to`: the first one
-/// whose state the table refuses, or a conflict when each alone could.
-async fn first_refusal<S: Lifecycle>(
-    tx: &mut Tx<'_>,
-    changes: &[(i64, String)],
+/// Entities of a batch that may not have moved, and the move.
+struct WhyNot<'a, S> {
+    ids: &'a [i64],
+    from: &'a [&'a str],
     to: S,
-) -> StoreError {
-    let ids: Vec<i64> = changes.iter().map(|(id, _)| *id).collect();
-    let states = match states_of::<S>(tx, &ids).await {
-        Ok(states) => states,
-        Err(e) => return e,
-    };
-    if let Some(&id) = ids.iter().find(|id| !states.iter().any(|(s, _)| s == *id)) {
-        return StoreError::NotFound(EntityRef { kind: S::KIND, id }.to_string());
+}
+
+impl<S: Lifecycle> WhyNot<'_, S> {
+    /// Why each of `ids` did not move, from its current state. With
+    /// `moved_if_from` (SQLite, read before the update under the write lock)
+    /// those in a state of `from` are the ones that move and are left out;
+    /// without (PostgreSQL, read after the statement) another writer
+    /// changed them meanwhile.
+    async fn skipped(&self, tx: &mut Tx<'_>, moved_if_from: bool) -> Result<Skipped, StoreError> {
+        let states: std::collections::HashMap<i64, S> =
+            states_of::<S>(tx, self.ids).await?.into_iter().collect();
+        let skips = self
+            .ids
+            .iter()
+            .filter_map(|&id| {
+                let why = match states.get(&id) {
+                    None => WhySkipped::Missing,
+                    Some(now) if self.from.contains(&now.as_str()) => {
+                        if moved_if_from {
+                            return None;
+                        }
+                        WhySkipped::Changed
+                    }
+                    Some(now) => match check_transition(*now, self.to) {
+                        Err(illegal) => WhySkipped::Illegal(illegal),
+                        Ok(()) => WhySkipped::Changed,
+                    },
+                };
+                Some(SkippedMove {
+                    entity: EntityRef { kind: S::KIND, id },
+                    to: self.to.as_str(),
+                    why,
+                })
+            })
+            .collect();
+        Ok(Skipped(skips))
     }
-    for (_, current) in &states {
-        if let Err(e) = check_transition(*current, to) {
-            return e.into();
+}
+
+/// Why one entity of a batch of moves did not move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhySkipped {
+    /// The table refuses the move from its current state.
+    Illegal(crate::model::state::IllegalTransition),
+    /// It does not exist.
+    Missing,
+    /// Another writer changed it while the batch was written.
+    Changed,
+}
+
+/// One entity a batch of moves skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedMove {
+    /// The entity, e.g. `J12`.
+    pub entity: EntityRef,
+    /// The state it was to move to.
+    pub to: &'static str,
+    /// Why it did not.
+    pub why: WhySkipped,
+}
+
+impl std::fmt::Display for SkippedMove {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} skipped (not moved to `{}`): ", self.entity, self.to)?;
+        match &self.why {
+            WhySkipped::Illegal(illegal) => write!(f, "{illegal}"),
+            WhySkipped::Missing => f.write_str("it does not exist"),
+            WhySkipped::Changed => f.write_str("it changed while this was being done"),
         }
     }
-    StoreError::Conflict(format!(
-        "{} {} changed while this was being done; look again and retry",
-        changes.len(),
-        table_of(S::KIND)
-    ))
+}
+
+impl SkippedMove {
+    /// The error [`set_states`] fails with for this entity.
+    fn into_error(self) -> StoreError {
+        match self.why {
+            WhySkipped::Illegal(illegal) => StoreError::Illegal(illegal),
+            WhySkipped::Missing => StoreError::NotFound(self.entity.to_string()),
+            WhySkipped::Changed => StoreError::Conflict(format!(
+                "{} changed while this was being done; look again and retry",
+                self.entity
+            )),
+        }
+    }
+}
+
+/// The moves of a batch that were skipped (the others were made), in id
+/// order within each batch. They must be reported: the worker puts each in
+/// its pass's warnings, with the entity and the reason.
+#[must_use = "skipped moves must be reported (PassReport::warnings) or turned into an error"]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped(Vec<SkippedMove>);
+
+impl Skipped {
+    /// The skipped moves.
+    pub fn moves(&self) -> &[SkippedMove] {
+        &self.0
+    }
+
+    /// The ids of the skipped entities of `kind`.
+    pub fn ids_of(&self, kind: EntityKind) -> std::collections::HashSet<i64> {
+        self.0
+            .iter()
+            .filter(|s| s.entity.kind == kind)
+            .map(|s| s.entity.id)
+            .collect()
+    }
+
+    /// Adds the skips of another batch.
+    pub fn add(&mut self, other: Skipped) {
+        self.0.extend(other.0);
+    }
+
+    /// One line per skipped move: the entity, the state and why.
+    pub fn warnings(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+
+    /// `Ok` when nothing was skipped, else the first skip as an error.
+    pub fn into_result(self) -> Result<(), StoreError> {
+        match self.0.into_iter().next() {
+            None => Ok(()),
+            Some(skip) => Err(skip.into_error()),
+        }
+    }
 }
 
 /// State changes of many entities of one kind, gathered during a phase and
-/// written together by [`set_states`], one call per target state.
+/// written together by [`move_states_from`], one call per target state.
 #[derive(Debug)]
-pub struct Moves<S: Lifecycle>(std::collections::BTreeMap<&'static str, (S, Vec<Change>)>);
+pub struct Moves<S: Lifecycle> {
+    /// The changes by the state they move to.
+    to: std::collections::BTreeMap<&'static str, (S, Vec<Change>)>,
+    /// The states the entities were read in (all when not said).
+    expected: &'static [S],
+}
 
-/// One entity's change in [`set_states`]: its id and the reason.
+/// One entity's change in [`move_states`]: its id and the reason.
 pub type Change = (i64, String);
 
 impl<S: Lifecycle> Default for Moves<S> {
     fn default() -> Self {
-        Moves(Default::default())
+        Moves {
+            to: Default::default(),
+            expected: S::ALL,
+        }
     }
 }
 
 impl<S: Lifecycle> Moves<S> {
+    /// Moves of entities read in one of `expected`: one found in another
+    /// state is skipped (see [`move_states_from`]).
+    pub fn expecting(expected: &'static [S]) -> Moves<S> {
+        Moves {
+            to: Default::default(),
+            expected,
+        }
+    }
+
     /// Notes that entity `id` moves to `to` because of `why`.
     pub fn add(&mut self, id: i64, to: S, why: impl Into<String>) {
-        self.0
+        self.to
             .entry(to.as_str())
             .or_insert_with(|| (to, Vec::new()))
             .1
@@ -303,7 +490,7 @@ impl<S: Lifecycle> Moves<S> {
 
     /// How many moves are noted.
     pub fn len(&self) -> usize {
-        self.0.values().map(|(_, v)| v.len()).sum()
+        self.to.values().map(|(_, v)| v.len()).sum()
     }
 
     /// True when nothing is noted.
@@ -311,12 +498,15 @@ impl<S: Lifecycle> Moves<S> {
         self.len() == 0
     }
 
-    /// Writes every noted move with its history row, as `user`.
-    pub async fn write(self, tx: &mut Tx<'_>, user: &str) -> Result<(), StoreError> {
-        for (to, changes) in self.0.into_values() {
-            set_states(tx, &changes, to, user).await?;
+    /// Writes every noted move that the table allows, with its history row,
+    /// as `user`; returns the ones skipped (each entity that cannot move is
+    /// skipped alone, the others move).
+    pub async fn write(self, tx: &mut Tx<'_>, user: &str) -> Result<Skipped, StoreError> {
+        let mut skipped = Skipped::default();
+        for (to, changes) in self.to.into_values() {
+            skipped.add(move_states_from(tx, &changes, self.expected, to, user).await?);
         }
-        Ok(())
+        Ok(skipped)
     }
 }
 

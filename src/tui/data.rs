@@ -4,8 +4,9 @@
 //! and answer with a one-line result.
 
 use crate::batch::LogBundle;
+use crate::model::hold::HoldScope;
 use crate::model::ids::{CampaignId, EntityRef, JobId, SubtaskId};
-use crate::ops::jobs::{JobDetail, JobView};
+use crate::ops::jobs::{JobDetail, JobView, JobsRequested};
 use crate::ops::views::{CampaignDetail, HistoryView, RequestDetail, RequestSummary};
 use crate::ops::Ops;
 use crate::store::campaigns::CampaignFilter;
@@ -43,6 +44,8 @@ pub struct Snapshot {
     pub detail: Option<CampaignDetail>,
     /// The selected campaign's batches.
     pub batches: Vec<BatchLine>,
+    /// The batch systems the selected campaign's jobs run on.
+    pub backends: Vec<String>,
     /// A page of jobs.
     pub jobs: Vec<JobView>,
     /// How many jobs match the page's query.
@@ -126,10 +129,12 @@ async fn fill(
     if changed(|a, b| a.campaign == b.campaign) {
         snap.detail = None;
         snap.batches.clear();
+        snap.backends.clear();
         if let Some(id) = view.campaign {
             if snap.campaigns.iter().any(|c| c.id == id.0) {
                 snap.detail = Some(ops.campaign(id).await?);
                 snap.batches = ops.batches(id).await?;
+                snap.backends = ops.backends(id).await?;
             }
         }
     }
@@ -290,11 +295,17 @@ pub async fn execute(ops: &Ops, command: Command) -> Result<String, String> {
             .await
             .map(|r| format!("{} priority {}", r.summary.id, r.summary.priority))
             .map_err(e),
-        Command::Hold(id, why, _running) => ops
-            .hold(id, &why)
-            .await
-            .map(|r| format!("{} held", r.summary.id))
-            .map_err(e),
+        Command::Hold(id, why, running) => {
+            let scope = if running {
+                HoldScope::Running
+            } else {
+                HoldScope::Queued
+            };
+            ops.hold_with_scope(id, scope, &why)
+                .await
+                .map(|r| format!("{} held", r.summary.id))
+                .map_err(e)
+        }
         Command::Release(id, why) => ops
             .release(id, &why)
             .await
@@ -331,8 +342,20 @@ pub async fn execute(ops: &Ops, command: Command) -> Result<String, String> {
                 (n, _) => Ok(format!("{n} of {} jobs resubmitted", jobs.len())),
             }
         }
-        Command::HoldJobs(..) | Command::ReleaseJobs(..) | Command::RemoveJobs(..) => {
-            Err("per-job hold, release and remove come with the worker's support".into())
+        Command::HoldJobs(jobs, why) => {
+            let jobs = jobs.resolve(ops).await?;
+            ops.hold_jobs(&jobs, &why).await.map(requested).map_err(e)
+        }
+        Command::ReleaseJobs(jobs, why) => {
+            let jobs = jobs.resolve(ops).await?;
+            ops.release_jobs(&jobs, &why)
+                .await
+                .map(requested)
+                .map_err(e)
+        }
+        Command::RemoveJobs(jobs, why) => {
+            let jobs = jobs.resolve(ops).await?;
+            ops.remove_jobs(&jobs, &why).await.map(requested).map_err(e)
         }
         Command::SignOff(id, why) => ops
             .signoff(id, &why)
@@ -345,4 +368,16 @@ pub async fn execute(ops: &Ops, command: Command) -> Result<String, String> {
             .map(|r| format!("{id} cloned as {} (pending approval)", r.summary.id))
             .map_err(e),
     }
+}
+
+/// `3 jobs held: the worker carries it out on its next pass`.
+fn requested(done: JobsRequested) -> String {
+    let what = match done.jobs.as_slice() {
+        [one] => one.clone(),
+        many => format!("{} jobs", many.len()),
+    };
+    format!(
+        "{what} {}: the worker carries it out on its next pass",
+        done.requested
+    )
 }

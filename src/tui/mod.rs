@@ -122,7 +122,7 @@ pub async fn run(ops: Ops, worker: Option<Arc<Worker>>, options: Options) -> any
     let mut app = new_app(&ops, &options);
     if worker.is_some() {
         app.worker = WorkerStatus::Watching {
-            holder: "another worker".into(),
+            holder: "…".into()
         };
     }
     let ui = tokio::task::spawn_blocking(move || {
@@ -335,7 +335,11 @@ async fn run_worker(worker: Arc<Worker>, reload: Arc<Notify>, to_ui: mpsc::Sende
                     }
                 } else {
                     WorkerStatus::Watching {
-                        holder: "another worker".into(),
+                        holder: report
+                            .lease_holder
+                            .as_ref()
+                            .map(|h| format!("{}:{}", h.host, h.pid))
+                            .unwrap_or_else(|| "nobody".into()),
                     }
                 };
                 let _ = to_ui.send(Msg::Worker(status));

@@ -4,12 +4,13 @@
 
 use super::{Worker, WorkerError, WORKER_USER};
 use crate::batch::{BatchJobId, LogBundle, Observed, ObservedState};
+use crate::model::ids::EntityKind;
 use crate::model::jobspec::{JobResult, OutputFile, StageEvent};
 use crate::model::spec::StageSpec;
 use crate::model::split::JobPlan;
 use crate::model::state::{JobState, Lifecycle};
 use crate::store::jobs::{self, ActiveJob, JobEnd, JobRow, NewJob, Provenance};
-use crate::store::states::Moves;
+use crate::store::states::{Moves, Skipped};
 use crate::store::{now_ms, Tx};
 use sqlx::AnyConnection;
 use std::collections::{BTreeMap, HashMap};
@@ -68,15 +69,15 @@ pub(super) async fn observe(
 }
 
 /// Records what was observed (job states, stages, results, outputs) and
-/// creates the automatic retries of failed jobs, in the caller's transaction.
+/// creates the automatic retries of failed jobs, in the caller's
+/// transaction. A job whose state cannot move is added to `skipped` and
+/// nothing else of its observation is written (it is seen again next pass).
 pub(super) async fn record(
     tx: &mut Tx<'_>,
     observed: &Observations,
+    skipped: &mut Skipped,
 ) -> Result<Ingested, WorkerError> {
-    let mut done = Ingested {
-        observed: observed.changes.len(),
-        retried: 0,
-    };
+    let mut done = Ingested::default();
     if observed.changes.is_empty() {
         return Ok(done);
     }
@@ -85,7 +86,8 @@ pub(super) async fn record(
         changes.add(job, obs, logs.as_ref());
     }
     let mut specs = StageCache::default();
-    let failed = changes.write(tx).await?;
+    let (moved, failed) = changes.write(tx, skipped).await?;
+    done.observed = moved;
     for job in failed {
         let stage = specs.get(tx, job.subtask_id).await?;
         if job.attempt < stage.max_attempts {
@@ -205,13 +207,30 @@ impl<'a> Changes<'a> {
         }
     }
 
-    /// Writes everything noted; returns the jobs that failed.
-    async fn write(self, tx: &mut Tx<'_>) -> Result<Vec<&'a JobRow>, WorkerError> {
+    /// Writes the state moves, then everything else noted of the jobs that
+    /// moved (a skipped job's end, outputs and retry wait for the pass that
+    /// can record it); returns how many moved and the jobs that failed.
+    async fn write(
+        mut self,
+        tx: &mut Tx<'_>,
+        skipped: &mut Skipped,
+    ) -> Result<(usize, Vec<&'a JobRow>), WorkerError> {
+        let noted = self.moves.len();
+        let refused = std::mem::take(&mut self.moves)
+            .write(tx, WORKER_USER)
+            .await?;
+        let stuck = refused.ids_of(EntityKind::Job);
+        skipped.add(refused);
+        if !stuck.is_empty() {
+            self.started.retain(|(id, _, _)| !stuck.contains(id));
+            self.ends.retain(|(id, _)| !stuck.contains(id));
+            self.outputs.retain(|(job, _)| !stuck.contains(&job.id));
+            self.failed.retain(|job| !stuck.contains(&job.id));
+        }
         jobs::set_started(tx, &self.started, now_ms()).await?;
         jobs::record_job_ends(tx, &self.ends).await?;
         register_outputs(tx, &self.outputs).await?;
-        self.moves.write(tx, WORKER_USER).await?;
-        Ok(self.failed)
+        Ok((noted - stuck.len(), self.failed))
     }
 }
 

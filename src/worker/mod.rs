@@ -18,6 +18,7 @@ mod submit;
 pub use ingest::retry_job;
 
 use crate::batch::{BatchError, BatchSystem};
+use crate::store::states::Skipped;
 use crate::store::{lease, Store, StoreError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -91,6 +92,9 @@ impl From<sqlx::Error> for WorkerError {
 pub struct PassReport {
     /// This worker holds the lease (otherwise it only watched).
     pub leader: bool,
+    /// When it only watched: the worker holding the lease (host and pid),
+    /// if one does.
+    pub lease_holder: Option<lease::LeaseHolder>,
     /// Orphans adopted or returned to the queue.
     pub recovered: usize,
     /// Jobs held, released or removed to follow their campaign.
@@ -109,7 +113,9 @@ pub struct PassReport {
     pub submitted: usize,
     /// Jobs in flight after the pass.
     pub in_flight: usize,
-    /// Problems that did not stop the pass (a backend refusing a submission).
+    /// Problems that did not stop the pass: a backend refusing a submission
+    /// or a hold, an entity whose state could not move (named, with why;
+    /// it was skipped and the others moved).
     pub warnings: Vec<String>,
 }
 
@@ -242,6 +248,9 @@ impl Worker {
             leader: self.hold_lease(memory).await?,
             ..PassReport::default()
         };
+        if !report.leader {
+            report.lease_holder = lease::holder(&self.store).await?;
+        }
         let mut conn = self.store.pool().acquire().await?;
         let conn = &mut *conn;
         if !report.leader {
@@ -249,43 +258,49 @@ impl Worker {
             report.in_flight = crate::store::queue::in_flight(conn).await?.total;
             return Ok(report);
         }
+        let mut skipped = Skipped::default();
         if std::mem::take(&mut memory.recovery_due) {
-            report.recovered = recover::adopt_or_requeue(self, conn).await?;
+            report.recovered = recover::adopt_or_requeue(self, conn, &mut skipped).await?;
         }
         let full = self.full_pass_due(conn, memory).await?;
         if full {
-            report.enforced = enforce::follow_desired_state(self, conn).await?;
-        }
-        if full {
+            report.enforced =
+                enforce::follow_desired_state(self, conn, &mut skipped, &mut report.warnings)
+                    .await?;
             memory.last_full = Some(Instant::now());
         }
         let observed = ingest::observe(self, conn).await?;
         report.in_flight = observed.still_active();
         let checking = std::mem::take(&mut memory.awaiting_checks);
         if !full && !report.changed() && observed.len() == 0 && checking.is_empty() {
+            report.warnings.extend(skipped.warnings());
             return Ok(report);
         }
         let checks = rollup::run_checks(conn, &checking).await?;
         let mut tx = self.store.begin_on(conn).await?;
-        let ingested = ingest::record(&mut tx, &observed).await?;
+        let ingested = ingest::record(&mut tx, &observed, &mut skipped).await?;
         report.observed = ingested.observed;
         report.retried = ingested.retried;
-        let rolled = rollup::roll_up(&mut tx, &checks).await?;
+        let rolled = rollup::roll_up(&mut tx, &checks, &mut skipped).await?;
         report.rolled_up = rolled.changed;
         memory.awaiting_checks = rolled.awaiting_checks;
         let children_of = (!full).then_some(rolled.succeeded.as_slice());
-        report.released = rollup::release_successors(&mut tx, children_of).await?;
-        let split = plan::split_ready(self, &mut tx).await?;
+        report.released = rollup::release_successors(&mut tx, children_of, &mut skipped).await?;
+        let split = plan::split_ready(self, &mut tx, &mut skipped).await?;
         report.split = split.jobs;
         if split.failed > 0 {
-            report.rolled_up += rollup::roll_up(&mut tx, &checks).await?.changed;
+            report.rolled_up += rollup::roll_up(&mut tx, &checks, &mut skipped)
+                .await?
+                .changed;
         }
         tx.commit().await?;
-        let submitted = submit::submit(self, conn, &mut memory.check_board).await?;
+        let board = &mut memory.check_board;
+        let submitted = submit::submit(self, conn, board, &mut skipped).await?;
         report.submitted = submitted.jobs;
         report.in_flight = submitted.in_flight;
         memory.retry_due = !submitted.warnings.is_empty();
-        report.warnings = submitted.warnings;
+        report.warnings.extend(submitted.warnings);
+        report.warnings.extend(skipped.warnings());
         Ok(report)
     }
 

@@ -2,18 +2,25 @@
 //! (MC seeds, events, input files), and its task and campaign start running.
 
 use super::{Worker, WorkerError, WORKER_USER};
+use crate::model::ids::EntityKind;
 use crate::model::jobspec::OutputFile;
 use crate::model::spec::{Executable, InputSpec, Spec, StageSpec};
 use crate::model::split::{plan_jobs, JobPlan};
 use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
 use crate::store::jobs::{self, NewJob, Provenance};
 use crate::store::queue::{subtasks_in_state, QueuedSubtask};
-use crate::store::states::{set_state, Moves};
+use crate::store::states::{Moves, Skipped};
 use crate::store::{StoreError, Tx};
 use std::collections::{HashMap, HashSet};
 
-/// Splits every ready subtask of an active campaign, in the caller's transaction.
-pub(super) async fn split_ready(worker: &Worker, tx: &mut Tx<'_>) -> Result<Split, WorkerError> {
+/// Splits every ready subtask of an active campaign, in the caller's
+/// transaction. A subtask (or its task or campaign) that cannot move to
+/// `running` is added to `skipped`, and none of its jobs are made.
+pub(super) async fn split_ready(
+    worker: &Worker,
+    tx: &mut Tx<'_>,
+    skipped: &mut Skipped,
+) -> Result<Split, WorkerError> {
     let ready = subtasks_in_state(tx, SubtaskState::Ready).await?;
     let startable: Vec<&QueuedSubtask> = ready.iter().filter(|s| startable(s)).collect();
     if startable.is_empty() {
@@ -31,19 +38,47 @@ pub(super) async fn split_ready(worker: &Worker, tx: &mut Tx<'_>) -> Result<Spli
             Err(why) => unplanned.push((*sub, why)),
         }
     }
+    let stuck = start_subtasks(tx, &planned, &unplanned, skipped).await?;
+    planned.retain(|(sub, _, _)| !stuck.contains(&sub.id));
+    unplanned.retain(|(sub, _)| !stuck.contains(&sub.id));
     let made = insert_planned(tx, &planned).await?;
-    let mut parents = StartedParents::default();
-    for sub in &startable {
-        parents.start(tx, sub).await?;
-    }
+    let mut failed = Moves::default();
     for (sub, why) in &unplanned {
-        set_state(tx, sub.id, SubtaskState::Running, "split", WORKER_USER).await?;
-        set_state(tx, sub.id, SubtaskState::Failed, why, WORKER_USER).await?;
+        failed.add(sub.id, SubtaskState::Failed, why.clone());
     }
+    skipped.add(failed.write(tx, WORKER_USER).await?);
+    let started = planned
+        .iter()
+        .map(|(sub, _, _)| *sub)
+        .chain(unplanned.iter().map(|(sub, _)| *sub));
+    start_parents(tx, started, skipped).await?;
     Ok(Split {
         jobs: made,
         failed: unplanned.len(),
     })
+}
+
+/// Ready subtasks about to be split go to `running` (the planned ones
+/// saying into how many jobs); returns those that could not move (added to
+/// `skipped`), whose jobs are then not made.
+async fn start_subtasks(
+    tx: &mut Tx<'_>,
+    planned: &[(&QueuedSubtask, StageSpec, Vec<JobPlan>)],
+    unplanned: &[(&QueuedSubtask, String)],
+    skipped: &mut Skipped,
+) -> Result<HashSet<i64>, WorkerError> {
+    let mut running = Moves::expecting(&[SubtaskState::Ready]);
+    for (sub, _, plans) in planned {
+        let why = format!("split into {} jobs", plans.len());
+        running.add(sub.id, SubtaskState::Running, why);
+    }
+    for (sub, _) in unplanned {
+        running.add(sub.id, SubtaskState::Running, "split");
+    }
+    let refused = running.write(tx, WORKER_USER).await?;
+    let stuck = refused.ids_of(EntityKind::Subtask);
+    skipped.add(refused);
+    Ok(stuck)
 }
 
 /// What a split did.
@@ -55,7 +90,7 @@ pub(super) struct Split {
     pub(super) failed: usize,
 }
 
-/// Inserts the batches and jobs of the planned subtasks and starts them; returns how many jobs.
+/// Inserts the batches and jobs of the planned subtasks; returns how many jobs.
 async fn insert_planned(
     tx: &mut Tx<'_>,
     planned: &[(&QueuedSubtask, StageSpec, Vec<JobPlan>)],
@@ -78,7 +113,6 @@ async fn insert_planned(
         })
         .collect();
     let mut new_jobs = Vec::new();
-    let mut running = Moves::default();
     for ((sub, stage, plans), params) in planned.iter().zip(&params) {
         for (plan, params_json) in plans.iter().zip(params) {
             new_jobs.push(NewJob {
@@ -92,14 +126,8 @@ async fn insert_planned(
                 inputs: &plan.inputs,
             });
         }
-        running.add(
-            sub.id,
-            SubtaskState::Running,
-            format!("split into {} jobs", plans.len()),
-        );
     }
     jobs::insert_split_jobs(tx, &new_jobs, "split from its subtask", WORKER_USER).await?;
-    running.write(tx, WORKER_USER).await?;
     Ok(new_jobs.len())
 }
 
@@ -257,39 +285,30 @@ fn resolve_paths(input: &InputSpec) -> Result<Vec<(String, i64)>, String> {
         .collect()
 }
 
-/// Tasks and campaigns already seen running this pass, so each is read once.
-#[derive(Default)]
-struct StartedParents {
-    tasks: HashSet<i64>,
-    campaigns: HashSet<i64>,
-}
-
-impl StartedParents {
-    /// The task and campaign of a subtask that starts begin running too
-    /// (their states as read with the subtask tell whether they must).
-    async fn start(&mut self, tx: &mut Tx<'_>, sub: &QueuedSubtask) -> Result<(), WorkerError> {
-        if sub.task_state == TaskState::Queued.as_str() && self.tasks.insert(sub.task_id) {
-            set_state(
-                tx,
-                sub.task_id,
-                TaskState::Running,
-                "a subtask started",
-                WORKER_USER,
-            )
-            .await?;
+/// The task and campaign of each subtask that started begin running too
+/// (their states as read with the subtask tell whether they must); one
+/// held meanwhile stays held and is added to `skipped`.
+async fn start_parents<'a>(
+    tx: &mut Tx<'_>,
+    started: impl Iterator<Item = &'a QueuedSubtask>,
+    skipped: &mut Skipped,
+) -> Result<(), WorkerError> {
+    let mut tasks = Moves::expecting(&[TaskState::Queued]);
+    let mut campaigns = Moves::expecting(&[CampaignState::Approved]);
+    let mut seen_tasks = HashSet::new();
+    let mut seen_campaigns = HashSet::new();
+    for sub in started {
+        if sub.task_state == TaskState::Queued.as_str() && seen_tasks.insert(sub.task_id) {
+            tasks.add(sub.task_id, TaskState::Running, "a subtask started");
         }
         if sub.campaign_state == CampaignState::Approved.as_str()
-            && self.campaigns.insert(sub.campaign_id)
+            && seen_campaigns.insert(sub.campaign_id)
         {
-            set_state(
-                tx,
-                sub.campaign_id,
-                CampaignState::Running,
-                "the worker started it",
-                WORKER_USER,
-            )
-            .await?;
+            let why = "the worker started it";
+            campaigns.add(sub.campaign_id, CampaignState::Running, why);
         }
-        Ok(())
     }
+    skipped.add(tasks.write(tx, WORKER_USER).await?);
+    skipped.add(campaigns.write(tx, WORKER_USER).await?);
+    Ok(())
 }

@@ -7,14 +7,16 @@ use crate::batch::JobKey;
 use crate::model::ids::JobId;
 use crate::model::state::JobState;
 use crate::store::jobs::{jobs_in_states, set_batch_job_ids};
-use crate::store::states::set_state;
+use crate::store::states::{Moves, Skipped};
 use sqlx::AnyConnection;
 use std::collections::BTreeMap;
 
 /// Adopts or requeues every job caught mid-submission; returns how many.
+/// One that cannot move is added to `skipped`.
 pub(super) async fn adopt_or_requeue(
     worker: &Worker,
     conn: &mut AnyConnection,
+    skipped: &mut Skipped,
 ) -> Result<usize, WorkerError> {
     let orphans = jobs_in_states(conn, &[JobState::Submitting], None).await?;
     if orphans.is_empty() {
@@ -31,6 +33,7 @@ pub(super) async fn adopt_or_requeue(
             });
     }
     let mut tx = worker.store.begin_on(conn).await?;
+    let mut moves = Moves::expecting(&[JobState::Submitting]);
     for (name, keys) in by_backend {
         let Some(backend) = worker.backend(name) else {
             continue;
@@ -42,15 +45,19 @@ pub(super) async fn adopt_or_requeue(
                     let id = [(key.job.0, s.batch_id.0.clone())];
                     set_batch_job_ids(&mut tx, &id, backend.default_site()).await?;
                     let why = format!("adopted {} after a worker restart", s.batch_id);
-                    set_state(&mut tx, key.job.0, JobState::Queued, &why, WORKER_USER).await?;
+                    moves.add(key.job.0, JobState::Queued, why);
                 }
                 None => {
                     let why = "not submitted before a worker restart; will submit again";
-                    set_state(&mut tx, key.job.0, JobState::Created, why, WORKER_USER).await?;
+                    moves.add(key.job.0, JobState::Created, why);
                 }
             }
         }
     }
+    let moved = moves.len();
+    let refused = moves.write(&mut tx, WORKER_USER).await?;
     tx.commit().await?;
-    Ok(orphans.len())
+    let moved = moved - refused.moves().len();
+    skipped.add(refused);
+    Ok(moved)
 }

@@ -4,7 +4,7 @@
 
 use super::{WorkerError, WORKER_USER};
 use crate::model::criteria::{evaluate, Progress, Verdict};
-use crate::model::ids::SubtaskId;
+use crate::model::ids::{EntityKind, SubtaskId};
 use crate::model::spec::StageSpec;
 use crate::model::state::{
     BatchState, CampaignState, JobState, Lifecycle, SubtaskState, TaskState,
@@ -14,7 +14,7 @@ use crate::store::queue::{
     child_states_of_running, releasable_subtasks, settled_subtasks, ParentTable, QueuedSubtask,
 };
 use crate::store::sql::{json, Dialect};
-use crate::store::states::{set_state, Moves};
+use crate::store::states::{Moves, Skipped};
 use crate::store::{StoreError, Tx};
 use sqlx::AnyConnection;
 use sqlx::Row;
@@ -35,14 +35,16 @@ pub(super) struct RolledUp {
 /// Results of the check scripts (T5) of settled subtasks, by subtask.
 pub(super) type CheckResults = HashMap<i64, bool>;
 
-/// Decides running subtasks and rolls states up, in the caller's transaction.
+/// Decides running subtasks and rolls states up, in the caller's
+/// transaction; an entity that cannot move is added to `skipped`.
 pub(super) async fn roll_up(
     tx: &mut Tx<'_>,
     checks: &CheckResults,
+    skipped: &mut Skipped,
 ) -> Result<RolledUp, WorkerError> {
-    let mut rolled = decide_subtasks(tx, checks).await?;
-    rolled.changed += roll_up_parents(tx, ParentTable::Tasks).await?;
-    rolled.changed += roll_up_parents(tx, ParentTable::Campaigns).await?;
+    let mut rolled = decide_subtasks(tx, checks, skipped).await?;
+    rolled.changed += roll_up_parents(tx, ParentTable::Tasks, skipped).await?;
+    rolled.changed += roll_up_parents(tx, ParentTable::Campaigns, skipped).await?;
     Ok(rolled)
 }
 
@@ -73,8 +75,13 @@ fn stage_of(s: &QueuedSubtask) -> Result<StageSpec, WorkerError> {
         .map_err(|e| StoreError::Corrupt(format!("spec of S{}", s.id), e.to_string()).into())
 }
 
-/// Decides every running subtask whose jobs have all ended.
-async fn decide_subtasks(tx: &mut Tx<'_>, checks: &CheckResults) -> Result<RolledUp, WorkerError> {
+/// Decides every running subtask whose jobs have all ended, and closes
+/// the batches of those that moved.
+async fn decide_subtasks(
+    tx: &mut Tx<'_>,
+    checks: &CheckResults,
+    skipped: &mut Skipped,
+) -> Result<RolledUp, WorkerError> {
     let settled = settled_subtasks(tx).await?;
     let ids: Vec<i64> = settled.iter().map(|s| s.id).collect();
     let mut jobs = current_jobs_of_subtasks(tx, &ids).await?;
@@ -83,44 +90,60 @@ async fn decide_subtasks(tx: &mut Tx<'_>, checks: &CheckResults) -> Result<Rolle
     for sub in &settled {
         let current = jobs.remove(&sub.id).unwrap_or_default();
         match decide(tx, sub, &current, checks).await? {
-            Decision::To(to, why) => decisions.push((sub.id, (to, why))),
+            Decision::To(to, why) => decisions.push((sub.id, to, why)),
             Decision::AwaitingCheck => awaiting_checks.push(sub.id),
             Decision::Undecided => {}
         }
     }
-    if decisions.is_empty() {
-        return Ok(RolledUp {
-            awaiting_checks,
-            ..RolledUp::default()
-        });
-    }
     let mut subtasks = Moves::default();
-    let mut batches = Moves::default();
-    let mut closed = Moves::default();
-    let decided: Vec<i64> = decisions.iter().map(|(id, _)| *id).collect();
-    let open_batches = submitted_batches_of(tx, &decided).await?;
-    let succeeded: Vec<i64> = decisions
-        .iter()
-        .filter(|(_, (to, _))| *to == SubtaskState::Succeeded)
-        .map(|(id, _)| *id)
-        .collect();
-    for (id, (to, why)) in decisions {
-        for (batch, _) in open_batches.iter().filter(|(_, sub)| *sub == id) {
-            batches.add(*batch, BatchState::JobsCompleted, "every job ended");
-            let (outcome, why) = batch_outcome(to == SubtaskState::Succeeded);
-            closed.add(*batch, outcome, why);
-        }
-        subtasks.add(id, to, why);
+    for (id, to, why) in &decisions {
+        subtasks.add(*id, *to, why.clone());
     }
-    let changed = subtasks.len() + batches.len();
-    subtasks.write(tx, WORKER_USER).await?;
-    batches.write(tx, WORKER_USER).await?;
-    closed.write(tx, WORKER_USER).await?;
+    let refused = subtasks.write(tx, WORKER_USER).await?;
+    let stuck = refused.ids_of(EntityKind::Subtask);
+    skipped.add(refused);
+    decisions.retain(|(id, _, _)| !stuck.contains(id));
+    let closed = close_batches(tx, &decisions, skipped).await?;
     Ok(RolledUp {
-        changed,
-        succeeded,
+        changed: decisions.len() + closed,
+        succeeded: decisions
+            .iter()
+            .filter(|(_, to, _)| *to == SubtaskState::Succeeded)
+            .map(|(id, _, _)| *id)
+            .collect(),
         awaiting_checks,
     })
+}
+
+/// The submitted batches of decided subtasks go to `jobs_completed`, then
+/// to the outcome of their subtask (T6); returns how many batches moved.
+async fn close_batches(
+    tx: &mut Tx<'_>,
+    decided: &[(i64, SubtaskState, String)],
+    skipped: &mut Skipped,
+) -> Result<usize, WorkerError> {
+    if decided.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = decided.iter().map(|(id, _, _)| *id).collect();
+    let open_batches = submitted_batches_of(tx, &ids).await?;
+    let mut completed = Moves::default();
+    for (batch, _) in &open_batches {
+        completed.add(*batch, BatchState::JobsCompleted, "every job ended");
+    }
+    let refused = completed.write(tx, WORKER_USER).await?;
+    let stuck = refused.ids_of(EntityKind::Batch);
+    skipped.add(refused);
+    let mut closed = Moves::default();
+    for (batch, sub) in open_batches.iter().filter(|(b, _)| !stuck.contains(b)) {
+        let ok = decided
+            .iter()
+            .any(|(id, to, _)| id == sub && *to == SubtaskState::Succeeded);
+        let (outcome, why) = batch_outcome(ok);
+        closed.add(*batch, outcome, why);
+    }
+    skipped.add(closed.write(tx, WORKER_USER).await?);
+    Ok(open_batches.len() - stuck.len())
 }
 
 /// What the completion criteria say of a settled subtask.
@@ -254,35 +277,51 @@ async fn run_check(
     ))
 }
 
-/// Tasks follow subtasks, campaigns follow tasks.
-async fn roll_up_parents(tx: &mut Tx<'_>, table: ParentTable) -> Result<usize, WorkerError> {
+/// Tasks follow subtasks, campaigns follow tasks; returns how many moved.
+async fn roll_up_parents(
+    tx: &mut Tx<'_>,
+    table: ParentTable,
+    skipped: &mut Skipped,
+) -> Result<usize, WorkerError> {
     let running = child_states_of_running(tx, table).await?;
-    let mut changed = 0;
-    for (id, states) in running {
-        let Some(outcome) = outcome_of(states.iter().map(String::as_str)) else {
-            continue;
-        };
-        match (table, outcome) {
-            (ParentTable::Tasks, Outcome::Succeeded) => {
-                let why = "every subtask succeeded";
-                set_state(tx, id, TaskState::Succeeded, why, WORKER_USER).await?;
-            }
-            (ParentTable::Tasks, Outcome::Failed) => {
-                let why = "a subtask failed";
-                set_state(tx, id, TaskState::Failed, why, WORKER_USER).await?;
-            }
-            (ParentTable::Campaigns, Outcome::Succeeded) => {
-                let why = "every task succeeded";
-                set_state(tx, id, CampaignState::Succeeded, why, WORKER_USER).await?;
-            }
-            (ParentTable::Campaigns, Outcome::Failed) => {
-                let why = "a task failed";
-                set_state(tx, id, CampaignState::Failed, why, WORKER_USER).await?;
-            }
+    let outcomes: Vec<(i64, Outcome)> = running
+        .into_iter()
+        .filter_map(|(id, states)| Some((id, outcome_of(states.iter().map(String::as_str))?)))
+        .collect();
+    let refused = match table {
+        ParentTable::Tasks => {
+            let succeeded = (TaskState::Succeeded, "every subtask succeeded");
+            let failed = (TaskState::Failed, "a subtask failed");
+            let moves = parent_moves(&outcomes, succeeded, failed);
+            moves.write(tx, WORKER_USER).await?
         }
-        changed += 1;
+        ParentTable::Campaigns => {
+            let succeeded = (CampaignState::Succeeded, "every task succeeded");
+            let failed = (CampaignState::Failed, "a task failed");
+            let moves = parent_moves(&outcomes, succeeded, failed);
+            moves.write(tx, WORKER_USER).await?
+        }
+    };
+    let moved = outcomes.len() - refused.moves().len();
+    skipped.add(refused);
+    Ok(moved)
+}
+
+/// The moves of parents that ended: to `succeeded` or `failed`, with their reasons.
+fn parent_moves<S: Lifecycle>(
+    outcomes: &[(i64, Outcome)],
+    succeeded: (S, &str),
+    failed: (S, &str),
+) -> Moves<S> {
+    let mut moves = Moves::default();
+    for (id, outcome) in outcomes {
+        let (to, why) = match outcome {
+            Outcome::Succeeded => succeeded,
+            Outcome::Failed => failed,
+        };
+        moves.add(*id, to, why);
     }
-    Ok(changed)
+    moves
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,10 +347,11 @@ fn outcome_of<'a>(children: impl Iterator<Item = &'a str>) -> Option<Outcome> {
 
 /// Releases waiting subtasks whose parents all succeeded (J1); returns how
 /// many. With `children_of`, only children of those (just succeeded)
-/// subtasks are looked at.
+/// subtasks are looked at. One that cannot move is added to `skipped`.
 pub(super) async fn release_successors(
     tx: &mut Tx<'_>,
     children_of: Option<&[i64]>,
+    skipped: &mut Skipped,
 ) -> Result<usize, WorkerError> {
     if children_of.is_some_and(|parents| parents.is_empty()) {
         return Ok(0);
@@ -321,8 +361,10 @@ pub(super) async fn release_successors(
     for id in &releasable {
         ready.add(*id, SubtaskState::Ready, "every parent succeeded");
     }
-    ready.write(tx, WORKER_USER).await?;
-    Ok(releasable.len())
+    let refused = ready.write(tx, WORKER_USER).await?;
+    let moved = releasable.len() - refused.moves().len();
+    skipped.add(refused);
+    Ok(moved)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::model::state::{BatchState, JobState, Lifecycle};
 use crate::store::jobs::{files_by_id, set_batch_job_ids};
 use crate::store::queue::{in_flight, submittable_jobs, InFlight, Submittable};
 use crate::store::sql::{json, Dialect};
-use crate::store::states::{set_states, states_of};
+use crate::store::states::{move_states, move_states_from, states_of, Skipped};
 use crate::store::StoreError;
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, HashMap};
@@ -32,11 +32,14 @@ pub(super) struct Submissions {
     pub(super) warnings: Vec<String>,
 }
 
-/// Submits created jobs in queue order within throttles.
+/// Submits created jobs in queue order within throttles. A job that cannot
+/// move (to `submitting`, then `queued` or back to `created`) is added to
+/// `skipped`; one that could not take its intent is not submitted.
 pub(super) async fn submit(
     worker: &Worker,
     conn: &mut AnyConnection,
     board: &mut CheckBoard,
+    skipped: &mut Skipped,
 ) -> Result<Submissions, WorkerError> {
     let mut flight = in_flight(conn).await?;
     let before = flight.total;
@@ -47,7 +50,13 @@ pub(super) async fn submit(
         let failing = board.failing(worker, conn).await?;
         held = held_by_checks(&failing, &mut candidates);
     }
-    let picked = within_throttles(worker, &mut flight, candidates);
+    let mut picked = within_throttles(worker, &mut flight, candidates);
+    if !picked.is_empty() {
+        let refused = record_intents(worker, conn, &picked).await?;
+        let stuck = refused.ids_of(crate::model::ids::EntityKind::Job);
+        skipped.add(refused);
+        picked.retain(|job| !stuck.contains(&job.job_id));
+    }
     if picked.is_empty() {
         return Ok(Submissions {
             in_flight: before,
@@ -55,13 +64,6 @@ pub(super) async fn submit(
             ..Submissions::default()
         });
     }
-    let intents: Vec<(i64, String)> = picked
-        .iter()
-        .map(|job| (job.job_id, format!("submitting to {}", job.backend)))
-        .collect();
-    let mut tx = worker.store.begin_on(conn).await?;
-    set_states(&mut tx, &intents, JobState::Submitting, WORKER_USER).await?;
-    tx.commit().await?;
     failpoint::hit("submit:after-intent");
     let mut groups: BTreeMap<(String, i64), Vec<&Submittable>> = BTreeMap::new();
     for job in &picked {
@@ -94,7 +96,7 @@ pub(super) async fn submit(
             Err(e) => refused.push((jobs, e.to_string())),
         }
     }
-    let submitted = record_submissions(worker, conn, &accepted, &refused).await?;
+    let submitted = record_submissions(worker, conn, &accepted, &refused, skipped).await?;
     failpoint::hit("submit:after-record");
     held.extend(refused.into_iter().map(|(_, e)| e));
     Ok(Submissions {
@@ -102,6 +104,31 @@ pub(super) async fn submit(
         in_flight: before + submitted,
         warnings: held,
     })
+}
+
+/// Commits the `submitting` intents of `picked` before any batch system is
+/// called (S3); returns the jobs that could not take theirs.
+async fn record_intents(
+    worker: &Worker,
+    conn: &mut AnyConnection,
+    picked: &[Submittable],
+) -> Result<Skipped, WorkerError> {
+    let intents: Vec<(i64, String)> = picked
+        .iter()
+        .map(|job| (job.job_id, format!("submitting to {}", job.backend)))
+        .collect();
+    let mut tx = worker.store.begin_on(conn).await?;
+    let created = &[JobState::Created];
+    let refused = move_states_from(
+        &mut tx,
+        &intents,
+        created,
+        JobState::Submitting,
+        WORKER_USER,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(refused)
 }
 
 /// Removes the candidates a failing check covers (they stay `created`);
@@ -141,12 +168,15 @@ type Accepted<'a> = (
 );
 
 /// Records every accepted job's batch id and every refused job's return to
-/// `created`, in one transaction; returns how many were accepted.
+/// `created`, in one transaction; returns how many were accepted. A job
+/// that cannot move is added to `skipped` (its batch id is kept, so a
+/// restarted worker adopts it).
 async fn record_submissions(
     worker: &Worker,
     conn: &mut AnyConnection,
     accepted: &[Accepted<'_>],
     refused: &[(Vec<&Submittable>, String)],
+    skipped: &mut Skipped,
 ) -> Result<usize, WorkerError> {
     let mut tx = worker.store.begin_on(conn).await?;
     let mut queued = Vec::new();
@@ -163,8 +193,12 @@ async fn record_submissions(
         );
         batches.extend(jobs.iter().map(|j| j.batch_id));
     }
-    set_states(&mut tx, &queued, JobState::Queued, WORKER_USER).await?;
-    mark_batches_submitted(&mut tx, batches).await?;
+    let submitting = &[JobState::Submitting];
+    let stuck =
+        move_states_from(&mut tx, &queued, submitting, JobState::Queued, WORKER_USER).await?;
+    let accepted = queued.len() - stuck.moves().len();
+    skipped.add(stuck);
+    skipped.add(mark_batches_submitted(&mut tx, batches).await?);
     let back: Vec<(i64, String)> = refused
         .iter()
         .flat_map(|(jobs, error)| {
@@ -172,9 +206,10 @@ async fn record_submissions(
             jobs.iter().map(move |job| (job.job_id, why.clone()))
         })
         .collect();
-    set_states(&mut tx, &back, JobState::Created, WORKER_USER).await?;
+    skipped
+        .add(move_states_from(&mut tx, &back, submitting, JobState::Created, WORKER_USER).await?);
     tx.commit().await?;
-    Ok(queued.len())
+    Ok(accepted)
 }
 
 /// Picks candidates in order while every cap (experiment, backend, site, per pass) has room.
@@ -315,11 +350,12 @@ fn run_spec(
     }
 }
 
-/// Batches of the submitted jobs that may be `submitted` become so (T6).
+/// Batches of the submitted jobs that may be `submitted` become so (T6);
+/// returns those that could not.
 async fn mark_batches_submitted(
     tx: &mut crate::store::Tx<'_>,
     mut batches: Vec<i64>,
-) -> Result<(), WorkerError> {
+) -> Result<Skipped, WorkerError> {
     batches.sort_unstable();
     batches.dedup();
     let changes: Vec<(i64, String)> = states_of::<BatchState>(tx, &batches)
@@ -328,6 +364,5 @@ async fn mark_batches_submitted(
         .filter(|(_, state)| state.next().contains(&BatchState::Submitted))
         .map(|(id, _)| (id, "jobs submitted".to_string()))
         .collect();
-    set_states(tx, &changes, BatchState::Submitted, WORKER_USER).await?;
-    Ok(())
+    Ok(move_states(tx, &changes, BatchState::Submitted, WORKER_USER).await?)
 }

@@ -312,3 +312,71 @@ pub fn script(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathB
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
+
+/// A one-stage Monte-Carlo request `name` in `dir` whose `jobs` jobs run `script`.
+pub fn gen_request(
+    dir: &std::path::Path,
+    name: &str,
+    script: &str,
+    jobs: u32,
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"{name}\"\n[defaults]\nrelease = \"v1\"\n[[stage]]\nname = \"gen\"\nscript = \"{script}\"\nevents = {jobs}\nevents_per_job = 1\nseed_base = 1\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs passes of `worker` until the jobs of campaign `id` satisfy `done`
+/// (panics after a minute); returns them.
+pub async fn pass_until(
+    worker: &prodops::worker::Worker,
+    w: &World,
+    id: prodops::model::ids::CampaignId,
+    done: impl Fn(&[prodops::ops::jobs::JobView]) -> bool,
+) -> Vec<prodops::ops::jobs::JobView> {
+    for _ in 0..600 {
+        worker.pass().await.unwrap();
+        let jobs = w.ed.jobs(id, &[], 100, 0).await.unwrap();
+        if done(&jobs) {
+            return jobs;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{:?}", w.ed.jobs(id, &[], 100, 0).await.unwrap());
+}
+
+/// The jobs' states, in their order.
+pub fn states(jobs: &[prodops::ops::jobs::JobView]) -> Vec<&str> {
+    jobs.iter().map(|j| j.state.as_str()).collect()
+}
+
+/// True once process `pid` is stopped (the executor applies a hold as soon
+/// as it reads it, as a batch system would), within 5 s.
+pub async fn eventually_stopped(pid: i32) -> bool {
+    for _ in 0..100 {
+        if stopped(pid) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// True when process `pid` is stopped now.
+pub fn stopped(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        == Some("T")
+}
+
+/// The process id of the script of local batch job `batch_id` under `work`.
+pub fn pid_of(work: &std::path::Path, batch_id: &str) -> i32 {
+    prodops::batch::local::script_pid(&work.join("local"), batch_id)
+        .expect("the job's script started")
+}

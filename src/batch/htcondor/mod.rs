@@ -3,8 +3,10 @@
 //! their records after their output, so the pool needs no shared file
 //! system (files are transferred). States come from `condor_q -json`, then
 //! `condor_history -json` for jobs that left the queue, then the group's
-//! job event log for jobs neither remembers; `condor_rm`, `condor_hold` /
-//! `condor_suspend`, `condor_release` / `condor_continue`.
+//! job event log for jobs neither remembers; `condor_rm`, `condor_hold`
+//! (a running job is evicted and starts again from the beginning when
+//! released), `condor_release` (`condor_continue` for a job someone
+//! suspended).
 //!
 //! Job and group files follow [`super::groups`]; the cluster writes
 //! `groups/<group>/<cluster>.<proc>.out`, `.err` and `events.log`. The
@@ -281,12 +283,12 @@ impl HtcondorBatch {
         Ok(())
     }
 
-    /// Our ids among `ids`, split by whether HTCondor runs them now
-    /// (`JobStatus` `running`) or not.
+    /// Our ids among `ids`, split by whether their `JobStatus` is `status`
+    /// now or not.
     async fn split_running(
         &self,
         ids: &[BatchJobId],
-        running: JobStatus,
+        status: JobStatus,
     ) -> Result<(Vec<String>, Vec<String>), BatchError> {
         let wanted: Vec<(u64, u64)> = ids.iter().filter_map(|id| parse_id(&id.0)).collect();
         let clusters: BTreeSet<u64> = wanted.iter().map(|w| w.0).collect();
@@ -297,7 +299,7 @@ impl HtcondorBatch {
             }
         }
         let (on, off): (Vec<_>, Vec<_>) =
-            wanted.iter().partition(|id| now.get(id) == Some(&running));
+            wanted.iter().partition(|id| now.get(id) == Some(&status));
         let text = |v: Vec<&(u64, u64)>| v.iter().map(|(c, p)| format!("{c}.{p}")).collect();
         Ok((text(on), text(off)))
     }
@@ -390,18 +392,11 @@ impl BatchSystem for HtcondorBatch {
     }
 
     async fn cancel(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {
-        let ours: Vec<String> = ids
-            .iter()
-            .filter(|id| parse_id(&id.0).is_some())
-            .map(|id| id.0.clone())
-            .collect();
-        self.control("condor_rm", &ours).await
+        self.control("condor_rm", &ours(ids)).await
     }
 
     async fn hold(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {
-        let (running, rest) = self.split_running(ids, JobStatus::Running).await?;
-        self.control("condor_suspend", &running).await?;
-        self.control("condor_hold", &rest).await
+        self.control("condor_hold", &ours(ids)).await
     }
 
     async fn release(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {
@@ -520,6 +515,14 @@ fn check_word(what: &str, value: &str) -> Result<(), BatchError> {
             "{what} `{value}` may only hold letters, digits, `_`, `-` and `.`"
         )))
     }
+}
+
+/// The ids among `ids` that are HTCondor's (`cluster.proc`), as text.
+fn ours(ids: &[BatchJobId]) -> Vec<String> {
+    ids.iter()
+        .filter(|id| parse_id(&id.0).is_some())
+        .map(|id| id.0.clone())
+        .collect()
 }
 
 fn failed(message: &str) -> BatchError {

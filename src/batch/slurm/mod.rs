@@ -1,7 +1,9 @@
 //! Slurm (X10): a job group is one `sbatch --array`, each array task runs one
 //! of our jobs under `prodops job-run`; states come from `squeue --json`,
 //! then `sacct --json` for jobs squeue no longer shows (trusting the state,
-//! not sacct's exit code); `scancel`, `scontrol hold|release|suspend|resume`.
+//! not sacct's exit code); `scancel`, `scontrol hold|release|resume`, and
+//! `scontrol requeuehold` for a running job (Slurm cannot hold one: it is
+//! requeued held, and starts again from the beginning when released).
 //!
 //! Job and group files follow [`super::groups`]; Slurm writes each job's
 //! output to `groups/<group>/<array>_<index>.out`, `.err`. A worker killed
@@ -278,8 +280,20 @@ impl BatchSystem for SlurmBatch {
     }
 
     async fn hold(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {
-        self.control("scontrol", Some("hold"), ids).await?;
-        self.control("scontrol", Some("suspend"), ids).await
+        let running: HashSet<(u64, u64)> = self
+            .squeue()
+            .await?
+            .iter()
+            .filter(|t| matches!(t.state.as_str(), "RUNNING" | "CONFIGURING" | "SUSPENDED"))
+            .map(|t| (t.array_id, t.task))
+            .collect();
+        let (running, pending): (Vec<BatchJobId>, Vec<BatchJobId>) = ids
+            .iter()
+            .cloned()
+            .partition(|id| parse_id(&id.0).is_some_and(|key| running.contains(&key)));
+        self.control("scontrol", Some("hold"), &pending).await?;
+        self.control("scontrol", Some("requeuehold"), &running)
+            .await
     }
 
     async fn release(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {

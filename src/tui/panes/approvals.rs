@@ -97,7 +97,7 @@ impl Component for Approvals {
             _ => self
                 .selected(ctx)
                 .and_then(|id| line_of(ctx, id))
-                .and_then(|c| campaign_msg(action, c))
+                .and_then(|c| campaign_msg(action, c, &[]))
                 .into_iter()
                 .collect(),
         }

@@ -125,7 +125,8 @@ pub fn campaign_offers(c: &CampaignLine) -> Vec<Offer> {
 }
 
 /// What a campaign action does: a command to run, or to confirm first.
-pub fn campaign_msg(action: Action, c: &CampaignLine) -> Option<Msg> {
+/// `backends` are those its jobs run on (what holding running jobs does).
+pub fn campaign_msg(action: Action, c: &CampaignLine, backends: &[String]) -> Option<Msg> {
     let id = CampaignId(c.id);
     let title = &c.title;
     let ask = |question: String, notes: &[&str], command: Command| {
@@ -155,7 +156,7 @@ pub fn campaign_msg(action: Action, c: &CampaignLine) -> Option<Msg> {
             .noting(vec![
                 "stops its submissions and holds its queued jobs; running jobs go on".into(),
             ])
-            .with_option("hold running jobs too", running_hold_notes()),
+            .with_option("hold running jobs too", running_hold_notes(backends)),
         ),
         Action::Release => ask(
             format!("release {id} ({title})?"),
@@ -174,9 +175,15 @@ pub fn campaign_msg(action: Action, c: &CampaignLine) -> Option<Msg> {
     })
 }
 
-/// What holding running jobs does on each batch system.
-fn running_hold_notes() -> Vec<String> {
-    vec!["running jobs are held where their batch system can hold them".into()]
+/// What holding running jobs does on each batch system the campaign uses.
+fn running_hold_notes(backends: &[String]) -> Vec<String> {
+    if backends.is_empty() {
+        return vec!["none of its jobs has been submitted yet".into()];
+    }
+    backends
+        .iter()
+        .map(|b| format!("{b}: {}", crate::batch::running_hold_effect(b)))
+        .collect()
 }
 
 impl Component for Campaigns {
@@ -254,7 +261,7 @@ impl Component for Campaigns {
             _ => scope
                 .campaign
                 .and_then(|id| line_of(ctx, id))
-                .and_then(|c| campaign_msg(action, c))
+                .and_then(|c| campaign_msg(action, c, &ctx.snap.backends))
                 .into_iter()
                 .collect(),
         }

@@ -7,6 +7,7 @@
 
 use super::{movement, movement_offers, pane_block, short_duration, short_kib, short_ms};
 use super::{Component, Ctx, Msg};
+use crate::model::hold::JobAction;
 use crate::model::ids::{CampaignId, EntityRef, JobId, SubtaskId};
 use crate::model::state::{JobState, Lifecycle};
 use crate::ops::jobs::JobView;
@@ -134,27 +135,26 @@ fn job_id(text: &str) -> Option<JobId> {
     text.parse::<EntityRef>().ok().map(|e| JobId(e.id))
 }
 
-/// The actions a job's state allows, for the table and the job's detail.
+/// The actions a job's state allows (the model's job-action table), for
+/// the table and the job's detail.
 pub fn job_offers(job: &JobView) -> Vec<Offer> {
-    let id = &job.id;
     let Some(state) = JobState::parse(&job.state) else {
         return Vec::new();
     };
-    let mut offers = Vec::new();
-    if state.next().contains(&JobState::Held) {
-        offers.push(Offer::new(Action::Hold, format!("hold {id}")));
-    }
-    if state == JobState::Held {
-        offers.push(Offer::new(Action::Release, format!("release {id}")));
-    }
-    if !state.is_terminal() {
-        offers.push(Offer::new(Action::Abort, format!("remove {id}")));
-    }
+    let mut offers: Vec<Offer> = [
+        (JobAction::Hold, Action::Hold),
+        (JobAction::Release, Action::Release),
+        (JobAction::Remove, Action::Abort),
+    ]
+    .into_iter()
+    .filter(|(act, _)| act.refusal(&job.id, state, None, None).is_none())
+    .map(|(act, key)| Offer::new(key, format!("{} {}", act.verb(), job.id)))
+    .collect();
     if matches!(
         state,
         JobState::Failed | JobState::Removed | JobState::Cancelled
     ) {
-        offers.push(Offer::new(Action::Resubmit, format!("resubmit {id}")));
+        offers.push(Offer::new(Action::Resubmit, format!("resubmit {}", job.id)));
     }
     offers
 }
@@ -433,11 +433,11 @@ fn columns() -> Vec<Column> {
             cell: |j, _, _, _| Cell::from(j.id.clone()),
         },
         Column {
-            name: "subtask",
-            width: Constraint::Length(7),
+            name: "step",
+            width: Constraint::Length(8),
             keep: 4,
             sort: None,
-            cell: |j, _, _, _| Cell::from(j.subtask.clone()),
+            cell: |j, _, _, _| Cell::from(j.step.clone()),
         },
         Column {
             name: "state",
@@ -448,14 +448,14 @@ fn columns() -> Vec<Column> {
         },
         Column {
             name: "stage",
-            width: Constraint::Length(9),
+            width: Constraint::Length(8),
             keep: 6,
             sort: None,
             cell: |j, _, _, _| text(j.stage.as_ref()),
         },
         Column {
             name: "in state",
-            width: Constraint::Length(8),
+            width: Constraint::Length(7),
             keep: 7,
             sort: Some(JobSort::Since),
             cell: |j, _, now, _| {
@@ -517,7 +517,7 @@ fn columns() -> Vec<Column> {
         Column {
             name: "cause",
             width: Constraint::Min(12),
-            keep: 0,
+            keep: 2,
             sort: None,
             cell: |j, _, _, t| {
                 Cell::from(Span::styled(
@@ -572,7 +572,7 @@ mod tests {
         assert!(!narrow.contains(&"batch id"), "{narrow:?}");
         assert!(!narrow.contains(&"cause"), "{narrow:?}");
         let wide = names(122);
-        for kept in ["subtask", "batch id", "exit", "cause", "cpu", "wall", "rss"] {
+        for kept in ["step", "batch id", "exit", "cause", "cpu", "wall", "rss"] {
             assert!(wide.contains(&kept), "{kept} at 122: {wide:?}");
         }
         let state = fit_columns(30)
