@@ -883,3 +883,40 @@ async fn m2_every_job_names_the_request_stage_it_runs_in_listings_and_pages() {
         w.store.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_jobs_of_a_backend_this_worker_lacks_wait_with_a_warning_instead_of_stopping_it() {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        common::script(dir.path(), "quick.sh", "exit 0");
+        let id = file_and_approve(&w, &gen_request(dir.path(), "r.toml", "quick.sh", 2)).await;
+        let splitting = Throttles {
+            per_pass: 0,
+            ..Throttles::default()
+        };
+        let splitter = local_worker(&w.store, dir.path(), 1, splitting).await;
+        splitter.pass().await.unwrap();
+        splitter.release_lease().await.unwrap();
+        let config = prodops::worker::WorkerConfig {
+            throttles: Throttles::default(),
+            output_root: dir.path().join("outputs"),
+            lease_ttl: Duration::from_secs(30),
+            min_pass_interval: prodops::worker::MIN_PASS_INTERVAL,
+        };
+        let without = Worker::new(w.store.clone(), Vec::new(), config);
+        let report = without
+            .pass()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", db.label));
+        assert_eq!(
+            report.warnings,
+            ["2 jobs wait: backend `local` is not configured for this worker"],
+            "{}",
+            db.label
+        );
+        let jobs = w.ed.jobs(id, &[], 10, 0).await.unwrap();
+        assert_eq!(states(&jobs), ["created", "created"], "{}", db.label);
+        w.store.close().await;
+    }
+}

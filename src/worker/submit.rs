@@ -45,10 +45,10 @@ pub(super) async fn submit(
     let before = flight.total;
     let mut candidates =
         submittable_jobs(conn, worker.config.throttles.per_pass as i64 * 4).await?;
-    let mut held = Vec::new();
+    let mut held = without_backend(worker, &mut candidates);
     if !candidates.is_empty() && !worker.checks.is_empty() {
         let failing = board.failing(worker, conn).await?;
-        held = held_by_checks(&failing, &mut candidates);
+        held.extend(held_by_checks(&failing, &mut candidates));
     }
     let mut picked = within_throttles(worker, &mut flight, candidates);
     if !picked.is_empty() {
@@ -79,7 +79,7 @@ pub(super) async fn submit(
     for ((backend_name, subtask), jobs) in groups {
         let backend = worker
             .backend(&backend_name)
-            .expect("split only plans jobs for configured backends");
+            .expect("jobs of backends this worker lacks were left out");
         let stage = specs
             .get(&subtask)
             .ok_or_else(|| StoreError::NotFound(format!("S{subtask}")))?;
@@ -129,6 +129,26 @@ async fn record_intents(
     .await?;
     tx.commit().await?;
     Ok(refused)
+}
+
+/// Removes the candidates whose backend this worker does not have (made
+/// by a worker that had it); one line per such backend. They stay
+/// `created` for a worker configured for it.
+fn without_backend(worker: &Worker, candidates: &mut Vec<Submittable>) -> Vec<String> {
+    let mut missing: BTreeMap<String, usize> = BTreeMap::new();
+    candidates.retain(|job| {
+        let known = worker.backend(&job.backend).is_some();
+        if !known {
+            *missing.entry(job.backend.clone()).or_default() += 1;
+        }
+        known
+    });
+    missing
+        .into_iter()
+        .map(|(backend, n)| {
+            format!("{n} jobs wait: backend `{backend}` is not configured for this worker")
+        })
+        .collect()
 }
 
 /// Removes the candidates a failing check covers (they stay `created`);
