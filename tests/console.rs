@@ -505,6 +505,45 @@ async fn i1_typing_colon_and_tab_on_an_empty_command_line_never_panics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i2_a_hold_says_what_it_does_and_holds_running_jobs_only_when_asked() {
+    let mut c = console_as("root", false, Theme::default_theme()).await;
+    c.keys(&[":", "c", " ", "4", "enter", "1", "h"]).await;
+    let screen = c.at(100, 30).screen();
+    assert!(
+        screen.contains("holds its queued jobs; running jobs go on"),
+        "{screen}"
+    );
+    assert!(screen.contains("[ ] hold running jobs too"), "{screen}");
+    assert!(!screen.contains("SIGSTOP"), "{screen}");
+    c.keys(&["tab"]).await;
+    let screen = c.screen();
+    assert!(screen.contains("[x] hold running jobs too"), "{screen}");
+    assert!(
+        screen.contains("local: the local executor stops them (SIGSTOP)"),
+        "each backend's effect is named: {screen}"
+    );
+    c.keys(&["enter"]).await;
+    assert!(
+        matches!(c.ran.as_slice(), [Command::Hold(_, _, true)]),
+        "{:?}",
+        c.ran
+    );
+    assert_eq!(c.run().await, vec![Ok("C4 held".to_string())]);
+    let mut conn = c.world.store.pool().acquire().await.unwrap();
+    let scope = prodops::store::campaigns::hold_scope(&mut conn, 4)
+        .await
+        .unwrap();
+    assert_eq!(scope, prodops::model::hold::HoldScope::Running);
+    c.keys(&["h"]).await;
+    assert!(
+        c.app.popup.is_none(),
+        "a held campaign offers release, not hold"
+    );
+    c.keys(&["l", "enter"]).await;
+    assert_eq!(c.run().await, vec![Ok("C4 released".to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i4_log_search_goes_forward_and_back_counts_matches_and_scrolls_freely() {
     let mut c = console().await;
     c.at(120, 40);

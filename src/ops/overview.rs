@@ -26,13 +26,6 @@ impl Ops {
         Ok(overview::batches_of_campaign(&mut conn, campaign.0).await?)
     }
 
-    /// The batch systems a campaign's jobs run on (what holding its running
-    /// jobs would do depends on them).
-    pub async fn backends(&self, campaign: CampaignId) -> Result<Vec<String>, OpsError> {
-        let mut conn = self.store.pool().acquire().await?;
-        Ok(overview::backends_of_campaign(&mut conn, campaign.0).await?)
-    }
-
     /// One page of jobs and how many match.
     pub async fn jobs_page(&self, query: &JobQuery) -> Result<(Vec<JobView>, i64), OpsError> {
         let mut conn = self.store.pool().acquire().await?;

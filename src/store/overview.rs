@@ -292,21 +292,6 @@ pub async fn batches_of_campaign(
         .collect()
 }
 
-/// The batch systems a campaign's jobs run on, by name.
-pub async fn backends_of_campaign(
-    conn: &mut AnyConnection,
-    campaign: i64,
-) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT DISTINCT j.backend FROM jobs j JOIN subtasks s ON s.id = j.subtask_id
-         JOIN tasks t ON t.id = s.task_id WHERE t.campaign_id = $1 ORDER BY j.backend",
-    )
-    .bind(campaign)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
-}
-
 /// The column a job page is sorted by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub enum JobSort {

@@ -44,8 +44,8 @@ pub struct Snapshot {
     pub detail: Option<CampaignDetail>,
     /// The selected campaign's batches.
     pub batches: Vec<BatchLine>,
-    /// The batch systems the selected campaign's jobs run on.
-    pub backends: Vec<String>,
+    /// What holding the selected campaign's running jobs does, per batch system.
+    pub hold_effects: Vec<(String, &'static str)>,
     /// A page of jobs.
     pub jobs: Vec<JobView>,
     /// How many jobs match the page's query.
@@ -129,12 +129,12 @@ async fn fill(
     if changed(|a, b| a.campaign == b.campaign) {
         snap.detail = None;
         snap.batches.clear();
-        snap.backends.clear();
+        snap.hold_effects.clear();
         if let Some(id) = view.campaign {
             if snap.campaigns.iter().any(|c| c.id == id.0) {
                 snap.detail = Some(ops.campaign(id).await?);
                 snap.batches = ops.batches(id).await?;
-                snap.backends = ops.backends(id).await?;
+                snap.hold_effects = ops.running_hold_effects(id).await?;
             }
         }
     }

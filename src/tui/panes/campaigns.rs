@@ -125,8 +125,12 @@ pub fn campaign_offers(c: &CampaignLine) -> Vec<Offer> {
 }
 
 /// What a campaign action does: a command to run, or to confirm first.
-/// `backends` are those its jobs run on (what holding running jobs does).
-pub fn campaign_msg(action: Action, c: &CampaignLine, backends: &[String]) -> Option<Msg> {
+/// `hold_effects` say what holding its running jobs does on its batch systems.
+pub fn campaign_msg(
+    action: Action,
+    c: &CampaignLine,
+    hold_effects: &[(String, &str)],
+) -> Option<Msg> {
     let id = CampaignId(c.id);
     let title = &c.title;
     let ask = |question: String, notes: &[&str], command: Command| {
@@ -148,16 +152,24 @@ pub fn campaign_msg(action: Action, c: &CampaignLine, backends: &[String]) -> Op
             .noting(vec!["the requester sees the reason".into()])
             .reason_required(),
         ),
-        Action::Hold => Msg::Ask(
-            Confirm::new(
+        Action::Hold => {
+            let confirm = Confirm::new(
                 format!("hold {id} ({title})?"),
                 Command::Hold(id, "held in the console".into(), false),
-            )
-            .noting(vec![
-                "stops its submissions and holds its queued jobs; running jobs go on".into(),
-            ])
-            .with_option("hold running jobs too", running_hold_notes(backends)),
-        ),
+            );
+            Msg::Ask(if c.state == CampaignState::Running.as_str() {
+                confirm
+                    .noting(vec![
+                        "stops its submissions and holds its queued jobs; running jobs go on"
+                            .into(),
+                    ])
+                    .with_option("hold running jobs too", running_hold_notes(hold_effects))
+            } else {
+                confirm.noting(vec![
+                    "nothing of it is submitted until it is released".into()
+                ])
+            })
+        }
         Action::Release => ask(
             format!("release {id} ({title})?"),
             &["submissions resume and its held jobs are released"],
@@ -176,13 +188,10 @@ pub fn campaign_msg(action: Action, c: &CampaignLine, backends: &[String]) -> Op
 }
 
 /// What holding running jobs does on each batch system the campaign uses.
-fn running_hold_notes(backends: &[String]) -> Vec<String> {
-    if backends.is_empty() {
-        return vec!["none of its jobs has been submitted yet".into()];
-    }
-    backends
+fn running_hold_notes(effects: &[(String, &str)]) -> Vec<String> {
+    effects
         .iter()
-        .map(|b| format!("{b}: {}", crate::batch::running_hold_effect(b)))
+        .map(|(backend, effect)| format!("{backend}: {effect}"))
         .collect()
 }
 
@@ -261,7 +270,7 @@ impl Component for Campaigns {
             _ => scope
                 .campaign
                 .and_then(|id| line_of(ctx, id))
-                .and_then(|c| campaign_msg(action, c, &ctx.snap.backends))
+                .and_then(|c| campaign_msg(action, c, &ctx.snap.hold_effects))
                 .into_iter()
                 .collect(),
         }

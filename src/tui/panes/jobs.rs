@@ -455,7 +455,7 @@ fn columns() -> Vec<Column> {
         },
         Column {
             name: "in state",
-            width: Constraint::Length(7),
+            width: Constraint::Length(8),
             keep: 7,
             sort: Some(JobSort::Since),
             cell: |j, _, now, _| {
@@ -509,7 +509,7 @@ fn columns() -> Vec<Column> {
         },
         Column {
             name: "batch id",
-            width: Constraint::Length(16),
+            width: Constraint::Length(15),
             keep: 0,
             sort: None,
             cell: |j, _, _, _| text(j.batch_job_id.as_ref()),
