@@ -399,15 +399,20 @@ impl App {
         )
     }
 
-    /// Draws one pane into `area`.
-    pub fn draw_pane(&mut self, frame: &mut Frame, pane: Pane, area: Rect) {
+    /// Runs `f` on `pane` with the context it reads.
+    fn with_pane<R>(&mut self, pane: Pane, f: impl FnOnce(&mut dyn Component, &Ctx) -> R) -> R {
         let ctx = Ctx {
             snap: &self.snap,
             theme: &self.theme,
             scope: self.panes.campaigns.scope(),
             focused: self.focus == pane,
         };
-        self.panes.get_mut(pane).draw(frame, area, &ctx);
+        f(self.panes.get_mut(pane), &ctx)
+    }
+
+    /// Draws one pane into `area`.
+    pub fn draw_pane(&mut self, frame: &mut Frame, pane: Pane, area: Rect) {
+        self.with_pane(pane, |p, ctx| p.draw(frame, area, ctx));
     }
 
     /// Handles a key press.
@@ -452,14 +457,7 @@ impl App {
             MouseEventKind::Down(MouseButton::Left) => {
                 self.focus_on(pane);
                 let row = mouse.row.saturating_sub(area.y + 1) as usize;
-                let scope = self.scope();
-                let ctx = Ctx {
-                    snap: &self.snap,
-                    theme: &self.theme,
-                    scope,
-                    focused: true,
-                };
-                self.panes.get_mut(pane).click(row, &ctx);
+                self.with_pane(pane, |p, ctx| p.click(row, ctx));
                 self.follow_selection();
                 Vec::new()
             }
@@ -478,14 +476,7 @@ impl App {
             return Vec::new();
         }
         if action != Action::Filter && self.offers().iter().any(|o| o.action == action) {
-            let scope = self.scope();
-            let ctx = Ctx {
-                snap: &self.snap,
-                theme: &self.theme,
-                scope,
-                focused: true,
-            };
-            let msgs = self.panes.get_mut(self.focus).handle(action, &ctx);
+            let msgs = self.with_pane(self.focus, |p, ctx| p.handle(action, ctx));
             let effects = self.process(msgs);
             self.follow_selection();
             return effects;

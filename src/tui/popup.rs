@@ -325,9 +325,20 @@ pub fn draw_confirm(frame: &mut Frame, theme: &Theme, confirm: &Confirm) {
     )));
     let height: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
     let rect = centered(area, width, height as u16 + 2);
+    draw_alarm_box(frame, theme, rect, " confirm ", lines);
+}
+
+/// Wrapped `lines` in a box drawn in the danger colour over the panes.
+fn draw_alarm_box(
+    frame: &mut Frame,
+    theme: &Theme,
+    rect: Rect,
+    title: &str,
+    lines: Vec<Line<'static>>,
+) {
     frame.render_widget(Clear, rect);
     let block = Block::bordered()
-        .title(Span::styled(" confirm ", theme.style(Slot::Danger)))
+        .title(Span::styled(title.to_string(), theme.style(Slot::Danger)))
         .border_style(theme.style(Slot::Danger));
     frame.render_widget(
         Paragraph::new(lines)
@@ -340,7 +351,6 @@ pub fn draw_confirm(frame: &mut Frame, theme: &Theme, confirm: &Confirm) {
 /// Draws the problems found in the user's keymap or theme files.
 pub fn draw_problems(frame: &mut Frame, theme: &Theme, problems: &[String]) {
     let rect = centered(frame.area(), 90, problems.len() as u16 + 4);
-    frame.render_widget(Clear, rect);
     let mut lines: Vec<Line> = problems
         .iter()
         .map(|p| Line::from(Span::styled(p.clone(), theme.style(Slot::FlashError))))
@@ -349,18 +359,7 @@ pub fn draw_problems(frame: &mut Frame, theme: &Theme, problems: &[String]) {
         "using the shipped defaults for these · any key closes",
         theme.style(Slot::Dim),
     )));
-    let block = Block::bordered()
-        .title(Span::styled(
-            " configuration problems ",
-            theme.style(Slot::Danger),
-        ))
-        .border_style(theme.style(Slot::Danger));
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        rect,
-    );
+    draw_alarm_box(frame, theme, rect, " configuration problems ", lines);
 }
 
 /// A rectangle of at most `width` × `height` in the middle of `area`.

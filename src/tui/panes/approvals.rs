@@ -3,6 +3,7 @@
 //! against the request it was cloned from, each under the stage it is in.
 
 use super::campaigns::{campaign_msg, campaign_offers, line_of};
+use super::list::List;
 use super::{pane_block, plural, Component, Ctx, Msg};
 use crate::model::ids::{CampaignId, EntityRef};
 use crate::ops::views::{request_toml, RequestDetail, RequestSummary};
@@ -12,26 +13,24 @@ use crate::tui::diff::{diff, DiffLine};
 use crate::tui::theme::{Slot, Theme};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
 /// The list's and the request view's state.
 #[derive(Debug, Default)]
 pub struct Approvals {
-    row: usize,
-    filter: String,
+    list: List,
     /// First line of the request shown.
     scroll: usize,
     /// Lines of the request view (set while drawing).
     lines: usize,
     /// Lines the request view shows at once.
     page: usize,
-    table: TableState,
 }
 
 impl Approvals {
     fn visible<'a>(&self, ctx: &Ctx<'a>) -> Vec<&'a RequestSummary> {
-        let f = self.filter.to_lowercase();
+        let f = self.list.filter.to_lowercase();
         ctx.snap
             .pending
             .iter()
@@ -49,7 +48,7 @@ impl Approvals {
     pub fn selected(&self, ctx: &Ctx) -> Option<CampaignId> {
         let visible = self.visible(ctx);
         visible
-            .get(self.row.min(visible.len().saturating_sub(1)))
+            .get(self.list.row.min(visible.len().saturating_sub(1)))
             .and_then(|r| r.id.parse().ok())
     }
 }
@@ -78,12 +77,11 @@ impl Component for Approvals {
         let last_line = self.lines.saturating_sub(self.page.max(1));
         match action {
             Action::Up | Action::Down | Action::Top | Action::Bottom => {
-                let by = super::movement(action, 1).unwrap_or(0);
-                let row = super::step(self.row, by, len);
-                if row != self.row {
+                let before = self.list.row;
+                self.list.moved(action, len);
+                if self.list.row != before {
                     self.scroll = 0;
                 }
-                self.row = row;
                 Vec::new()
             }
             Action::PageDown => {
@@ -104,30 +102,23 @@ impl Component for Approvals {
     }
 
     fn back(&mut self) -> bool {
-        if self.filter.is_empty() {
-            return false;
-        }
-        self.filter.clear();
-        true
+        self.list.drop_filter()
     }
 
     fn filter(&self) -> Option<&str> {
-        Some(&self.filter)
+        Some(&self.list.filter)
     }
 
     fn set_filter(&mut self, text: &str) {
-        self.filter = text.to_string();
-        self.row = 0;
+        self.list.set_filter(text);
         self.scroll = 0;
     }
 
     fn click(&mut self, row: usize, ctx: &Ctx) {
-        if row > 0 {
-            let at = self.table.offset() + row - 1;
-            if at < self.visible(ctx).len() {
-                self.row = at;
-                self.scroll = 0;
-            }
+        let before = self.list.row;
+        self.list.click(row, self.visible(ctx).len());
+        if self.list.row != before {
+            self.scroll = 0;
         }
     }
 
@@ -138,12 +129,11 @@ impl Component for Approvals {
     fn draw(&mut self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
         let theme = ctx.theme;
         let pending = self.visible(ctx);
-        self.row = self.row.min(pending.len().saturating_sub(1));
         let block = pane_block(
             ctx,
             Pane::Approvals,
             format!("{} pending", pending.len()),
-            Some(&self.filter),
+            Some(&self.list.filter),
         );
         let inner = block.inner(area);
         frame.render_widget(block, area);
@@ -178,8 +168,8 @@ impl Component for Approvals {
         let table = Table::new(rows, widths)
             .header(header)
             .row_highlight_style(theme.style(Slot::Selected));
-        self.table.select((!empty).then_some(self.row));
-        frame.render_stateful_widget(table, list, &mut self.table);
+        self.list.prepare(pending.len(), list.height + 2, true);
+        frame.render_stateful_widget(table, list, &mut self.list.table);
         if empty {
             frame.render_widget(
                 Paragraph::new("nothing waits for approval").style(theme.style(Slot::Dim)),

@@ -3,14 +3,15 @@
 //! time, old → new, user and reason (M7, M8). Enter unfolds the selected
 //! row's reason over as many lines as it needs.
 
-use super::{movement, movement_offers, pane_block, plural, Component, Ctx, Msg};
+use super::list::List;
+use super::{movement_offers, pane_block, plural, Component, Ctx, Msg};
 use crate::ops::views::HistoryView;
 use crate::tui::action::{Action, Offer};
 use crate::tui::app::Pane;
 use crate::tui::theme::Slot;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Cell, Row, Table, TableState};
+use ratatui::widgets::{Cell, Row, Table};
 use ratatui::Frame;
 
 /// Width of the columns before the reason, spaces included.
@@ -19,17 +20,14 @@ const BEFORE_REASON: u16 = 19 + 1 + 16 + 1 + 16 + 1 + 10 + 1;
 /// The list's state.
 #[derive(Debug, Default)]
 pub struct History {
-    row: usize,
-    filter: String,
+    list: List,
     /// The selected row's reason is unfolded.
     unfolded: bool,
-    table: TableState,
-    page: usize,
 }
 
 impl History {
     fn visible<'a>(&self, ctx: &Ctx<'a>) -> Vec<&'a HistoryView> {
-        let f = self.filter.to_lowercase();
+        let f = self.list.filter.to_lowercase();
         ctx.snap
             .history
             .iter()
@@ -87,8 +85,7 @@ impl Component for History {
     }
 
     fn handle(&mut self, action: Action, ctx: &Ctx) -> Vec<Msg> {
-        if let Some(by) = movement(action, self.page) {
-            self.row = super::step(self.row, by, self.visible(ctx).len());
+        if self.list.moved(action, self.visible(ctx).len()) {
             return Vec::new();
         }
         if action == Action::Open {
@@ -102,36 +99,25 @@ impl Component for History {
             self.unfolded = false;
             return true;
         }
-        if self.filter.is_empty() {
-            return false;
-        }
-        self.filter.clear();
-        true
+        self.list.drop_filter()
     }
 
     fn filter(&self) -> Option<&str> {
-        Some(&self.filter)
+        Some(&self.list.filter)
     }
 
     fn set_filter(&mut self, text: &str) {
-        self.filter = text.to_string();
-        self.row = 0;
+        self.list.set_filter(text);
     }
 
     fn click(&mut self, row: usize, ctx: &Ctx) {
-        if row > 0 {
-            let at = self.table.offset() + row - 1;
-            if at < self.visible(ctx).len() {
-                self.row = at;
-            }
-        }
+        self.list.click(row, self.visible(ctx).len());
     }
 
     fn draw(&mut self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
-        self.page = area.height.saturating_sub(3) as usize;
         let theme = ctx.theme;
         let visible = self.visible(ctx);
-        self.row = self.row.min(visible.len().saturating_sub(1));
+        self.list.prepare(visible.len(), area.height, ctx.focused);
         let entity = ctx
             .snap
             .view
@@ -145,14 +131,14 @@ impl Component for History {
                 "{entity} · {}",
                 plural(ctx.snap.history.len(), "transition")
             ),
-            Some(&self.filter),
+            Some(&self.list.filter),
         );
         let header = Row::new(["when (UTC)", "old", "new", "user", "reason"])
             .style(theme.style(Slot::Title));
         let reason_width = area.width.saturating_sub(2 + BEFORE_REASON) as usize;
         let rows = visible.iter().enumerate().map(|(i, h)| {
             let old = h.old.clone().unwrap_or_else(|| "—".into());
-            let unfolded = self.unfolded && i == self.row;
+            let unfolded = self.unfolded && i == self.list.row;
             let reason = if unfolded {
                 wrap(&h.reason, reason_width)
             } else {
@@ -182,9 +168,7 @@ impl Component for History {
             .header(header)
             .block(block)
             .row_highlight_style(theme.style(Slot::Selected));
-        self.table
-            .select((ctx.focused && !visible.is_empty()).then_some(self.row));
-        frame.render_stateful_widget(table, area, &mut self.table);
+        frame.render_stateful_widget(table, area, &mut self.list.table);
     }
 }
 

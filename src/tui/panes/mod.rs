@@ -9,6 +9,7 @@ pub mod dag;
 pub mod history;
 pub mod job_detail;
 pub mod jobs;
+pub mod list;
 pub mod triage;
 
 use super::action::{Action, Offer};

@@ -4,7 +4,8 @@
 //! campaigns). Enter opens the group's first job (why it failed, its logs);
 //! resubmit retries the whole group, naming it and its size first.
 
-use super::{movement, movement_offers, pane_block, plural, Component, Ctx, Msg};
+use super::list::List;
+use super::{movement_offers, pane_block, plural, Component, Ctx, Msg};
 use crate::model::ids::{EntityRef, JobId};
 use crate::ops::views::iso;
 use crate::store::overview::FailureGroup;
@@ -15,22 +16,19 @@ use crate::tui::popup::Confirm;
 use crate::tui::theme::Slot;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::Span;
-use ratatui::widgets::{Cell, Row, Table, TableState};
+use ratatui::widgets::{Cell, Row, Table};
 use ratatui::Frame;
 
 /// The failure list's state.
 #[derive(Debug, Default)]
 pub struct Triage {
-    row: usize,
-    filter: String,
-    table: TableState,
-    page: usize,
+    list: List,
 }
 
 impl Triage {
     /// The groups the filter lets through.
     fn visible<'a>(&self, ctx: &Ctx<'a>) -> Vec<&'a FailureGroup> {
-        let f = self.filter.to_lowercase();
+        let f = self.list.filter.to_lowercase();
         ctx.snap
             .failures
             .iter()
@@ -45,7 +43,7 @@ impl Triage {
     fn selected<'a>(&self, ctx: &Ctx<'a>) -> Option<&'a FailureGroup> {
         let visible = self.visible(ctx);
         visible
-            .get(self.row.min(visible.len().saturating_sub(1)))
+            .get(self.list.row.min(visible.len().saturating_sub(1)))
             .copied()
     }
 }
@@ -76,8 +74,7 @@ impl Component for Triage {
     }
 
     fn handle(&mut self, action: Action, ctx: &Ctx) -> Vec<Msg> {
-        if let Some(by) = movement(action, self.page) {
-            self.row = super::step(self.row, by, self.visible(ctx).len());
+        if self.list.moved(action, self.visible(ctx).len()) {
             return Vec::new();
         }
         let Some(g) = self.selected(ctx) else {
@@ -116,29 +113,19 @@ impl Component for Triage {
     }
 
     fn back(&mut self) -> bool {
-        if self.filter.is_empty() {
-            return false;
-        }
-        self.filter.clear();
-        true
+        self.list.drop_filter()
     }
 
     fn filter(&self) -> Option<&str> {
-        Some(&self.filter)
+        Some(&self.list.filter)
     }
 
     fn set_filter(&mut self, text: &str) {
-        self.filter = text.to_string();
-        self.row = 0;
+        self.list.set_filter(text);
     }
 
     fn click(&mut self, row: usize, ctx: &Ctx) {
-        if row > 0 {
-            let at = self.table.offset() + row - 1;
-            if at < self.visible(ctx).len() {
-                self.row = at;
-            }
-        }
+        self.list.click(row, self.visible(ctx).len());
     }
 
     fn subject(&self, ctx: &Ctx) -> Option<EntityRef> {
@@ -148,17 +135,16 @@ impl Component for Triage {
     }
 
     fn draw(&mut self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
-        self.page = area.height.saturating_sub(3) as usize;
         let theme = ctx.theme;
         let visible = self.visible(ctx);
-        self.row = self.row.min(visible.len().saturating_sub(1));
+        self.list.prepare(visible.len(), area.height, true);
         let total: i64 = ctx.snap.failures.iter().map(|g| g.count).sum();
         let extra = format!(
             "all campaigns · {} in {}",
             plural(total as usize, "failed job"),
             plural(ctx.snap.failures.len(), "group")
         );
-        let block = pane_block(ctx, Pane::Triage, extra, Some(&self.filter));
+        let block = pane_block(ctx, Pane::Triage, extra, Some(&self.list.filter));
         let header = Row::new(["count", "cause", "site", "first", "last", "jobs"])
             .style(theme.style(Slot::Title));
         let rows = visible.iter().map(|g| {
@@ -189,8 +175,7 @@ impl Component for Triage {
             .header(header)
             .block(block)
             .row_highlight_style(theme.style(Slot::Selected));
-        self.table.select((!visible.is_empty()).then_some(self.row));
-        frame.render_stateful_widget(table, area, &mut self.table);
+        frame.render_stateful_widget(table, area, &mut self.list.table);
     }
 }
 
