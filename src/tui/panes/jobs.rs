@@ -380,14 +380,18 @@ impl Jobs {
         } else {
             self.query.states.join(",")
         };
-        let first = (self.query.offset + 1).min(snap.jobs_total);
-        let last = self.query.offset + snap.jobs.len() as i64;
+        let shown = &snap.view.jobs;
+        let first = (shown.offset + 1).min(snap.jobs_total);
+        let last = shown.offset + snap.jobs.len() as i64;
         let arrow = if self.query.descending { "↓" } else { "↑" };
         let mut title = format!(
             "{scope} · {states} · {first}–{last} of {} · by {} {arrow}",
             snap.jobs_total,
             self.query.sort.label()
         );
+        if *shown != self.query(ctx.scope.campaign) {
+            title += " · loading…";
+        }
         if self.all_matching {
             title += &format!(" · all {} marked", snap.jobs_total);
         } else if !self.marks.is_empty() {
