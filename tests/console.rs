@@ -909,6 +909,18 @@ async fn i17_marks_and_ranges_make_one_confirmation_for_the_whole_set() {
 async fn i18_data_older_than_a_few_reloads_is_called_out_in_red() {
     let mut c = console().await;
     assert!(!c.screen().lines().next().unwrap().contains("old"));
+    let failed = data::Snapshot {
+        error: Some("connection refused at 127.0.0.1:5432".into()),
+        ..data::Snapshot::default()
+    };
+    c.app.on_snapshot(failed);
+    assert_eq!(
+        c.app.snap.campaigns.len(),
+        4,
+        "a failed load keeps what is shown"
+    );
+    let flash = c.app.current_flash().unwrap().text.clone();
+    assert!(flash.contains("connection refused"), "{flash}");
     c.app.loaded_at = Some(std::time::Instant::now() - Duration::from_secs(42));
     let buffer = c.at(80, 24).draw();
     let header: String = (0..80)

@@ -516,6 +516,24 @@ async fn an_idle_executor_exits_when_its_directory_is_removed() {
     wait_gone(executor).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_whose_directory_is_removed_ends_its_jobs_held_ones_too_and_exits() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("local");
+    let batch = open(&dir, 2).await;
+    let endless = "while true; do sleep 0.05; done";
+    let submitted = batch.submit(&group(&[endless, endless])).await.unwrap();
+    let ids: Vec<BatchJobId> = submitted.iter().map(|s| s.batch_id.clone()).collect();
+    let running = [pid_of(&dir, &ids[0]).await, pid_of(&dir, &ids[1]).await];
+    batch.hold(&ids[..1]).await.unwrap();
+    let executor = executor_pid(&dir);
+    drop(batch);
+    std::fs::remove_dir_all(&dir).unwrap();
+    wait_gone(running[0]).await;
+    wait_gone(running[1]).await;
+    wait_gone(executor).await;
+}
+
 #[test]
 fn the_default_runner_is_this_binary_local_executor() {
     let runner = default_runner();

@@ -330,10 +330,11 @@ impl App {
         if self.frozen {
             return;
         }
-        match &snap.error {
-            Some(e) => self.flash(format!("loading failed: {e}"), false),
-            None => self.loaded_at = Some(Instant::now()),
+        if let Some(e) = &snap.error {
+            self.flash(format!("loading failed: {e}"), false);
+            return;
         }
+        self.loaded_at = Some(Instant::now());
         self.snap = snap;
         if let Some(missing) = self.panes.campaigns.settle(&self.snap) {
             self.flash(format!("{missing}: no such campaign"), false);

@@ -168,6 +168,8 @@ struct Executor {
     fifo: Option<File>,
     kills: Vec<(Instant, Proc)>,
     idle_since: Instant,
+    /// The root was removed and its jobs are being ended.
+    orphaned: bool,
     /// Held locked for the executor's life.
     _lock: File,
 }
@@ -219,6 +221,7 @@ impl Executor {
             fifo: Some(fifo),
             kills: Vec::new(),
             idle_since: Instant::now(),
+            orphaned: false,
             _lock: lock,
         };
         executor.recover();
@@ -238,6 +241,7 @@ impl Executor {
             self.read_commands()?;
             self.watch_adopted();
             self.fire_kills();
+            self.end_orphaned_jobs();
             self.launch_ready();
             if self.running.is_empty() && self.queue.is_empty() {
                 if self.should_exit() && self.close_if_nothing_came()? {
@@ -381,6 +385,25 @@ impl Executor {
             } else {
                 self.record_lost(&name);
             }
+        }
+    }
+
+    /// When the root was removed (its installation, or a test's directory,
+    /// is gone), nobody will ever read what its jobs do: they are ended
+    /// (held ones too) and waiting ones dropped, so the executor can exit.
+    fn end_orphaned_jobs(&mut self) {
+        if self.orphaned || self.root.join(LOCK).exists() {
+            return;
+        }
+        self.orphaned = true;
+        eprintln!(
+            "local-executor: {} is gone; ending its jobs",
+            self.root.display()
+        );
+        self.queue.clear();
+        let procs: Vec<Proc> = self.running.values().filter_map(|s| s.proc).collect();
+        for proc in procs {
+            self.terminate(proc);
         }
     }
 
