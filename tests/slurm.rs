@@ -191,6 +191,19 @@ async fn d3_a_failing_slurm_task_is_retried_with_its_exit_code_then_resubmitted(
     w.store.close().await;
 }
 
+/// The task's squeue state once Slurm is done requeueing it (COMPLETING
+/// lasts while its processes are being ended), waiting up to 20 s.
+fn settled_state(id: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = squeue_state(id);
+        if !state.contains("COMPLETING") || std::time::Instant::now() > deadline {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x6_hold_release_and_cancel_act_on_the_real_slurm_jobs() {
     let Some((_db, w, dir)) = slurm_world().await else {
@@ -215,7 +228,7 @@ async fn x6_hold_release_and_cancel_act_on_the_real_slurm_jobs() {
         .unwrap();
     wait_for_jobs(&worker, &w, id, "held").await;
     for id in &ids {
-        let state = squeue_state(id);
+        let state = settled_state(id);
         assert!(
             state.contains("PENDING") || state.contains("REQUEUE_HOLD"),
             "a held running job is requeued held in Slurm: {id} {state}"

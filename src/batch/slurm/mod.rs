@@ -3,7 +3,8 @@
 //! then `sacct --json` for jobs squeue no longer shows (trusting the state,
 //! not sacct's exit code); `scancel`, `scontrol hold|release|resume`, and
 //! `scontrol requeuehold` for a running job (Slurm cannot hold one: it is
-//! requeued held, and starts again from the beginning when released).
+//! requeued held, and starts again from the beginning when released, at
+//! once: release also sets its start time to now).
 //!
 //! Job and group files follow [`super::groups`]; Slurm writes each job's
 //! output to `groups/<group>/<array>_<index>.out`, `.err`. A worker killed
@@ -197,6 +198,21 @@ impl SlurmBatch {
 
     /// Runs a control command on each of `ids`, ignoring jobs in the wrong
     /// state for it (a hold of a running job, a resume of a pending one).
+    /// Lets released jobs start at once: Slurm gives a requeued job a begin
+    /// time two minutes ahead, which `release` keeps (a job that was only
+    /// pending is not delayed by this; a running one refuses it, harmlessly).
+    async fn start_now(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {
+        for id in ids.iter().filter(|id| parse_id(&id.0).is_some()) {
+            let args = [
+                "update".to_string(),
+                format!("JobId={}", id.0),
+                "StartTime=now".to_string(),
+            ];
+            run(SYSTEM, "scontrol", &args, COMMAND_LIMIT).await?;
+        }
+        Ok(())
+    }
+
     async fn control(
         &self,
         program: &str,
@@ -298,6 +314,7 @@ impl BatchSystem for SlurmBatch {
 
     async fn release(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {
         self.control("scontrol", Some("release"), ids).await?;
+        self.start_now(ids).await?;
         self.control("scontrol", Some("resume"), ids).await
     }
 
