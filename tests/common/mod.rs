@@ -65,6 +65,21 @@ pub fn sqlite_at(path: &str) -> TestDb {
 
 static SKIP_NOTICE: std::sync::Once = std::sync::Once::new();
 
+/// Says that the running test is skipped and why, written past the test
+/// harness's capture (which swallows `eprintln!` of passing tests) so a plain
+/// `cargo test` shows it. In CI (`CI=true`) a skip is a failure instead.
+pub fn skipping(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {test} would be skipped: {reason}"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
 /// A fresh schema on the PostgreSQL server named by `PRODOPS_TEST_PG`, if any.
 pub async fn postgres() -> Option<TestDb> {
     let Ok(admin_url) = std::env::var("PRODOPS_TEST_PG") else {
