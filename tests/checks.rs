@@ -249,7 +249,11 @@ async fn j3_an_expired_token_holds_submission_and_never_reaches_logs_or_the_data
         .unwrap()
         .starts_with("bearer token expired"));
     let batch_said = String::from_utf8_lossy(&batch.stderr);
-    assert!(batch.status.success(), "{batch_said}");
+    assert_eq!(
+        batch.status.code(),
+        Some(4),
+        "held work exits 4: {batch_said}"
+    );
     assert!(
         batch_said.contains(
             "submissions held (experiment nova): check `token` failing: bearer token expired"

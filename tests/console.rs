@@ -1004,7 +1004,10 @@ async fn i21_a_campaign_chosen_at_start_is_selected_without_a_no_such_campaign_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i24_readme_console_screens_match_what_the_console_draws() {
     let mut c = console_as("root", false, Theme::default_theme()).await;
-    c.app.worker = prodops::tui::app::WorkerStatus::Leading { in_flight: 0 };
+    c.app.worker = prodops::tui::app::WorkerStatus::Leading {
+        in_flight: 0,
+        unreachable: 0,
+    };
     c.app.snap.checks.clear();
     c.keys(&["2"]).await;
     let wide = c.at(118, 28).screen();

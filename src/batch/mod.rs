@@ -200,6 +200,15 @@ pub trait BatchSystem: Send + Sync {
     fn name(&self) -> &str;
     /// The site jobs land on when the system does not say.
     fn default_site(&self) -> &str;
+    /// Which running instance of this system holds the jobs it submits:
+    /// for the local backend its host and directory, for HTCondor its
+    /// schedd, for Slurm its cluster. A worker asks an instance only about
+    /// its own jobs; another's are left as they are until a worker that can
+    /// reach that instance picks them up (issue 15). By default, the
+    /// system's name: one instance reachable from every submission node.
+    fn instance(&self) -> String {
+        self.name().to_string()
+    }
     /// Submits a group. Idempotent per [`JobKey`]: submitting a key it already
     /// has returns the existing id instead of starting a second job.
     async fn submit(&self, group: &JobGroup) -> Result<Vec<Submitted>, BatchError>;

@@ -27,6 +27,9 @@ pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code for an action refused for lack of a role.
 pub const EXIT_FORBIDDEN: i32 = 3;
+/// Exit code of `--batch` when it stopped with work it could not do: jobs a
+/// failing pre-launch check (or a missing or refusing backend) kept back.
+pub const EXIT_WAITING: i32 = 4;
 
 /// prodops — production operations: requests, approvals, campaigns and their jobs.
 #[derive(Debug, Parser)]
@@ -47,6 +50,9 @@ pub struct Cli {
     /// With --batch: run a single worker pass.
     #[arg(long, requires = "batch")]
     once: bool,
+    /// With --batch: when another worker holds the lease, wait for it quietly instead of leaving.
+    #[arg(long, requires = "batch")]
+    wait: bool,
     #[command(flatten)]
     worker: worker::WorkerArgs,
     #[command(flatten)]
@@ -484,6 +490,10 @@ pub fn main() -> i32 {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => EXIT_OK,
+        Err(e) if e.is::<worker::WorkWaiting>() => {
+            eprintln!("worker: {e}");
+            EXIT_WAITING
+        }
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             let forbidden = e
@@ -643,7 +653,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Check) => run_checks(&ops, &out, &cli.worker).await,
         Some(command) => dispatch(&ops, &out, command).await,
         None if cli.batch => match cli.worker.worker(&ops).await {
-            Ok(w) => worker::run_batch(&w, cli.once).await,
+            Ok(w) => {
+                let mode = worker::BatchMode {
+                    once: cli.once,
+                    wait: cli.wait,
+                };
+                worker::run_batch(&w, mode).await
+            }
             Err(e) => Err(e),
         },
         None => console(&ops, &cli.worker, &cli.console, None).await,
@@ -747,13 +763,17 @@ async fn run_checks(
 ) -> anyhow::Result<()> {
     let worker = args.worker(ops).await?;
     let verdicts = worker.run_checks_now().await?;
+    let unreachable = worker.unreachable_jobs().await?;
     if verdicts.is_empty() {
         eprintln!("no checks configured: add [[check]] sections to the configuration file (see `prodops config show`)");
     }
-    out.checks(&verdicts)?;
+    out.checks(&verdicts, &unreachable)?;
     let failing = verdicts.iter().filter(|(_, v)| !v.ok).count();
     if failing > 0 {
         anyhow::bail!("{failing} of {} checks failing", verdicts.len());
+    }
+    if !unreachable.is_empty() {
+        anyhow::bail!("{}", worker::unreachable_jobs(&unreachable));
     }
     Ok(())
 }

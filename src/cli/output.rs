@@ -170,10 +170,12 @@ impl Printer {
         let v = &j.job;
         let or_dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
         println!(
-            "backend {} · site {} · node {} · batch id {} · attempt {}{}",
+            "backend {} ({}) · site {} · node {} ({}) · batch id {} · attempt {}{}",
             v.backend,
+            or_dash(&v.instance),
             or_dash(&v.site),
             or_dash(&v.node),
+            or_dash(&v.node_kind),
             or_dash(&v.batch_job_id),
             v.attempt,
             v.retry_of
@@ -254,9 +256,19 @@ impl Printer {
         Ok(())
     }
 
-    pub(super) fn checks(&self, verdicts: &[(CheckSpec, Verdict)]) -> anyhow::Result<()> {
+    pub(super) fn checks(
+        &self,
+        verdicts: &[(CheckSpec, Verdict)],
+        unreachable: &std::collections::BTreeMap<String, usize>,
+    ) -> anyhow::Result<()> {
+        let out_of_reach = unreachable.iter().map(|(instance, n)| {
+            (
+                format!("reach {instance}"),
+                format!("{n} job(s) in flight there: this worker cannot reach it, they are left as they are"),
+            )
+        });
         if self.json {
-            let rows: Vec<serde_json::Value> = verdicts
+            let mut rows: Vec<serde_json::Value> = verdicts
                 .iter()
                 .map(|(spec, v)| {
                     serde_json::json!({
@@ -269,9 +281,15 @@ impl Printer {
                     })
                 })
                 .collect();
+            rows.extend(out_of_reach.map(|(name, detail)| {
+                serde_json::json!({
+                    "name": name, "guards": "its jobs", "experiment": null,
+                    "backend": null, "passing": false, "detail": detail,
+                })
+            }));
             return print_json(&rows);
         }
-        let cells: Vec<Vec<String>> = verdicts
+        let mut cells: Vec<Vec<String>> = verdicts
             .iter()
             .map(|(spec, v)| {
                 vec![
@@ -282,6 +300,9 @@ impl Printer {
                 ]
             })
             .collect();
+        cells.extend(
+            out_of_reach.map(|(name, detail)| vec![name, "FAIL".into(), "its jobs".into(), detail]),
+        );
         table(&["CHECK", "VERDICT", "GUARDS", "DETAIL"], &cells);
         Ok(())
     }

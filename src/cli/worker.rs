@@ -165,27 +165,116 @@ fn jobsub_config(section: &crate::config::JobsubSection) -> JobsubConfig {
     config
 }
 
-/// `prodops --batch`: passes until idle (or one pass), a line per pass that did something.
-pub(super) async fn run_batch(worker: &Worker, once: bool) -> anyhow::Result<()> {
-    if once {
-        let report = worker.pass().await?;
-        print_report(&report);
-        worker.release_lease().await?;
+/// How `prodops --batch` runs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BatchMode {
+    /// A single pass.
+    pub(super) once: bool,
+    /// Wait quietly for a lease another live worker holds, instead of leaving.
+    pub(super) wait: bool,
+}
+
+/// Why `prodops --batch` stopped with work left that it could not do: a
+/// distinct exit code ([`super::EXIT_WAITING`]) so cron mail tells the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct WorkWaiting(String);
+
+/// `prodops --batch`: passes until idle (or one pass), a line per pass that
+/// did something. When another live worker holds the lease it leaves at once
+/// with one line naming it (or, with `--wait`, waits quietly for it).
+pub(super) async fn run_batch(worker: &Worker, mode: BatchMode) -> anyhow::Result<()> {
+    let first = worker.pass().await?;
+    let first = if first.leader {
+        first
+    } else if mode.wait {
+        wait_for_lease(worker, &first).await?
+    } else {
+        eprintln!("worker: {}; nothing to do here", holder_line(&first));
         return Ok(());
+    };
+    print_report(&first);
+    let last = if mode.once || first.idle() {
+        first
+    } else {
+        worker.pace(&first).await;
+        worker.run_until_idle(print_report).await?
+    };
+    worker.release_lease().await?;
+    match waiting_line(&last) {
+        Some(line) => Err(WorkWaiting(line).into()),
+        None => Ok(()),
     }
-    worker.run_until_idle(print_report).await?;
-    Ok(())
+}
+
+/// Says once that the lease is held, passes quietly until this worker takes
+/// it, says so, and returns that first pass as leader.
+async fn wait_for_lease(worker: &Worker, watching: &PassReport) -> anyhow::Result<PassReport> {
+    eprintln!("worker: {}; waiting for it", holder_line(watching));
+    loop {
+        tokio::time::sleep(LEASE_WAIT).await;
+        let report = worker.pass().await?;
+        if report.leader {
+            eprintln!("worker: took the lease");
+            return Ok(report);
+        }
+    }
+}
+
+/// How often a waiting `--batch --wait` tries the lease again.
+const LEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// `the worker on HOST pid N (since HH:MM:SS) holds the lease`, from a
+/// pass that only watched.
+fn holder_line(r: &PassReport) -> String {
+    match &r.lease_holder {
+        Some(holder) => {
+            let since = chrono::DateTime::from_timestamp_millis(holder.since_ms)
+                .map(|t| {
+                    t.with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string()
+                })
+                .unwrap_or_else(|| "?".into());
+            format!("the worker on {holder} (running since {since}) holds the lease")
+        }
+        None => "another worker holds the lease".into(),
+    }
+}
+
+/// The last line of a `--batch` run that stopped with work it could not
+/// do: jobs ready but held back, or jobs on instances out of its reach.
+fn waiting_line(last: &PassReport) -> Option<String> {
+    let mut parts = Vec::new();
+    if last.held_back > 0 {
+        parts.push(format!(
+            "{} job(s) ready but not submitted (a failing pre-launch check, a backend not configured here, or a refused submission: see the warnings above)",
+            last.held_back
+        ));
+    }
+    if !last.unreachable.is_empty() {
+        parts.push(format!(
+            "{}, left as they are for a worker that reaches them",
+            unreachable_jobs(&last.unreachable)
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("stopped with {}", parts.join("; and ")))
+}
+
+/// `8 job(s) on local@node1:/data/work/local, 2 job(s) on htcondor@node2`.
+pub(super) fn unreachable_jobs(by_instance: &std::collections::BTreeMap<String, usize>) -> String {
+    by_instance
+        .iter()
+        .map(|(instance, n)| format!("{n} job(s) on unreachable {instance}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_report(r: &PassReport) {
     for w in &r.warnings {
         eprintln!("worker: warning: {w}");
     }
-    if let (false, Some(holder)) = (r.leader, &r.lease_holder) {
-        eprintln!("worker: the worker on {holder} holds the lease; waiting");
-    } else if !r.leader {
-        eprintln!("worker: another worker holds the lease; waiting");
-    } else if r.changed() {
+    if r.leader && r.changed() {
         eprintln!(
             "worker: submitted {} · observed {} · retried {} · released {} · split {} · in flight {}",
             r.submitted, r.observed, r.retried, r.released, r.split, r.in_flight

@@ -42,8 +42,13 @@ pub struct JobView {
     pub site: Option<String>,
     /// Node.
     pub node: Option<String>,
+    /// The kind of node it ran on: partition or node features (M9).
+    pub node_kind: Option<String>,
     /// Batch system id.
     pub batch_job_id: Option<String>,
+    /// The instance of its batch system that holds it (local: host and
+    /// directory; HTCondor: schedd; Slurm: cluster).
+    pub instance: Option<String>,
     /// Ongoing or last stage.
     pub stage: Option<String>,
     /// Exit code.
@@ -82,7 +87,9 @@ impl From<&JobRow> for JobView {
             backend: j.backend.clone(),
             site: j.site.clone(),
             node: j.node.clone(),
+            node_kind: j.node_kind.clone(),
             batch_job_id: j.batch_job_id.clone(),
+            instance: j.instance.clone(),
             stage: j.current_stage.clone(),
             exit_code: j.exit_code,
             signal: j.signal,

@@ -65,6 +65,10 @@ pub struct JobRow {
     pub ended_at: Option<i64>,
     /// The request stage it runs: its subtask's name (`gen`, `sim`, `reco`).
     pub step: String,
+    /// The instance of its batch system that holds it (see [`set_instances`]).
+    pub instance: Option<String>,
+    /// The kind of node it ran on (M9).
+    pub node_kind: Option<String>,
 }
 
 /// The columns of a [`JobRow`], read by [`job_from_row`]. The step is a
@@ -74,7 +78,8 @@ pub struct JobRow {
 pub(crate) const JOB_COLUMNS: &str = "j.id, j.batch_id, j.subtask_id, j.seq, j.attempt, j.state, j.state_since, j.params_json, \
      j.backend, j.site, j.node, j.batch_job_id, j.retry_of, j.current_stage, j.exit_code, j.signal, j.oom, \
      j.failure, j.events, j.cpu_ms, j.wall_ms, j.max_rss_kb, j.started_at, j.ended_at, \
-     (SELECT job_subtask.name FROM subtasks job_subtask WHERE job_subtask.id = j.subtask_id)";
+     (SELECT job_subtask.name FROM subtasks job_subtask WHERE job_subtask.id = j.subtask_id), \
+     j.instance, j.node_kind";
 
 pub(crate) fn job_from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
     Ok(JobRow {
@@ -103,6 +108,8 @@ pub(crate) fn job_from_row(r: &AnyRow) -> Result<JobRow, StoreError> {
         started_at: r.try_get(22)?,
         ended_at: r.try_get(23)?,
         step: r.try_get(24)?,
+        instance: r.try_get(25)?,
+        node_kind: r.try_get(26)?,
     })
 }
 
@@ -153,13 +160,15 @@ pub struct ActiveJob {
     pub backend: String,
     /// The batch system's id, once submitted.
     pub batch_job_id: Option<String>,
+    /// The instance of its batch system that holds it (None: before issue 15).
+    pub instance: Option<String>,
 }
 
 /// Jobs queued, running or held, oldest first (four columns each: the
 /// worker reads them every pass).
 pub async fn active_jobs(conn: &mut AnyConnection) -> Result<Vec<ActiveJob>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, state, backend, batch_job_id FROM jobs
+        "SELECT id, state, backend, batch_job_id, instance FROM jobs
          WHERE state IN ('queued', 'running', 'held') ORDER BY id",
     )
     .fetch_all(conn)
@@ -171,6 +180,7 @@ pub async fn active_jobs(conn: &mut AnyConnection) -> Result<Vec<ActiveJob>, Sto
                 state: r.try_get(1)?,
                 backend: r.try_get(2)?,
                 batch_job_id: r.try_get(3)?,
+                instance: r.try_get(4)?,
             })
         })
         .collect()
@@ -584,6 +594,30 @@ pub async fn set_batch_job_ids(
     sqlx::query(&sql)
         .bind(site)
         .bind(json(&ids))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Records which instance of their batch system holds `jobs` (local: host
+/// and executor directory; HTCondor: schedd; Slurm: cluster), written with
+/// the intent to submit them, so that a worker on another host or directory
+/// leaves them to their own instance instead of asking its own about them.
+pub async fn set_instances(
+    tx: &mut Tx<'_>,
+    jobs: &[i64],
+    instance: &str,
+) -> Result<(), StoreError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE jobs SET instance = $1 WHERE id IN ({})",
+        Dialect::of(tx).ids(2)
+    );
+    sqlx::query(&sql)
+        .bind(instance)
+        .bind(json(&jobs))
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -107,16 +107,20 @@ pub struct LeaseHolder {
     pub host: String,
     /// Its process id on that host.
     pub pid: u32,
+    /// When that worker started (ms since the epoch).
+    pub since_ms: i64,
 }
 
 impl LeaseHolder {
     /// Reads a holder written by [`holder_id`] (`host:pid:start.n`).
     pub fn parse(holder: &str) -> Option<LeaseHolder> {
         let mut parts = holder.rsplitn(3, ':');
-        let (_start, pid, host) = (parts.next()?, parts.next()?, parts.next()?);
+        let (start, pid, host) = (parts.next()?, parts.next()?, parts.next()?);
+        let since = start.split('.').next()?;
         Some(LeaseHolder {
             host: host.to_string(),
             pid: pid.parse().ok()?,
+            since_ms: since.parse().ok()?,
         })
     }
 }
@@ -158,7 +162,8 @@ mod tests {
             LeaseHolder::parse("node7.fnal.gov:4242:1700000000000"),
             Some(LeaseHolder {
                 host: "node7.fnal.gov".into(),
-                pid: 4242
+                pid: 4242,
+                since_ms: 1700000000000
             })
         );
         assert_eq!(LeaseHolder::parse("garbage"), None);

@@ -273,6 +273,8 @@ pub struct Mismatch {
     pub desired_state: Option<String>,
     /// The reason to record when that is carried out.
     pub desired_reason: Option<String>,
+    /// The instance of its batch system that holds it.
+    pub instance: Option<String>,
 }
 
 /// Jobs that must be held, released or removed to follow their campaign or
@@ -283,7 +285,7 @@ pub struct Mismatch {
 pub async fn mismatched_jobs(conn: &mut AnyConnection) -> Result<Vec<Mismatch>, StoreError> {
     let rows = sqlx::query(
         "SELECT j.id, j.state, j.batch_job_id, j.backend, c.state, c.hold_scope, s.state,
-                j.desired_state, j.desired_reason
+                j.desired_state, j.desired_reason, j.instance
          FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
          JOIN campaigns c ON c.id = t.campaign_id
          WHERE (j.state IN ('created', 'queued', 'running', 'held')
@@ -319,6 +321,7 @@ pub async fn mismatched_jobs(conn: &mut AnyConnection) -> Result<Vec<Mismatch>, 
                 subtask_state: r.try_get(6)?,
                 desired_state: r.try_get(7)?,
                 desired_reason: r.try_get(8)?,
+                instance: r.try_get(9)?,
             })
         })
         .collect()

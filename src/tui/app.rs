@@ -163,6 +163,8 @@ pub enum WorkerStatus {
     Leading {
         /// Jobs in flight after the last pass.
         in_flight: usize,
+        /// Of those, jobs on batch-system instances this worker cannot reach.
+        unreachable: usize,
     },
     /// Another worker holds the lease; this one watches.
     Watching {

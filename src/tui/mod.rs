@@ -332,6 +332,7 @@ async fn run_worker(worker: Arc<Worker>, reload: Arc<Notify>, to_ui: mpsc::Sende
                 let status = if report.leader {
                     WorkerStatus::Leading {
                         in_flight: report.in_flight,
+                        unreachable: report.unreachable.values().sum(),
                     }
                 } else {
                     WorkerStatus::Watching {

@@ -81,6 +81,18 @@ fn remedy(m: &Mismatch) -> Option<Remedy> {
     }
 }
 
+/// True when this worker reaches the instance holding `m` (or `m` was never
+/// submitted): only then may it carry out a remedy there.
+fn reachable(worker: &Worker, m: &Mismatch) -> bool {
+    m.batch_job_id.is_none() || worker.backend(&m.backend).is_none() || worker.reaches(m)
+}
+
+/// True when a person removed the job itself: for a job on an instance out
+/// of reach, that is the operator's decision, recorded as it is.
+fn removal_asked(m: &Mismatch) -> bool {
+    m.desired_state.as_deref().and_then(JobAction::from_desired) == Some(JobAction::Remove)
+}
+
 /// The reason recorded for `remedy` on `m`: the person's, when they asked for it.
 fn reason(remedy: Remedy, m: &Mismatch) -> String {
     let asked = m.desired_state.as_deref().and_then(JobAction::from_desired);
@@ -101,17 +113,29 @@ pub(super) async fn follow_desired_state(
 ) -> Result<usize, WorkerError> {
     let mismatches = mismatched_jobs(conn).await?;
     let mut todo: BTreeMap<(&str, Remedy), Vec<&Mismatch>> = BTreeMap::new();
+    let mut decided = Vec::new();
     for m in &mismatches {
-        if let Some(remedy) = remedy(m) {
-            todo.entry((m.backend.as_str(), remedy))
+        match remedy(m) {
+            Some(remedy) if reachable(worker, m) => todo
+                .entry((m.backend.as_str(), remedy))
                 .or_default()
-                .push(m);
+                .push(m),
+            Some(Remedy::Remove) if removal_asked(m) => decided.push(m),
+            _ => {}
         }
     }
-    if todo.is_empty() {
+    if todo.is_empty() && decided.is_empty() {
         return Ok(0);
     }
     let mut moves = Moves::default();
+    for m in decided {
+        let why = format!(
+            "{} (its batch system instance {} was out of reach and was not told)",
+            reason(Remedy::Remove, m),
+            m.instance.as_deref().unwrap_or(&m.backend)
+        );
+        moves.add(m.job_id, JobState::Removed, why);
+    }
     let mut released = Vec::new();
     for ((backend, remedy), jobs) in todo {
         for m in carry_out(worker.backend(backend), remedy, jobs, warnings).await {

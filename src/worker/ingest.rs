@@ -31,6 +31,10 @@ pub(super) struct Observations {
     changes: Vec<(JobRow, Observed, Option<LogBundle>)>,
     /// Jobs still queued, running or held afterwards.
     still_active: usize,
+    /// Jobs in flight on instances this worker cannot reach, by instance:
+    /// left as they are (never declared failed or lost) until a worker that
+    /// reaches their instance, or an operator, decides.
+    unreachable: BTreeMap<String, usize>,
 }
 
 impl Observations {
@@ -43,6 +47,11 @@ impl Observations {
     pub(super) fn still_active(&self) -> usize {
         self.still_active
     }
+
+    /// Jobs in flight on instances this worker cannot reach, by instance.
+    pub(super) fn unreachable(&self) -> &BTreeMap<String, usize> {
+        &self.unreachable
+    }
 }
 
 /// Polls every backend for its jobs in flight.
@@ -50,7 +59,14 @@ pub(super) async fn observe(
     worker: &Worker,
     conn: &mut AnyConnection,
 ) -> Result<Observations, WorkerError> {
-    let active = jobs::active_jobs(conn).await?;
+    let (active, elsewhere): (Vec<ActiveJob>, Vec<ActiveJob>) = jobs::active_jobs(conn)
+        .await?
+        .into_iter()
+        .partition(|job| worker.reaches(job));
+    let mut unreachable = BTreeMap::new();
+    for job in &elsewhere {
+        *unreachable.entry(held_by(job)).or_default() += 1;
+    }
     let observed = observe_changes(worker, &active).await?;
     let ended = observed
         .iter()
@@ -64,7 +80,8 @@ pub(super) async fn observe(
         .collect();
     Ok(Observations {
         changes,
-        still_active: active.len() - ended,
+        still_active: active.len() + elsewhere.len() - ended,
+        unreachable,
     })
 }
 
@@ -96,6 +113,11 @@ pub(super) async fn record(
         }
     }
     Ok(done)
+}
+
+/// The instance holding `job`, or its backend when none is recorded.
+pub(super) fn held_by(job: &ActiveJob) -> String {
+    job.instance.clone().unwrap_or_else(|| job.backend.clone())
 }
 
 /// Asks each backend about its jobs in flight: those whose state changed,

@@ -113,6 +113,14 @@ pub struct PassReport {
     pub submitted: usize,
     /// Jobs in flight after the pass.
     pub in_flight: usize,
+    /// Jobs in flight on batch-system instances this worker cannot reach
+    /// (another host's executor, a backend it lacks), by instance: left as
+    /// they are, never declared failed or lost (issue 15).
+    pub unreachable: BTreeMap<String, usize>,
+    /// Jobs ready to submit that stayed `created` this pass: a failing
+    /// pre-launch check covers them, their backend is not configured in
+    /// this worker, or the batch system refused them (see `warnings`).
+    pub held_back: usize,
     /// Problems that did not stop the pass: a backend refusing a submission
     /// or a hold, an entity whose state could not move (named, with why;
     /// it was skipped and the others moved).
@@ -133,9 +141,44 @@ impl PassReport {
             > 0
     }
 
-    /// True when nothing is in flight and the pass found nothing to do.
+    /// True when the pass found nothing to do and nothing this worker can
+    /// follow is in flight (jobs on instances it cannot reach do not count).
     pub fn idle(&self) -> bool {
-        self.leader && !self.changed() && self.in_flight == 0
+        let unreachable: usize = self.unreachable.values().sum();
+        self.leader && !self.changed() && self.in_flight <= unreachable
+    }
+}
+
+/// A job as recorded: which backend, and which instance of it, holds it.
+trait HeldBy {
+    fn backend(&self) -> &str;
+    fn instance(&self) -> Option<&str>;
+}
+
+impl HeldBy for crate::store::jobs::JobRow {
+    fn backend(&self) -> &str {
+        &self.backend
+    }
+    fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
+    }
+}
+
+impl HeldBy for crate::store::jobs::ActiveJob {
+    fn backend(&self) -> &str {
+        &self.backend
+    }
+    fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
+    }
+}
+
+impl HeldBy for crate::store::queue::Mismatch {
+    fn backend(&self) -> &str {
+        &self.backend
+    }
+    fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
     }
 }
 
@@ -217,6 +260,19 @@ impl Worker {
             .collect())
     }
 
+    /// Jobs in flight on batch-system instances this worker cannot reach,
+    /// by instance (`prodops check` shows them).
+    pub async fn unreachable_jobs(&self) -> Result<BTreeMap<String, usize>, WorkerError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let mut out = BTreeMap::new();
+        for job in crate::store::jobs::active_jobs(&mut conn).await? {
+            if !self.reaches(&job) {
+                *out.entry(ingest::held_by(&job)).or_default() += 1;
+            }
+        }
+        Ok(out)
+    }
+
     /// The store the worker uses.
     pub fn store(&self) -> &Store {
         &self.store
@@ -271,6 +327,7 @@ impl Worker {
         }
         let observed = ingest::observe(self, conn).await?;
         report.in_flight = observed.still_active();
+        report.unreachable = observed.unreachable().clone();
         let checking = std::mem::take(&mut memory.awaiting_checks);
         if !full && !report.changed() && observed.len() == 0 && checking.is_empty() {
             report.warnings.extend(skipped.warnings());
@@ -298,6 +355,7 @@ impl Worker {
         let submitted = submit::submit(self, conn, board, &mut skipped).await?;
         report.submitted = submitted.jobs;
         report.in_flight = submitted.in_flight;
+        report.held_back = submitted.held_back;
         memory.retry_due = !submitted.warnings.is_empty();
         report.warnings.extend(submitted.warnings);
         report.warnings.extend(skipped.warnings());
@@ -401,5 +459,15 @@ impl Worker {
 
     fn backend(&self, name: &str) -> Option<&Arc<dyn BatchSystem>> {
         self.backends.get(name)
+    }
+
+    /// True when this worker can ask about `job` the instance of its batch
+    /// system that holds it: the worker has that backend and it is the same
+    /// instance (jobs recorded before instances were, read as its own).
+    fn reaches(&self, job: &impl HeldBy) -> bool {
+        self.backend(job.backend()).is_some_and(|b| {
+            job.instance()
+                .is_none_or(|instance| instance == b.instance())
+        })
     }
 }

@@ -1,6 +1,8 @@
 //! After a crash: jobs left `submitting` are adopted if their batch system has
 //! them, or returned to `created` if it never got them (S3). Nothing is
-//! submitted twice and nothing is forgotten.
+//! submitted twice and nothing is forgotten. Only jobs meant for this
+//! worker's own instances are looked at: another instance (another host's
+//! executor) may have them, and only it can say.
 
 use super::{Worker, WorkerError, WORKER_USER};
 use crate::batch::JobKey;
@@ -23,7 +25,7 @@ pub(super) async fn adopt_or_requeue(
         return Ok(0);
     }
     let mut by_backend: BTreeMap<&str, Vec<JobKey>> = BTreeMap::new();
-    for job in &orphans {
+    for job in orphans.iter().filter(|job| worker.reaches(*job)) {
         by_backend
             .entry(job.backend.as_str())
             .or_default()

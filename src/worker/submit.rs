@@ -12,7 +12,7 @@ use crate::model::jobspec::JobRunSpec;
 use crate::model::spec::{Executable, StageSpec};
 use crate::model::split::JobPlan;
 use crate::model::state::{BatchState, JobState, Lifecycle};
-use crate::store::jobs::{files_by_id, set_batch_job_ids};
+use crate::store::jobs::{files_by_id, set_batch_job_ids, set_instances};
 use crate::store::queue::{in_flight, submittable_jobs, InFlight, Submittable};
 use crate::store::sql::{json, Dialect};
 use crate::store::states::{move_states, move_states_from, states_of, Skipped};
@@ -30,6 +30,9 @@ pub(super) struct Submissions {
     pub(super) in_flight: usize,
     /// Refusals (the jobs go back to `created` and are tried again).
     pub(super) warnings: Vec<String>,
+    /// Jobs ready to go that stayed `created`: a failing pre-launch check
+    /// covers them, their backend is not configured here, or it refused them.
+    pub(super) held_back: usize,
 }
 
 /// Submits created jobs in queue order within throttles. A job that cannot
@@ -45,11 +48,13 @@ pub(super) async fn submit(
     let before = flight.total;
     let mut candidates =
         submittable_jobs(conn, worker.config.throttles.per_pass as i64 * 4).await?;
+    let offered = candidates.len();
     let mut held = without_backend(worker, &mut candidates);
     if !candidates.is_empty() && !worker.checks.is_empty() {
         let failing = board.failing(worker, conn).await?;
         held.extend(held_by_checks(&failing, &mut candidates));
     }
+    let held_back = offered - candidates.len();
     let mut picked = within_throttles(worker, &mut flight, candidates);
     if !picked.is_empty() {
         let refused = record_intents(worker, conn, &picked).await?;
@@ -61,6 +66,7 @@ pub(super) async fn submit(
         return Ok(Submissions {
             in_flight: before,
             warnings: held,
+            held_back,
             ..Submissions::default()
         });
     }
@@ -98,11 +104,13 @@ pub(super) async fn submit(
     }
     let submitted = record_submissions(worker, conn, &accepted, &refused, skipped).await?;
     failpoint::hit("submit:after-record");
+    let refused_jobs: usize = refused.iter().map(|(jobs, _)| jobs.len()).sum();
     held.extend(refused.into_iter().map(|(_, e)| e));
     Ok(Submissions {
         jobs: submitted,
         in_flight: before + submitted,
         warnings: held,
+        held_back: held_back + refused_jobs,
     })
 }
 
@@ -127,6 +135,19 @@ async fn record_intents(
         WORKER_USER,
     )
     .await?;
+    let stuck = refused.ids_of(crate::model::ids::EntityKind::Job);
+    let mut by_instance: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for job in picked.iter().filter(|job| !stuck.contains(&job.job_id)) {
+        if let Some(backend) = worker.backend(&job.backend) {
+            by_instance
+                .entry(backend.instance())
+                .or_default()
+                .push(job.job_id);
+        }
+    }
+    for (instance, jobs) in by_instance {
+        set_instances(&mut tx, &jobs, &instance).await?;
+    }
     tx.commit().await?;
     Ok(refused)
 }

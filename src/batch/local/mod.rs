@@ -232,6 +232,16 @@ impl BatchSystem for LocalBatch {
         SYSTEM
     }
 
+    /// `local@HOST:ROOT`: the executor of this host and directory holds the
+    /// jobs; a worker elsewhere cannot read its event log.
+    fn instance(&self) -> String {
+        format!(
+            "{SYSTEM}@{}:{}",
+            crate::store::lease::hostname(),
+            self.root.display()
+        )
+    }
+
     async fn submit(&self, group: &JobGroup) -> Result<Vec<Submitted>, BatchError> {
         let new: Vec<Command> = {
             let mut logs = self.logs();

@@ -281,9 +281,20 @@ fn user_forms(user: &str, grants: &[String]) -> Vec<String> {
 fn worker_forms(worker: &WorkerStatus) -> Vec<String> {
     match worker {
         WorkerStatus::Off => vec!["worker: off".into()],
-        WorkerStatus::Leading { in_flight } => vec![
+        WorkerStatus::Leading {
+            in_flight,
+            unreachable: 0,
+        } => vec![
             format!("worker: running, {in_flight} in flight"),
             format!("worker: {in_flight} in flight"),
+        ],
+        WorkerStatus::Leading {
+            in_flight,
+            unreachable,
+        } => vec![
+            format!("worker: running, {in_flight} in flight, {unreachable} UNREACHABLE"),
+            format!("worker: {in_flight} in flight, {unreachable} UNREACHABLE"),
+            format!("{unreachable} UNREACHABLE"),
         ],
         WorkerStatus::Watching { holder } => vec![
             format!("worker: watching ({holder} holds the lease)"),
