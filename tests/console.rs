@@ -858,6 +858,24 @@ async fn i15_at_80_columns_the_header_keeps_the_worker_and_the_footer_keeps_help
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_the_header_says_how_many_jobs_are_out_of_reach_even_at_80_columns() {
+    let mut c = console().await;
+    c.app.worker = prodops::tui::app::WorkerStatus::Leading {
+        in_flight: 8,
+        unreachable: 3,
+    };
+    c.app.snap.grants = (0..12).map(|i| format!("operator@exp{i}")).collect();
+    let narrow = c.at(80, 24).screen();
+    let header = narrow.lines().next().unwrap();
+    assert!(header.contains("3 UNREACHABLE"), "{header}");
+    let wide = c.at(200, 60).screen();
+    assert!(
+        wide.contains("worker: running, 8 in flight, 3 UNREACHABLE"),
+        "{wide}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i16_dag_nodes_and_tree_lines_count_jobs_by_state() {
     let theme = Theme::default_theme();
     let counts = prodops::store::jobs::JobCounts {

@@ -77,6 +77,21 @@ async fn s3_a_worker_leaves_another_instances_jobs_as_they_are_and_their_own_wor
             "{}: node b ran none of them",
             db.label
         );
+        let check = std::process::Command::new(env!("CARGO_BIN_EXE_prodops"))
+            .args(["--db", &db.url, "--work-dir"])
+            .arg(&node_b)
+            .args(["check"])
+            .env_remove("PRODOPS_CONFIG")
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&check.stdout);
+        assert_eq!(check.status.code(), Some(1), "{}: {shown}", db.label);
+        assert!(
+            shown.contains(&format!("reach {instance}")) && shown.contains("3 job(s) in flight there"),
+            "{}: prodops check shows the instance out of reach: {shown}",
+            db.label
+        );
         b.release_lease().await.unwrap();
         drop(b);
 
