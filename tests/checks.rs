@@ -336,3 +336,57 @@ async fn p4_a_script_gone_since_filing_fails_its_stage_before_any_job_is_queued(
         last.reason
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn p2_missing_software_holds_submission_until_it_appears() {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let work = tempfile::tempdir().unwrap();
+        let release = work.path().join("cvmfs/nova/v1");
+        let software = CheckSpec {
+            name: "nova-release".into(),
+            scope: Scope {
+                experiment: Some("nova".into()),
+                backend: None,
+            },
+            timeout: Duration::from_secs(5),
+            every: Duration::ZERO,
+            probe: Probe::Software {
+                path: Some(release.clone()),
+                program: None,
+            },
+        };
+        let worker = local_worker(&w.store, &work.path().join("work"), 2, Throttles::default())
+            .await
+            .with_checks(vec![software]);
+        file_and_approve(&w, &mc_request()).await;
+
+        let held = pass_until_all_created_or_done(&worker, &w.store).await;
+        assert_eq!(held.submitted, 0, "{}", db.label);
+        assert!(held.held_back > 0, "{}: {held:?}", db.label);
+        assert!(
+            held.warnings
+                .iter()
+                .any(|w| w.contains("check `nova-release` failing")
+                    && w.contains(&release.display().to_string())),
+            "{}: the warning names the missing software: {:?}",
+            db.label,
+            held.warnings
+        );
+
+        std::fs::create_dir_all(&release).unwrap();
+        let mut submitted = 0;
+        for _ in 0..50 {
+            submitted += pass(&worker).await.submitted;
+            if submitted > 0 {
+                break;
+            }
+        }
+        assert!(
+            submitted > 0,
+            "{}: its return releases submission",
+            db.label
+        );
+        worker.release_lease().await.unwrap();
+    }
+}

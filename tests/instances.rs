@@ -88,7 +88,8 @@ async fn s3_a_worker_leaves_another_instances_jobs_as_they_are_and_their_own_wor
         let shown = String::from_utf8_lossy(&check.stdout);
         assert_eq!(check.status.code(), Some(1), "{}: {shown}", db.label);
         assert!(
-            shown.contains(&format!("reach {instance}")) && shown.contains("3 job(s) in flight there"),
+            shown.contains(&format!("reach {instance}"))
+                && shown.contains("3 job(s) in flight there"),
             "{}: prodops check shows the instance out of reach: {shown}",
             db.label
         );

@@ -97,3 +97,72 @@ async fn m3_time_in_state_counts_from_the_jobs_last_transition() {
         worker.release_lease().await.unwrap();
     }
 }
+
+/// A one-stage request `name` whose `jobs` jobs run `script` and, when
+/// `sites` is not empty, ask for those sites.
+fn request_at_sites(
+    dir: &std::path::Path,
+    name: &str,
+    script: &str,
+    jobs: u32,
+    sites: &str,
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "experiment = \"nova\"\nkind = \"mc\"\ntitle = \"{name}\"\n[defaults]\nrelease = \"v1\"\n{sites}\n[[stage]]\nname = \"gen\"\nscript = \"{script}\"\nevents = {jobs}\nevents_per_job = 1\nseed_base = 1\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x5_the_site_throttle_counts_waiting_jobs_at_the_sites_they_asked_for() {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let slow = script(dir.path(), "slow.sh", "sleep 20")
+            .display()
+            .to_string();
+        let fnal = file_and_approve(
+            &w,
+            &request_at_sites(
+                dir.path(),
+                "fnal.toml",
+                &slow,
+                3,
+                "sites = { include = [\"FNAL_GPGrid\"] }",
+            ),
+        )
+        .await;
+        let anywhere =
+            file_and_approve(&w, &request_at_sites(dir.path(), "any.toml", &slow, 3, "")).await;
+        let throttles = Throttles {
+            per_site: Some(1),
+            ..Throttles::default()
+        };
+        let worker = local_worker(&w.store, &dir.path().join("work"), 1, throttles).await;
+        let mut submitted = 0;
+        for _ in 0..20 {
+            submitted += worker.pass().await.unwrap().submitted;
+            if submitted >= 2 {
+                break;
+            }
+        }
+        let sent = |jobs: Vec<prodops::ops::jobs::JobView>| {
+            jobs.iter().filter(|j| j.batch_job_id.is_some()).count()
+        };
+        assert_eq!(
+            (
+                sent(w.ed.jobs(fnal, &[], 10, 0).await.unwrap()),
+                sent(w.ed.jobs(anywhere, &[], 10, 0).await.unwrap())
+            ),
+            (1, 1),
+            "{}: one job in flight per site: FNAL_GPGrid (asked for) and local (the default)",
+            db.label
+        );
+        worker.release_lease().await.unwrap();
+    }
+}

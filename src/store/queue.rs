@@ -216,7 +216,10 @@ pub struct InFlight {
     pub experiment: HashMap<String, usize>,
     /// Per backend name.
     pub backend: HashMap<String, usize>,
-    /// Per site (jobs not yet placed count under their backend's default site).
+    /// Per site: a running job counts at the site it runs at (as the batch
+    /// system reports it); one not yet running counts at each site it asked
+    /// for (`DESIRED_Sites`), or at its backend's default site when it asked
+    /// for none.
     pub site: HashMap<String, usize>,
     /// In all.
     pub total: usize,
@@ -231,25 +234,79 @@ pub async fn in_flight(conn: &mut AnyConnection) -> Result<InFlight, StoreError>
         JobState::Held,
     ];
     let sql = format!(
-        "SELECT e.name, j.backend, COALESCE(j.site, j.backend), COUNT(*)
+        "SELECT e.name, j.backend, COALESCE(j.site, j.backend),
+                CAST(CASE WHEN j.state = 'running' THEN 1 ELSE 0 END AS BIGINT), j.subtask_id, COUNT(*)
          FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
          JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id
-         WHERE j.state IN ({}) GROUP BY e.name, j.backend, COALESCE(j.site, j.backend)",
+         WHERE j.state IN ({})
+         GROUP BY e.name, j.backend, COALESCE(j.site, j.backend),
+                  CASE WHEN j.state = 'running' THEN 1 ELSE 0 END, j.subtask_id",
         placeholders(1, active.len())
     );
     let mut q = sqlx::query(&sql);
     for s in active {
         q = q.bind(s.as_str());
     }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let waiting: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.try_get::<i64, _>(3).is_ok_and(|running| running == 0))
+        .map(|r| r.try_get(4))
+        .collect::<Result<_, _>>()?;
+    let desired = desired_sites(conn, &waiting).await?;
     let mut out = InFlight::default();
-    for r in q.fetch_all(conn).await? {
-        let n = r.try_get::<i64, _>(3)? as usize;
+    for r in rows {
+        let n = r.try_get::<i64, _>(5)? as usize;
+        let site: String = r.try_get(2)?;
+        let running = r.try_get::<i64, _>(3)? == 1;
+        let subtask: i64 = r.try_get(4)?;
         *out.experiment.entry(r.try_get(0)?).or_default() += n;
         *out.backend.entry(r.try_get(1)?).or_default() += n;
-        *out.site.entry(r.try_get(2)?).or_default() += n;
+        match desired
+            .get(&subtask)
+            .filter(|sites| !running && !sites.is_empty())
+        {
+            Some(sites) => {
+                for asked in sites {
+                    *out.site.entry(asked.clone()).or_default() += n;
+                }
+            }
+            None => *out.site.entry(site).or_default() += n,
+        }
         out.total += n;
     }
     Ok(out)
+}
+
+/// The sites the jobs of each of `subtasks` asked for (its stage's
+/// `sites.include`; empty when any site will do).
+pub async fn desired_sites(
+    conn: &mut AnyConnection,
+    subtasks: &[i64],
+) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+    let mut unique = subtasks.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT id, spec_json FROM subtasks WHERE id IN ({})",
+        Dialect::of(conn).ids(1)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(json(&unique))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let id: i64 = r.try_get(0)?;
+            let text: String = r.try_get(1)?;
+            let spec: crate::model::spec::StageSpec = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("stage spec of S{id}"), e.to_string()))?;
+            Ok((id, spec.sites.include))
+        })
+        .collect()
 }
 
 /// A job whose campaign's desired state differs from what the job is doing.

@@ -13,7 +13,7 @@ use crate::model::spec::{Executable, StageSpec};
 use crate::model::split::JobPlan;
 use crate::model::state::{BatchState, JobState, Lifecycle};
 use crate::store::jobs::{files_by_id, set_batch_job_ids, set_instances};
-use crate::store::queue::{in_flight, submittable_jobs, InFlight, Submittable};
+use crate::store::queue::{desired_sites, in_flight, submittable_jobs, InFlight, Submittable};
 use crate::store::sql::{json, Dialect};
 use crate::store::states::{move_states, move_states_from, states_of, Skipped};
 use crate::store::StoreError;
@@ -55,7 +55,9 @@ pub(super) async fn submit(
         held.extend(held_by_checks(&failing, &mut candidates));
     }
     let held_back = offered - candidates.len();
-    let mut picked = within_throttles(worker, &mut flight, candidates);
+    let subtasks: Vec<i64> = candidates.iter().map(|job| job.subtask_id).collect();
+    let desired = desired_sites(conn, &subtasks).await?;
+    let mut picked = within_throttles(worker, &mut flight, &desired, candidates);
     if !picked.is_empty() {
         let refused = record_intents(worker, conn, &picked).await?;
         let stuck = refused.ids_of(crate::model::ids::EntityKind::Job);
@@ -257,6 +259,7 @@ async fn record_submissions(
 fn within_throttles(
     worker: &Worker,
     flight: &mut InFlight,
+    desired: &HashMap<i64, Vec<String>>,
     candidates: Vec<Submittable>,
 ) -> Vec<Submittable> {
     let t = &worker.config.throttles;
@@ -268,17 +271,24 @@ fn within_throttles(
         if picked.len() >= t.per_pass {
             break;
         }
-        let site = worker
-            .backend(&job.backend)
-            .map(|b| b.default_site().to_string())
-            .unwrap_or_else(|| job.backend.clone());
+        let sites = match desired.get(&job.subtask_id).filter(|s| !s.is_empty()) {
+            Some(asked) => asked.clone(),
+            None => vec![worker
+                .backend(&job.backend)
+                .map(|b| b.default_site().to_string())
+                .unwrap_or_else(|| job.backend.clone())],
+        };
         if room(&flight.experiment, &job.experiment, t.per_experiment)
             && room(&flight.backend, &job.backend, t.per_backend)
-            && room(&flight.site, &site, t.per_site)
+            && sites
+                .iter()
+                .any(|site| room(&flight.site, site, t.per_site))
         {
             *flight.experiment.entry(job.experiment.clone()).or_default() += 1;
             *flight.backend.entry(job.backend.clone()).or_default() += 1;
-            *flight.site.entry(site).or_default() += 1;
+            for site in sites {
+                *flight.site.entry(site).or_default() += 1;
+            }
             picked.push(job);
         }
     }
