@@ -471,3 +471,163 @@ async fn x6_x10_a_held_running_htcondor_job_is_evicted_and_starts_again_from_the
     );
     w.store.close().await;
 }
+
+/// The events.log files of the HTCondor backend's groups.
+fn event_logs(site: &Site) -> String {
+    let groups = site.path("pool/groups");
+    std::fs::read_dir(&groups)
+        .unwrap_or_else(|e| panic!("{}: {e}", groups.display()))
+        .flatten()
+        .filter_map(|group| std::fs::read_to_string(group.path().join("events.log")).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x10_d3_jobs_known_only_from_an_event_log_with_cluster_records_keep_their_own_ends() {
+    if !standins_usable() {
+        return;
+    }
+    let site = Site::new();
+    let w = world(&site.db).await;
+    site.configure(
+        "[htcondor]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\npoll_seconds = 1\nsubmit_lines = [\"max_materialize = 10\"]\n",
+    );
+    let id = file_and_approve(&w, &failing_one(site.dir.path(), "htcondor")).await;
+    let out = site.batch(&[("PRODOPS_STANDIN_NO_HISTORY", "1")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = event_logs(&site);
+    assert!(
+        logs.contains(".-01.000) ") && logs.contains("Cluster removed"),
+        "the clusters wrote their own records (proc -01): {logs}"
+    );
+    assert_failed_with_exit_code(&w, id, condor_id).await;
+    w.store.close().await;
+}
+
+/// A one-job request whose job is submitted by the experiment's own launch
+/// script: an executable HTCondor cannot run (no `#!`: held with code 6,
+/// subcode 8) and `periodic_release` in its submit description. `config`
+/// is added to `[htcondor]`.
+async fn exec_format_hold(site: &Site, w: &World, config: &str, max_attempts: u32) -> CampaignId {
+    site.configure(&format!(
+        "[htcondor]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\npoll_seconds = 1\n{config}"
+    ));
+    let dir = site.dir.path();
+    std::fs::write(dir.join("job.sh"), "echo \"no interpreter line\"\n").unwrap();
+    script(
+        dir,
+        "condor_launch.sh",
+        &format!(
+            "# the experiment's own launcher and submit description\nsub={d}/job-$PRODOPS_JOB_ID.sub\nprintf '%s\\n' 'executable = {d}/job.sh' 'output = {d}/job.out' 'log = {d}/job.log' 'periodic_release = (HoldReasonCode == 6) && (NumJobStarts < 3)' 'queue' > \"$sub\"\nout=$(condor_submit \"$sub\") || exit 1\necho \"$out\" | sed -n 's/.* submitted to cluster \\([0-9]*\\)\\./\\1.0/p'",
+            d = dir.display()
+        ),
+    );
+    let path = dir.join("launch.toml");
+    std::fs::write(
+        &path,
+        format!("experiment = \"nova\"\nkind = \"mc\"\ntitle = \"launched\"\n[defaults]\nrelease = \"v1\"\nbackend = \"htcondor\"\nmax_attempts = {max_attempts}\n[[stage]]\nname = \"gen\"\nlaunch = {{ command = \"./condor_launch.sh\" }}\nevents = 1\nevents_per_job = 1\nseed_base = 1\n"),
+    )
+    .unwrap();
+    file_and_approve(w, &path).await
+}
+
+/// The stand-in's ad of job `id` (`C.P`).
+fn standin_ad(site: &Site, id: &str) -> serde_json::Value {
+    let path = site.path(&format!("state/jobs/{id}.json"));
+    let job: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    job["ad"].clone()
+}
+
+/// Runs single passes until the campaign's only job has a batch id whose
+/// stand-in ad is held (panics after 30 s); that id.
+async fn pass_until_held(site: &Site, w: &World, id: CampaignId) -> String {
+    for _ in 0..150 {
+        let out = site.pass();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if let Some(batch_id) = jobs(w, id).await[0].batch_job_id.clone() {
+            if standin_ad(site, &batch_id)["JobStatus"] == 5 {
+                return batch_id;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("never held: {:?}", jobs(w, id).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x10_a_system_hold_with_a_periodic_release_is_left_for_the_schedd_to_release() {
+    if !standins_usable() {
+        return;
+    }
+    let site = Site::new();
+    let w = world(&site.db).await;
+    let id = exec_format_hold(&site, &w, "", 2).await;
+    let held = pass_until_held(&site, &w, id).await;
+    let ad = standin_ad(&site, &held);
+    assert_eq!(
+        (&ad["HoldReasonCode"], &ad["HoldReasonSubCode"]),
+        (&serde_json::json!(6), &serde_json::json!(8))
+    );
+    for _ in 0..3 {
+        assert!(site.pass().status.success());
+    }
+    assert_eq!(
+        standin_ad(&site, &held)["JobStatus"],
+        5,
+        "still held within the grace, not condor_rm'd"
+    );
+    assert_ne!(jobs(&w, id).await[0].state, "failed");
+
+    std::fs::write(site.path("job.sh"), "#!/bin/sh\necho fixed\n").unwrap();
+    let released = Command::new(standins().join("condor_release"))
+        .arg(&held)
+        .env("PRODOPS_STANDIN_STATE", site.path("state"))
+        .output()
+        .unwrap();
+    assert!(released.status.success(), "as periodic_release would");
+    site.run_batch();
+    assert_eq!(w.ed.campaign(id).await.unwrap().request.state, "succeeded");
+    let all = jobs(&w, id).await;
+    assert_eq!(
+        all.iter().map(|j| j.state.as_str()).collect::<Vec<_>>(),
+        ["succeeded"],
+        "one attempt, never failed nor retried: {all:#?}"
+    );
+    w.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn d1_x10_with_no_grace_a_system_hold_fails_at_once_with_its_code_and_subcode() {
+    if !standins_usable() {
+        return;
+    }
+    let site = Site::new();
+    let w = world(&site.db).await;
+    let id = exec_format_hold(&site, &w, "system_hold_grace_seconds = 0\n", 1).await;
+    site.run_batch();
+    assert_eq!(w.ed.campaign(id).await.unwrap().request.state, "failed");
+    let job = &jobs(&w, id).await[0];
+    assert_eq!(job.state, "failed");
+    let failure = job.failure.as_deref().unwrap_or_default();
+    assert!(
+        failure.starts_with("held by HTCondor: ")
+            && failure.contains("Exec format error")
+            && failure.ends_with("(hold code 6, subcode 8)"),
+        "{failure}"
+    );
+    assert_eq!(
+        standin_ad(&site, job.batch_job_id.as_deref().unwrap())["JobStatus"],
+        3,
+        "removed"
+    );
+    w.store.close().await;
+}

@@ -16,7 +16,7 @@ fn sample(path: &str) -> String {
 
 #[test]
 fn x10_the_event_log_of_a_job_reads_submit_execute_and_normal_termination() {
-    let events = parse_event_log(&sample("htcondor/test_event_reader.log")).unwrap();
+    let events = parse_event_log(&sample("htcondor/test_event_reader.log")).events;
     let codes: Vec<u16> = events.iter().map(|e| e.code).collect();
     assert_eq!(codes, [0, 1, 6, 8, 6, 5, 6]);
     assert!(events.iter().all(|e| (e.cluster, e.proc) == (23515, 0)));
@@ -28,11 +28,11 @@ fn x10_the_event_log_of_a_job_reads_submit_execute_and_normal_termination() {
 
 #[test]
 fn x10_the_event_log_alone_tells_each_jobs_last_state() {
-    let ended = job_states(&parse_event_log(&sample("htcondor/test_event_reader.log")).unwrap());
+    let ended = job_states(&parse_event_log(&sample("htcondor/test_event_reader.log")).events);
     let job = &ended[&(23515, 0)];
     assert_eq!((job.status, job.exit_code), (JobStatus::Completed, Some(0)));
     let aborted =
-        job_states(&parse_event_log(&sample("htcondor/job_core_copytospool_van.log")).unwrap());
+        job_states(&parse_event_log(&sample("htcondor/job_core_copytospool_van.log")).events);
     let statuses: Vec<_> = aborted.iter().map(|(id, ad)| (*id, ad.status)).collect();
     assert_eq!(
         statuses,
@@ -44,7 +44,7 @@ fn x10_the_event_log_alone_tells_each_jobs_last_state() {
     let held = parse_event_log(
         "000 (7.1.000) 04/09 17:44:53 Job submitted from host: <10.0.0.1:9618>\n...\n012 (7.1.000) 04/09 17:50:00 Job was held.\n\tError from slot1@wn: Job has gone over memory limit of 2048 megabytes.\n\tCode 34 Subcode 0\n...\n",
     )
-    .unwrap();
+    .events;
     let held = &job_states(&held)[&(7, 1)];
     assert_eq!(
         (held.status, held.hold_code, held.hold_reason.as_deref()),
@@ -58,8 +58,8 @@ fn x10_the_event_log_alone_tells_each_jobs_last_state() {
 
 #[test]
 fn x10_aborted_jobs_read_with_their_reason() {
-    let events = parse_event_log(&sample("htcondor/job_core_copytospool_van.log")).unwrap();
-    let summary: Vec<(u16, u64, &str)> = events
+    let events = parse_event_log(&sample("htcondor/job_core_copytospool_van.log")).events;
+    let summary: Vec<(u16, i64, &str)> = events
         .iter()
         .map(|e| {
             (
@@ -78,6 +78,170 @@ fn x10_aborted_jobs_read_with_their_reason() {
             (9, 818, "via condor_rm (by user bt)"),
         ]
     );
+}
+
+#[test]
+fn x10_records_about_no_one_job_are_passed_over_and_the_jobs_of_the_log_keep_their_ends() {
+    let log = parse_event_log(&sample("htcondor/late_materialization.log"));
+    assert_eq!(log.skipped, [], "negative procs are events, not errors");
+    let not_about_a_job: Vec<(u16, i64, i64)> = log
+        .events
+        .iter()
+        .filter(|e| e.job().is_none())
+        .map(|e| (e.code, e.cluster, e.proc))
+        .collect();
+    assert_eq!(
+        not_about_a_job,
+        [
+            (35, 4242, -1),
+            (40, 4242, -1000),
+            (8, -1, -1),
+            (36, 4242, -1)
+        ]
+    );
+    let states = job_states(&log.events);
+    let ends: Vec<_> = states
+        .iter()
+        .map(|(id, ad)| (*id, ad.status, ad.exit_code))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            ((4242, 0), JobStatus::Completed, Some(0)),
+            ((4242, 1), JobStatus::Completed, Some(3)),
+        ],
+        "M9: each job keeps its own end; no job is made up of the cluster's records"
+    );
+}
+
+#[test]
+fn x10_one_bad_record_is_reported_and_skipped_and_never_discards_the_log() {
+    let text = sample("htcondor/late_materialization.log").replacen(
+        "005 (4242.000.000)",
+        "0x5 (4242.000.000) garbled\n\t(1) Normal termination (return value 9)\n...\n005 (4242.000.000)",
+        1,
+    );
+    let log = parse_event_log(&text);
+    let said: Vec<String> = log.skipped.iter().map(|e| e.to_string()).collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with("event log line 16: not an event: `0x5 (4242.000.000) garbled"),
+        "{said:?}"
+    );
+    let states = job_states(&log.events);
+    assert_eq!(
+        states[&(4242, 0)].exit_code,
+        Some(0),
+        "the bad record's detail is skipped with it"
+    );
+    assert_eq!(states[&(4242, 1)].exit_code, Some(3));
+
+    let headerless = parse_event_log(
+        "garbage\n000 (9.0.0) 05/26 09:00:00 Job submitted from host: <10.0.0.1:9618>\n...\n",
+    );
+    assert_eq!(headerless.skipped.len(), 1);
+    assert_eq!(
+        headerless.events.len(),
+        1,
+        "an event right after a bad line is read, though no `...` closed the bad one"
+    );
+}
+
+#[test]
+fn d1_a_job_killed_by_a_signal_then_aborted_failed_by_that_signal() {
+    let states = job_states(&parse_event_log(&sample("htcondor/signal_then_aborted.log")).events);
+    let job = &states[&(5120, 0)];
+    assert_eq!(
+        (job.status, job.exit_signal, job.exit_code),
+        (JobStatus::Completed, Some(11), None),
+        "the 009 after the 005 does not make it removed"
+    );
+}
+
+#[test]
+fn d1_a_hold_keeps_its_code_and_subcode() {
+    let log = parse_event_log(&sample("htcondor/exec_format_hold.log"));
+    let job = &job_states(&log.events)[&(6001, 0)];
+    assert_eq!(
+        (job.status, job.hold_code, job.hold_subcode),
+        (JobStatus::Held, Some(6), Some(8))
+    );
+    assert!(job
+        .hold_reason
+        .as_deref()
+        .is_some_and(|r| r.ends_with("(errno=8: 'Exec format error')")));
+}
+
+#[test]
+fn d1_a_job_released_from_an_out_of_memory_hold_forgets_the_hold_and_ends_by_its_exit() {
+    let log = parse_event_log(&sample("htcondor/oom_released_then_failed.log"));
+    let job = &job_states(&log.events)[&(7300, 0)];
+    assert_eq!(
+        (job.status, job.exit_code),
+        (JobStatus::Completed, Some(65))
+    );
+    assert_eq!(
+        (job.hold_code, job.hold_subcode, job.hold_reason.as_deref()),
+        (None, None, None),
+        "the hold ended with its release (013)"
+    );
+}
+
+#[test]
+fn x10_a_job_whose_reconnect_failed_is_back_in_the_queue_until_it_runs_again() {
+    let text = sample("htcondor/reconnect_failed.log");
+    let job = &job_states(&parse_event_log(&text).events)[&(8800, 0)];
+    assert_eq!(job.status, JobStatus::Idle);
+    assert_eq!(
+        job.requeued.as_deref(),
+        Some("disconnected, reconnect failed (Job disconnected too long: JobLeaseDuration (2400 seconds) expired): requeued")
+    );
+    let ran_again = format!(
+        "{text}001 (8800.000.000) 05/30 03:50:02 Job executing on host: <10.42.0.30:9618>\n...\n"
+    );
+    let job = &job_states(&parse_event_log(&ran_again).events)[&(8800, 0)];
+    assert_eq!(
+        (job.status, job.requeued.as_deref()),
+        (JobStatus::Running, None)
+    );
+}
+
+#[test]
+fn m9_a_restarted_running_job_is_on_the_host_it_runs_on_now() {
+    let ad = &parse_ads(&sample("htcondor/condor_q-restarted.json")).unwrap()[0];
+    assert_eq!(ad.status, JobStatus::Running);
+    assert_eq!(
+        ad.node.as_deref(),
+        Some("fnpc7104.fnal.gov"),
+        "RemoteHost, not the last run's LastRemoteHost"
+    );
+    let ended = parse_ads(
+        r#"[{"ClusterId": 7300, "ProcId": 0, "JobStatus": 4, "ExitCode": 0, "LastRemoteHost": "slot1_1@fnpc7104.fnal.gov"}]"#,
+    )
+    .unwrap();
+    assert_eq!(ended[0].node.as_deref(), Some("fnpc7104.fnal.gov"));
+}
+
+#[test]
+fn x10_a_periodic_release_and_the_time_of_the_status_are_read_from_the_ad() {
+    let ad = &parse_ads(&sample("htcondor/condor_q-restarted.json")).unwrap()[0];
+    assert!(ad.release_policy);
+    assert_eq!(ad.status_since, Some(1_780_053_070));
+    for (policy, releases) in [
+        ("false", false),
+        ("null", false),
+        ("true", true),
+        ("0", false),
+        (r#""\/Expr(NumJobStarts < 3)\/""#, true),
+    ] {
+        let ad = &parse_ads(&format!(
+            r#"[{{"ClusterId": 1, "ProcId": 0, "JobStatus": 5, "PeriodicRelease": {policy}}}]"#
+        ))
+        .unwrap()[0];
+        assert_eq!(ad.release_policy, releases, "PeriodicRelease = {policy}");
+    }
+    let none = &parse_ads(r#"[{"ClusterId": 1, "ProcId": 0, "JobStatus": 5}]"#).unwrap()[0];
+    assert!(!none.release_policy);
 }
 
 #[test]
@@ -163,8 +327,9 @@ fn x10_jobsub_q_reads_every_job_with_its_status() {
 #[test]
 fn malformed_output_is_a_clear_error_naming_what_is_wrong() {
     let log = sample("htcondor/test_event_reader.log");
+    let half = parse_event_log(&log[..log.len() / 2]);
     assert!(
-        parse_event_log(&log[..log.len() / 2]).is_ok(),
+        half.skipped.is_empty() && !half.events.is_empty(),
         "a record cut off at the end (still being written) is left for later"
     );
     for (text, expect) in [
@@ -172,8 +337,12 @@ fn malformed_output_is_a_clear_error_naming_what_is_wrong() {
         ("...\n", "event log line 1: `...` outside a record"),
         ("005 (1.0.0) nodate\n...\n", "not an event"),
     ] {
-        let e = parse_event_log(text).unwrap_err().to_string();
-        assert!(e.contains(expect), "{expect:?} not in {e:?}");
+        let read = parse_event_log(text);
+        let said: Vec<String> = read.skipped.iter().map(|e| e.to_string()).collect();
+        assert!(
+            read.events.is_empty() && said.len() == 1 && said[0].contains(expect),
+            "{expect:?} not in {said:?}"
+        );
     }
     for (text, expect) in [
         ("[{\"ClusterId\": 1", "unreadable job ads"),
@@ -212,6 +381,12 @@ proptest! {
         file in prop::sample::select(vec![
             "htcondor/test_event_reader.log",
             "htcondor/job_core_copytospool_van.log",
+            "htcondor/late_materialization.log",
+            "htcondor/signal_then_aborted.log",
+            "htcondor/exec_format_hold.log",
+            "htcondor/oom_released_then_failed.log",
+            "htcondor/reconnect_failed.log",
+            "htcondor/condor_q-restarted.json",
             "htcondor/condor_q-completed.json",
             "htcondor/condor_q-held.json",
             "jobsub/jq_out.txt",
@@ -231,6 +406,28 @@ proptest! {
         for pattern in LAUNCH_PATTERNS {
             let _ = launch::job_id(&text, pattern);
         }
+    }
+
+    #[test]
+    fn x10_a_garbled_record_between_any_two_records_costs_only_itself(
+        file in prop::sample::select(vec![
+            "htcondor/test_event_reader.log",
+            "htcondor/late_materialization.log",
+            "htcondor/oom_released_then_failed.log",
+            "htcondor/reconnect_failed.log",
+        ]),
+        at in 0usize..64,
+        garbage in "[a-z0-9 ().:-]{1,40}",
+    ) {
+        let text = sample(file);
+        let whole = parse_event_log(&text);
+        let ends: Vec<usize> = text.match_indices("...\n").map(|(i, _)| i + 4).collect();
+        let cut = if at % (ends.len() + 1) == 0 { 0 } else { ends[at % (ends.len() + 1) - 1] };
+        let line = format!("x{garbage}");
+        let spoiled = format!("{}{line}\n\tdetail\n...\n{}", &text[..cut], &text[cut..]);
+        let read = parse_event_log(&spoiled);
+        prop_assert_eq!(read.events, whole.events);
+        prop_assert_eq!(read.skipped.len(), 1);
     }
 
     #[test]

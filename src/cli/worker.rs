@@ -142,6 +142,9 @@ fn htcondor_config(section: &crate::config::HtcondorSection) -> HtcondorConfig {
         config.site = site.clone();
     }
     config.extra_lines = section.submit_lines.clone().unwrap_or_default();
+    if let Some(seconds) = section.system_hold_grace_seconds {
+        config.system_hold_grace = Duration::from_secs(seconds);
+    }
     config
 }
 

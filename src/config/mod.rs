@@ -222,6 +222,9 @@ pub struct HtcondorSection {
     pub site: Option<String>,
     /// Lines added to every submit description (accounting group, requirements, …).
     pub submit_lines: Option<Vec<String>>,
+    /// Seconds a job held by HTCondor itself is left for its
+    /// `periodic_release` before it is failed and removed (default 300).
+    pub system_hold_grace_seconds: Option<u64>,
 }
 
 /// `[jobsub]`.

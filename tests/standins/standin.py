@@ -168,12 +168,18 @@ def event_time(t):
 
 def write_event(job, code, text, details=(), t=None):
     """Appends a record to the job's event log (if it has one), locked."""
-    path = job["x"].get("log")
+    ad = job["ad"]
+    append_record(job["x"].get("log"), ad["ClusterId"], ad["ProcId"], code, text, details, t)
+
+
+def append_record(path, cluster, proc, code, text, details=(), t=None):
+    """Appends a record `NNN (CCC.PPP.000)` to the event log at `path`
+    (none: nothing), locked. A proc of -1, as in a cluster's own records
+    under late materialization, prints `-01` (HTCondor's `%03d`)."""
     if not path:
         return
-    ad = job["ad"]
     t = time.time() if t is None else t
-    lines = [f"{code:03d} ({ad['ClusterId']:03d}.{ad['ProcId']:03d}.000) {event_time(t)} {text}"]
+    lines = [f"{code:03d} ({cluster:03d}.{proc:03d}.000) {event_time(t)} {text}"]
     lines.extend(details)
     lines.append("...")
     try:
@@ -207,6 +213,20 @@ def resource_lines(ad, disk_kb, memory_mb):
         row("Disk (KB)", disk_kb, disk, max(disk, disk_kb)),
         row("Memory (MB)", memory_mb, mem, mem),
     ]
+
+
+def note_cluster_end(state, job, t):
+    """Writes the cluster's `036 Cluster removed` once every proc of a
+    late-materialized cluster has left the queue (call under the lock)."""
+    x = job["x"]
+    if not x.get("late"):
+        return
+    cluster = job["ad"]["ClusterId"]
+    procs = [j for j in state.all_jobs() if j["ad"]["ClusterId"] == cluster]
+    if any(j["ad"]["JobStatus"] not in FINISHED for j in procs):
+        return
+    append_record(x.get("log"), cluster, -1, 36, "Cluster removed",
+                  [f"\tMaterialized {len(procs)} jobs from {len(procs)} items.\tComplete"], t)
 
 
 def kill_group(pid, sig):
@@ -435,6 +455,8 @@ def query(argv, history):
             raise Fail(f"Error: unrecognized argument {a}")
         i += 1
     state.setup()
+    if history and os.environ.get("PRODOPS_STANDIN_NO_HISTORY") == "1":
+        return 0
     with state.lock(shared=True):
         jobs = state.all_jobs()
     wanted = FINISHED if history else QUEUED
@@ -523,6 +545,7 @@ def act(state, job, action, reason, t):
         x["finished_at"] = t
         state.save(job)
         write_event(job, 9, "Job was aborted by the user.", ["\t" + ad["RemoveReason"]], t)
+        note_cluster_end(state, job, t)
     elif action == "hold":
         if status == 5:
             return True
@@ -883,12 +906,18 @@ def condor_submit(argv):
     getenv = (key("getenv") or "false").lower()
     env = parse_environment(key("environment") or "")
 
+    # Late materialization (`max_materialize` / `max_idle`): the cluster
+    # writes its own records (proc -1) around its jobs'.
+    late = any(key(name) for name in ("max_materialize", "max_idle"))
+
     state.setup()
     with state.lock():
         if state.take_failure():
             raise Fail(submit_failure())
         cluster = state.next_cluster()
         t = time.time()
+        if late:
+            append_record(log, cluster, -1, 35, f"Cluster submitted from host: {HOST}", (), t)
         for proc in range(count):
             ad = new_ad(cluster, proc, t, SCHEDD)
             args = split_arguments(key("arguments", cluster, proc) or "")
@@ -938,6 +967,7 @@ def condor_submit(argv):
                     "getenv": getenv in ("true", "yes", "1"),
                     "site_attr": "glidein_site" in machine_attrs,
                     "run": 0,
+                    "late": late,
                 },
             }
             state.save(job)
@@ -1244,6 +1274,7 @@ def shepherd(cluster, proc):
                     "\t0  -  Total Bytes Received By Job",
                 ] + resource_lines(ad, dir_kb(scratch), ad["MemoryUsage"])
                 write_event(job, 5, "Job terminated.", details, ended)
+                note_cluster_end(state, job, ended)
                 return
             state.save(job)
             if ad["JobStatus"] in FINISHED:

@@ -16,7 +16,10 @@
 //! A job held by the system (any hold but a person's `condor_hold`: over
 //! its memory, its wall time, a transfer failure) will not run again
 //! unattended: it is reported failed (out of memory for code 34) and
-//! removed, and the worker's retry policy decides what follows.
+//! removed, and the worker's retry policy decides what follows. A job
+//! whose submit description set a `periodic_release` is given a grace
+//! first ([`HtcondorConfig::system_hold_grace`]): the schedd may release it
+//! by itself.
 
 pub mod parse;
 
@@ -31,7 +34,8 @@ use async_trait::async_trait;
 use parse::{job_states, parse_ads, parse_event_log, parse_submit, JobAd, JobStatus};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 /// The batch system's name.
 const SYSTEM: &str = "htcondor";
@@ -40,7 +44,7 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 /// At most this many job ids on one command line.
 const IDS_PER_COMMAND: usize = 500;
 /// The attributes prodops reads from job ads.
-const ATTRIBUTES: &str = "ClusterId,ProcId,JobStatus,ExitCode,ExitBySignal,ExitSignal,HoldReason,HoldReasonCode,HoldReasonSubCode,LastRemoteHost,RemoteHost,MachineAttrGLIDEIN_Site0,RemoteWallClockTime,RemoteUserCpu,ResidentSetSize,NumJobStarts,GlobalJobId";
+const ATTRIBUTES: &str = "ClusterId,ProcId,JobStatus,ExitCode,ExitBySignal,ExitSignal,HoldReason,HoldReasonCode,HoldReasonSubCode,LastRemoteHost,RemoteHost,MachineAttrGLIDEIN_Site0,RemoteWallClockTime,RemoteUserCpu,ResidentSetSize,NumJobStarts,GlobalJobId,PeriodicRelease,EnteredCurrentStatus";
 /// How a launch script's job id is found by default: `condor_submit -terse` prints `C.P - C.P`.
 const LAUNCH_PATTERN: &str = r"(?m)^\s*(\d+\.\d+)\b";
 /// `HoldReasonCode` of a person's `condor_hold`.
@@ -49,6 +53,9 @@ const HOLD_BY_USER: i64 = 1;
 const HOLD_SPOOLING_INPUT: i64 = 16;
 /// `HoldReasonCode` of a job over its memory limit.
 const HOLD_OVER_MEMORY: i64 = 34;
+/// How long a job held by the system but with a `periodic_release` is left
+/// for the schedd to release, by default.
+const SYSTEM_HOLD_GRACE: Duration = Duration::from_secs(300);
 
 /// How prodops uses an HTCondor pool.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +72,10 @@ pub struct HtcondorConfig {
     pub site: String,
     /// Submit-description lines of the site's own (accounting group, requirements, …).
     pub extra_lines: Vec<String>,
+    /// How long a job held by HTCondor itself is left held when its
+    /// `periodic_release` may release it, before it is reported failed and
+    /// removed (a job without one is removed at once).
+    pub system_hold_grace: Duration,
 }
 
 impl HtcondorConfig {
@@ -78,6 +89,7 @@ impl HtcondorConfig {
             job_run: super::groups::this_job_run(),
             site: SYSTEM.into(),
             extra_lines: Vec::new(),
+            system_hold_grace: SYSTEM_HOLD_GRACE,
         }
     }
 }
@@ -86,6 +98,8 @@ impl HtcondorConfig {
 pub struct HtcondorBatch {
     config: HtcondorConfig,
     files: GroupFiles,
+    /// Event-log problems already reported (each is reported once).
+    reported: Mutex<BTreeSet<String>>,
 }
 
 impl HtcondorBatch {
@@ -97,7 +111,11 @@ impl HtcondorBatch {
             config.job_run.clone(),
             Carry::InScript,
         )?;
-        Ok(HtcondorBatch { config, files })
+        Ok(HtcondorBatch {
+            config,
+            files,
+            reported: Mutex::new(BTreeSet::new()),
+        })
     }
 
     /// The submit description of `jobs` as group `group` in `dir`.
@@ -246,14 +264,28 @@ impl HtcondorBatch {
         let Some(group) = self.files.by_id(&cluster.to_string()) else {
             return Vec::new();
         };
-        let Ok(text) = std::fs::read_to_string(group.dir.join("events.log")) else {
+        let file = group.dir.join("events.log");
+        let Ok(text) = std::fs::read_to_string(&file) else {
             return Vec::new();
         };
-        let events = parse_event_log(&text).unwrap_or_default();
-        job_states(&events)
+        let log = parse_event_log(&text);
+        for problem in &log.skipped {
+            self.report_once(format!("{}: {problem}; skipped", file.display()));
+        }
+        job_states(&log.events)
             .into_iter()
             .filter(|(id, _)| id.0 == cluster)
             .collect()
+    }
+
+    /// Says `warning` on standard error, the first time only (the same
+    /// event log is read at every poll).
+    fn report_once(&self, warning: String) {
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        if !reported.contains(&warning) {
+            eprintln!("worker: warning: {SYSTEM}: {warning}");
+            reported.insert(warning);
+        }
     }
 
     /// The cluster submitted as group `group`, if HTCondor knows it (adoption after a crash).
@@ -374,17 +406,19 @@ impl BatchSystem for HtcondorBatch {
         } else {
             self.ads_of(&clusters, &wanted).await?
         };
+        let now = unix_now();
+        let grace = self.config.system_hold_grace;
         let observed: Vec<Observed> = ids
             .iter()
             .map(|id| match parse_id(&id.0).and_then(|key| ads.get(&key)) {
-                Some(ad) => observe(id, ad, &self.config.site),
+                Some(ad) => observe(id, ad, &self.config.site, system_hold(ad, now, grace)),
                 None => Observed::state(id.clone(), ObservedState::Unknown),
             })
             .collect();
         let stuck: Vec<String> = ids
             .iter()
             .filter_map(|id| parse_id(&id.0).and_then(|key| ads.get(&key)))
-            .filter(|ad| held_by_system(ad))
+            .filter(|ad| system_hold(ad, now, grace) == SystemHold::ForGood)
             .map(|ad| format!("{}.{}", ad.cluster, ad.proc))
             .collect();
         self.control("condor_rm", &stuck).await?;
@@ -460,41 +494,94 @@ fn chunks(clusters: &BTreeSet<u64>) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// True for a job held by HTCondor itself (it will not run again unattended).
+/// True for a job held by HTCondor itself (it will not run again unless
+/// released).
 fn held_by_system(ad: &JobAd) -> bool {
     ad.status == JobStatus::Held
         && !matches!(ad.hold_code, Some(HOLD_BY_USER | HOLD_SPOOLING_INPUT))
 }
 
-/// What a job ad means for the worker.
-fn observe(id: &BatchJobId, ad: &JobAd, site: &str) -> Observed {
-    let hold_text = || {
-        let reason = ad.hold_reason.clone().unwrap_or_else(|| "held".into());
-        match ad.hold_code {
-            Some(code) => format!("{reason} (hold code {code})"),
-            None => reason,
+/// What a hold by HTCondor itself means for a job now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SystemHold {
+    /// The job is not held by HTCondor.
+    No,
+    /// Its `periodic_release` may still release it, for this many seconds.
+    Grace(u64),
+    /// It will not run again: reported failed and removed.
+    ForGood,
+}
+
+/// Whether `ad` is held by HTCondor and, at `now` (Unix seconds), still
+/// within `grace` of its hold for its `periodic_release` to act. A hold of
+/// unknown start (no `EnteredCurrentStatus`) gets no grace.
+fn system_hold(ad: &JobAd, now: i64, grace: Duration) -> SystemHold {
+    if !held_by_system(ad) {
+        return SystemHold::No;
+    }
+    let held_for = ad
+        .status_since
+        .map(|since| now.saturating_sub(since).max(0) as u64);
+    match held_for {
+        Some(held) if ad.release_policy && held < grace.as_secs() => {
+            SystemHold::Grace(grace.as_secs() - held)
         }
-    };
+        _ => SystemHold::ForGood,
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A hold's reason with its code and (non-zero) subcode.
+fn hold_text(ad: &JobAd) -> String {
+    let reason = ad.hold_reason.clone().unwrap_or_else(|| "held".into());
+    match (ad.hold_code, ad.hold_subcode.filter(|sub| *sub != 0)) {
+        (Some(code), Some(sub)) => format!("{reason} (hold code {code}, subcode {sub})"),
+        (Some(code), None) => format!("{reason} (hold code {code})"),
+        (None, _) => reason,
+    }
+}
+
+/// What a job ad means for the worker, `hold` being what a hold by
+/// HTCondor itself means now.
+fn observe(id: &BatchJobId, ad: &JobAd, site: &str, hold: SystemHold) -> Observed {
     let (state, reason) = match ad.status {
-        JobStatus::Idle => (ObservedState::Queued, None),
+        JobStatus::Idle => (ObservedState::Queued, ad.requeued.clone()),
         JobStatus::Running | JobStatus::TransferringOutput => (ObservedState::Running, None),
         JobStatus::Suspended => (ObservedState::Held, Some("suspended".to_string())),
+        JobStatus::Removed if ad.exit_signal.is_some() => (ObservedState::Failed, None),
         JobStatus::Removed => (ObservedState::Removed, Some("removed".to_string())),
         JobStatus::Completed if ad.exit_code == Some(0) => (ObservedState::Succeeded, None),
         JobStatus::Completed => (ObservedState::Failed, None),
         JobStatus::Held if ad.hold_code == Some(HOLD_SPOOLING_INPUT) => {
             (ObservedState::Queued, None)
         }
-        JobStatus::Held if held_by_system(ad) => (
-            ObservedState::Failed,
-            Some(format!("held by HTCondor: {}", hold_text())),
-        ),
-        JobStatus::Held => (ObservedState::Held, Some(hold_text())),
+        JobStatus::Held => match hold {
+            SystemHold::No => (ObservedState::Held, Some(hold_text(ad))),
+            SystemHold::Grace(left) => (
+                ObservedState::Queued,
+                Some(format!(
+                    "held by HTCondor: {}; its periodic_release may release it (removed in {left} s if not)",
+                    hold_text(ad)
+                )),
+            ),
+            SystemHold::ForGood => (
+                ObservedState::Failed,
+                Some(format!("held by HTCondor: {}", hold_text(ad))),
+            ),
+        },
     };
     Observed {
         exit_code: ad.exit_code.filter(|_| state.is_final()),
         signal: ad.exit_signal.filter(|_| state.is_final()),
-        oom: state == ObservedState::Failed && ad.hold_code == Some(HOLD_OVER_MEMORY),
+        oom: state == ObservedState::Failed
+            && ad.status == JobStatus::Held
+            && ad.hold_code == Some(HOLD_OVER_MEMORY),
         node: ad.node.clone(),
         site: Some(ad.site.clone().unwrap_or_else(|| site.to_string())),
         reason,
@@ -624,7 +711,10 @@ queue 2
             hold_reason: hold.map(|_| "Job has gone over memory limit of 2048 megabytes.".into()),
             ..JobAd::new(7, 1, status)
         };
-        let seen = |a: JobAd| observe(&id, &a, "htcondor");
+        let seen = |a: JobAd| {
+            let hold = system_hold(&a, 0, SYSTEM_HOLD_GRACE);
+            observe(&id, &a, "htcondor", hold)
+        };
         assert_eq!(
             seen(ad(JobStatus::Idle, None, None)).state,
             ObservedState::Queued
@@ -667,6 +757,162 @@ queue 2
         assert_eq!(
             seen(ad(JobStatus::Idle, None, None)).site.as_deref(),
             Some("htcondor")
+        );
+    }
+
+    /// A job held by HTCondor at Unix second 1000, code `code`, with a
+    /// `periodic_release` or not.
+    fn system_held(code: i64, subcode: i64, release_policy: bool) -> JobAd {
+        JobAd {
+            hold_reason: Some(
+                "Error from slot1@wn: Job has gone over cgroup memory limit of 2048 megabytes."
+                    .into(),
+            ),
+            hold_code: Some(code),
+            hold_subcode: Some(subcode),
+            release_policy,
+            status_since: Some(1000),
+            ..JobAd::new(7, 1, JobStatus::Held)
+        }
+    }
+
+    #[test]
+    fn d1_a_hold_reason_keeps_its_code_and_its_subcode() {
+        let ad = JobAd {
+            hold_reason: Some("Error from slot1@wn: Failed to execute '/x/run.sh': (errno=8: 'Exec format error')".into()),
+            ..system_held(6, 8, false)
+        };
+        let seen = observe(
+            &BatchJobId("7.1".into()),
+            &ad,
+            "htcondor",
+            SystemHold::ForGood,
+        );
+        assert_eq!(
+            seen.reason.as_deref(),
+            Some("held by HTCondor: Error from slot1@wn: Failed to execute '/x/run.sh': (errno=8: 'Exec format error') (hold code 6, subcode 8)")
+        );
+        let oom = observe(
+            &BatchJobId("7.1".into()),
+            &system_held(34, 0, false),
+            "htcondor",
+            SystemHold::ForGood,
+        );
+        assert!(
+            oom.reason
+                .as_deref()
+                .unwrap()
+                .ends_with("megabytes. (hold code 34)"),
+            "subcode 0 says nothing: {:?}",
+            oom.reason
+        );
+    }
+
+    #[test]
+    fn x10_a_system_hold_with_a_periodic_release_waits_its_grace_before_it_fails() {
+        let grace = Duration::from_secs(300);
+        let ad = system_held(HOLD_OVER_MEMORY, 0, true);
+        assert_eq!(system_hold(&ad, 1000, grace), SystemHold::Grace(300));
+        assert_eq!(system_hold(&ad, 1299, grace), SystemHold::Grace(1));
+        assert_eq!(system_hold(&ad, 1300, grace), SystemHold::ForGood);
+        assert_eq!(
+            system_hold(&ad, 1000, Duration::ZERO),
+            SystemHold::ForGood,
+            "a grace of 0 removes at once"
+        );
+        let waiting = observe(
+            &BatchJobId("7.1".into()),
+            &ad,
+            "htcondor",
+            SystemHold::Grace(120),
+        );
+        assert_eq!((waiting.state, waiting.oom), (ObservedState::Queued, false));
+        assert_eq!(
+            waiting.reason.as_deref(),
+            Some("held by HTCondor: Error from slot1@wn: Job has gone over cgroup memory limit of 2048 megabytes. (hold code 34); its periodic_release may release it (removed in 120 s if not)")
+        );
+        let failed = observe(
+            &BatchJobId("7.1".into()),
+            &ad,
+            "htcondor",
+            SystemHold::ForGood,
+        );
+        assert_eq!((failed.state, failed.oom), (ObservedState::Failed, true));
+    }
+
+    #[test]
+    fn x10_a_system_hold_without_a_release_policy_or_a_known_start_fails_at_once() {
+        let grace = Duration::from_secs(300);
+        assert_eq!(
+            system_hold(&system_held(HOLD_OVER_MEMORY, 0, false), 1000, grace),
+            SystemHold::ForGood
+        );
+        let unknown_start = JobAd {
+            status_since: None,
+            ..system_held(HOLD_OVER_MEMORY, 0, true)
+        };
+        assert_eq!(
+            system_hold(&unknown_start, 1000, grace),
+            SystemHold::ForGood
+        );
+        let by_a_person = JobAd {
+            hold_code: Some(HOLD_BY_USER),
+            ..system_held(HOLD_BY_USER, 0, true)
+        };
+        assert_eq!(system_hold(&by_a_person, 1000, grace), SystemHold::No);
+        assert_eq!(
+            system_hold(&JobAd::new(7, 1, JobStatus::Running), 1000, grace),
+            SystemHold::No
+        );
+    }
+
+    #[test]
+    fn d1_a_job_that_exits_non_zero_after_a_memory_hold_was_released_is_not_out_of_memory() {
+        let ad = JobAd {
+            exit_code: Some(65),
+            hold_code: Some(HOLD_OVER_MEMORY),
+            ..JobAd::new(7, 1, JobStatus::Completed)
+        };
+        let seen = observe(&BatchJobId("7.1".into()), &ad, "htcondor", SystemHold::No);
+        assert_eq!(
+            (seen.state, seen.exit_code, seen.oom),
+            (ObservedState::Failed, Some(65), false)
+        );
+    }
+
+    #[test]
+    fn d1_a_job_killed_by_a_signal_then_removed_failed_by_that_signal() {
+        let ad = JobAd {
+            exit_signal: Some(11),
+            ..JobAd::new(7, 1, JobStatus::Removed)
+        };
+        let seen = observe(&BatchJobId("7.1".into()), &ad, "htcondor", SystemHold::No);
+        assert_eq!(
+            (seen.state, seen.signal, seen.reason),
+            (ObservedState::Failed, Some(11), None)
+        );
+        let removed = observe(
+            &BatchJobId("7.1".into()),
+            &JobAd::new(7, 1, JobStatus::Removed),
+            "htcondor",
+            SystemHold::No,
+        );
+        assert_eq!(removed.state, ObservedState::Removed);
+    }
+
+    #[test]
+    fn x10_a_job_requeued_after_a_failed_reconnect_is_queued_with_the_reason() {
+        let ad = JobAd {
+            requeued: Some("disconnected, reconnect failed: requeued".into()),
+            ..JobAd::new(7, 1, JobStatus::Idle)
+        };
+        let seen = observe(&BatchJobId("7.1".into()), &ad, "htcondor", SystemHold::No);
+        assert_eq!(
+            (seen.state, seen.reason.as_deref()),
+            (
+                ObservedState::Queued,
+                Some("disconnected, reconnect failed: requeued")
+            )
         );
     }
 

@@ -14,7 +14,7 @@ pub enum CondorParseError {
     /// The ads are not a JSON array of objects with `ClusterId` and `ProcId`.
     #[error("unreadable job ads: {0}")]
     Ads(String),
-    /// A line of the event log is not an event.
+    /// A record of the event log is not an event (it is skipped).
     #[error("event log line {line}: {message}")]
     EventLog {
         /// The line (from 1).
@@ -77,7 +77,8 @@ pub struct JobAd {
     pub hold_code: Option<i64>,
     /// `HoldReasonSubCode`.
     pub hold_subcode: Option<i64>,
-    /// The host of `LastRemoteHost` (`slot1_1@host` → `host`).
+    /// The host the job runs on (`RemoteHost`) or last ran on
+    /// (`LastRemoteHost`): `slot1_1@host` → `host`.
     pub node: Option<String>,
     /// `MachineAttrGLIDEIN_Site0`.
     pub site: Option<String>,
@@ -91,6 +92,14 @@ pub struct JobAd {
     pub starts: Option<i64>,
     /// `GlobalJobId` (`schedd#cluster.proc#epoch`).
     pub global_id: Option<String>,
+    /// `PeriodicRelease` is set to anything but `false`: the schedd may
+    /// release the job from a hold by itself.
+    pub release_policy: bool,
+    /// `EnteredCurrentStatus`: when the job entered its status (Unix seconds).
+    pub status_since: Option<i64>,
+    /// Why the job is back in the queue, when its event log says
+    /// (`reconnect failed: requeued`).
+    pub requeued: Option<String>,
 }
 
 impl JobAd {
@@ -112,6 +121,9 @@ impl JobAd {
             rss_kb: None,
             starts: None,
             global_id: None,
+            release_policy: false,
+            status_since: None,
+            requeued: None,
         }
     }
 }
@@ -168,8 +180,8 @@ fn ad_of(ad: &Value) -> Result<JobAd, CondorParseError> {
         hold_reason: text("HoldReason"),
         hold_code: int("HoldReasonCode"),
         hold_subcode: int("HoldReasonSubCode"),
-        node: text("LastRemoteHost")
-            .or_else(|| text("RemoteHost"))
+        node: text("RemoteHost")
+            .or_else(|| text("LastRemoteHost"))
             .map(|h| h.rsplit('@').next().unwrap_or(&h).to_string()),
         site: text("MachineAttrGLIDEIN_Site0"),
         wall_seconds: float("RemoteWallClockTime"),
@@ -177,7 +189,21 @@ fn ad_of(ad: &Value) -> Result<JobAd, CondorParseError> {
         rss_kb: int("ResidentSetSize"),
         starts: int("NumJobStarts"),
         global_id: text("GlobalJobId"),
+        release_policy: ad.get("PeriodicRelease").is_some_and(releases),
+        status_since: int("EnteredCurrentStatus"),
+        requeued: None,
     })
+}
+
+/// True for a `PeriodicRelease` that may release a job: an expression, or
+/// any literal but `false` and undefined.
+fn releases(policy: &Value) -> bool {
+    match policy {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        _ => true,
+    }
 }
 
 /// True for an expression HTCondor could not reduce to a literal.
@@ -203,10 +229,12 @@ fn literal_text(v: &Value) -> Option<String> {
 pub struct Event {
     /// The event code (`005` terminated, `012` held, …).
     pub code: u16,
-    /// The job's cluster.
-    pub cluster: u64,
-    /// Its proc.
-    pub proc: u64,
+    /// The job's cluster (negative in records about no cluster).
+    pub cluster: i64,
+    /// Its proc: negative in records about no one job (a cluster's
+    /// `035`/`036` under late materialization write `-01`, a transfer
+    /// shadow's `-1000`).
+    pub proc: i64,
     /// When, as written (`04/09 17:55:38`: the log has no year).
     pub time: String,
     /// The text after the time.
@@ -225,6 +253,15 @@ pub enum Termination {
 }
 
 impl Event {
+    /// `(cluster, proc)` of the one job the record is about; `None` for a
+    /// record about a whole cluster or about no job.
+    pub fn job(&self) -> Option<(u64, u64)> {
+        Some((
+            u64::try_from(self.cluster).ok()?,
+            u64::try_from(self.proc).ok()?,
+        ))
+    }
+
     /// How the job ended, for a terminated (`005`) event.
     pub fn termination(&self) -> Option<Termination> {
         if self.code != 5 {
@@ -263,66 +300,125 @@ impl Event {
     }
 }
 
+/// A job event log as read: its events and the records that are not
+/// events (reported, skipped: one bad record never discards a log).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventLog {
+    /// The events, in order.
+    pub events: Vec<Event>,
+    /// Why each skipped record or line is not an event.
+    pub skipped: Vec<CondorParseError>,
+}
+
 /// Reads a job event log ("user log"): records `NNN (cluster.proc.subproc)
 /// MM/DD HH:MM:SS text` (or an ISO date), indented detail lines, each record
 /// ended by a line `...`. A record cut off at the end of the file (still
-/// being written) is left out.
-pub fn parse_event_log(text: &str) -> Result<Vec<Event>, CondorParseError> {
-    let mut events = Vec::new();
+/// being written) is left out; a record whose first line is not an event
+/// is skipped up to its `...` (or up to the next line that starts an
+/// event), and a stray `...` is skipped, each noted in
+/// [`EventLog::skipped`].
+pub fn parse_event_log(text: &str) -> EventLog {
+    let mut log = EventLog::default();
     let mut open: Option<Event> = None;
+    let mut skipping = false;
     for (i, line) in text.lines().enumerate() {
         let at = |message: String| CondorParseError::EventLog {
             line: i + 1,
             message,
         };
         if line.trim() == "..." {
-            let event = open
-                .take()
-                .ok_or_else(|| at("`...` outside a record".into()))?;
-            events.push(event);
+            match open.take() {
+                Some(event) => log.events.push(event),
+                None if !skipping => log.skipped.push(at("`...` outside a record".into())),
+                None => {}
+            }
+            skipping = false;
         } else if let Some(event) = &mut open {
             event.detail.push(line.trim().to_string());
         } else if !line.trim().is_empty() {
-            open = Some(parse_header(line).map_err(at)?);
+            match parse_header(line) {
+                Ok(event) => {
+                    open = Some(event);
+                    skipping = false;
+                }
+                Err(message) if !skipping => {
+                    log.skipped.push(at(message));
+                    skipping = true;
+                }
+                Err(_) => {}
+            }
         }
     }
-    Ok(events)
+    log
 }
 
 /// Each job's state as its event log tells it (for jobs the schedd has
 /// forgotten: no history kept, or history not answering): the last event
-/// that changes a state wins.
+/// that changes a state wins, except that nothing after its termination
+/// (`005`) changes how a job ended. Records about no one job (negative
+/// proc) are passed over.
 pub fn job_states(events: &[Event]) -> BTreeMap<(u64, u64), JobAd> {
     let mut jobs: BTreeMap<(u64, u64), JobAd> = BTreeMap::new();
     for event in events {
+        let Some((cluster, proc)) = event.job() else {
+            continue;
+        };
         let ad = jobs
-            .entry((event.cluster, event.proc))
-            .or_insert_with(|| JobAd::new(event.cluster, event.proc, JobStatus::Idle));
-        match event.code {
-            0 | 4 | 7 | 13 => ad.status = JobStatus::Idle,
-            1 | 11 => ad.status = JobStatus::Running,
-            9 => ad.status = JobStatus::Removed,
-            10 => ad.status = JobStatus::Suspended,
-            5 => {
-                ad.status = JobStatus::Completed;
-                match event.termination() {
-                    Some(Termination::Exited(code)) => ad.exit_code = Some(code),
-                    Some(Termination::Signalled(signal)) => ad.exit_signal = Some(signal),
-                    None => {}
-                }
-            }
-            12 => {
-                ad.status = JobStatus::Held;
-                if let Some((reason, codes)) = event.hold() {
-                    ad.hold_reason = Some(reason);
-                    ad.hold_code = codes.map(|c| c.0);
-                    ad.hold_subcode = codes.map(|c| c.1);
-                }
-            }
-            _ => {}
+            .entry((cluster, proc))
+            .or_insert_with(|| JobAd::new(cluster, proc, JobStatus::Idle));
+        if ad.status != JobStatus::Completed {
+            apply(ad, event);
         }
     }
     jobs
+}
+
+/// What `event` changes in the state of a job that has not terminated
+/// (the reason it was requeued lasts until its status changes).
+fn apply(ad: &mut JobAd, event: &Event) {
+    let requeued = ad.requeued.take();
+    match event.code {
+        0 | 4 | 7 => ad.status = JobStatus::Idle,
+        1 | 11 => ad.status = JobStatus::Running,
+        9 => ad.status = JobStatus::Removed,
+        10 => ad.status = JobStatus::Suspended,
+        5 => {
+            ad.status = JobStatus::Completed;
+            match event.termination() {
+                Some(Termination::Exited(code)) => ad.exit_code = Some(code),
+                Some(Termination::Signalled(signal)) => ad.exit_signal = Some(signal),
+                None => {}
+            }
+        }
+        12 => {
+            ad.status = JobStatus::Held;
+            if let Some((reason, codes)) = event.hold() {
+                ad.hold_reason = Some(reason);
+                ad.hold_code = codes.map(|c| c.0);
+                ad.hold_subcode = codes.map(|c| c.1);
+            }
+        }
+        13 => {
+            ad.status = JobStatus::Idle;
+            ad.hold_reason = None;
+            ad.hold_code = None;
+            ad.hold_subcode = None;
+        }
+        24 => {
+            ad.status = JobStatus::Idle;
+            ad.requeued = Some(reconnect_failed(event));
+        }
+        _ => ad.requeued = requeued,
+    }
+}
+
+/// Words for a reconnect-failed (`024`) event: the job left its execute
+/// node and waits in the queue to run again.
+fn reconnect_failed(event: &Event) -> String {
+    match event.detail.first().filter(|reason| !reason.is_empty()) {
+        Some(reason) => format!("disconnected, reconnect failed ({reason}): requeued"),
+        None => "disconnected, reconnect failed: requeued".to_string(),
+    }
 }
 
 /// An event's first line.
@@ -342,8 +438,8 @@ fn parse_header(line: &str) -> Result<Event, String> {
     let rest = rest.trim_start().strip_prefix('(').ok_or_else(bad)?;
     let (id, rest) = rest.split_once(')').ok_or_else(bad)?;
     let mut parts = id.split('.');
-    let cluster = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    let proc = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let cluster: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let proc: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
     let mut words = rest.trim_start().splitn(3, ' ');
     let date = words.next().ok_or_else(bad)?;
     let clock = words.next().ok_or_else(bad)?;
@@ -380,7 +476,7 @@ mod tests {
     #[test]
     fn held_and_abnormal_records_read_their_details() {
         let log = "012 (5.000.000) 05/26 09:52:00 Job was held.\n\tError from slot1@wn: Job has gone over memory limit of 2048 megabytes.\n\tCode 34 Subcode 0\n...\n005 (5.001.000) 05/26 09:53:00 Job terminated.\n\t(0) Abnormal termination (signal 9)\n\t(0) No core file\n...\n";
-        let events = parse_event_log(log).unwrap();
+        let events = parse_event_log(log).events;
         assert_eq!(
             events[0].hold(),
             Some((

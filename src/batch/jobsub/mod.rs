@@ -228,7 +228,7 @@ impl JobsubBatch {
         let text = log
             .and_then(|p| std::fs::read_to_string(p).ok())
             .unwrap_or_default();
-        let events = crate::batch::htcondor::parse::parse_event_log(&text).unwrap_or_default();
+        let events = crate::batch::htcondor::parse::parse_event_log(&text).events;
         let states = crate::batch::htcondor::parse::job_states(&events);
         match states.get(&(id.cluster, id.proc)) {
             Some(ad) if ad.status == crate::batch::htcondor::parse::JobStatus::Completed => {
