@@ -187,8 +187,9 @@ lifecycle!(
         Submitting = "submitting" => [Queued, Created, Failed, Cancelled],
         /// Accepted by the batch system, not running.
         Queued = "queued" => [Running, Succeeded, Failed, Held, Removed],
-        /// Running on a node.
-        Running = "running" => [Succeeded, Failed, Held, Removed],
+        /// Running on a node. Back to `queued` when the batch system puts it
+        /// back in its queue (evicted, or its node lost: HTCondor's 024).
+        Running = "running" => [Queued, Succeeded, Failed, Held, Removed],
         /// Held in the batch system. A job that ended before the hold took
         /// effect (or ran on under it) records its real end.
         Held = "held" => [Queued, Running, Succeeded, Failed, Removed],

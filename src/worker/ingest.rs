@@ -193,7 +193,15 @@ impl<'a> Changes<'a> {
     fn add(&mut self, job: &'a JobRow, obs: &Observed, logs: Option<&LogBundle>) {
         let now = now_ms();
         match obs.state {
-            ObservedState::Queued => {}
+            ObservedState::Queued => {
+                if JobState::parse(&job.state) == Some(JobState::Running) {
+                    let why = obs
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "back in the batch system's queue".into());
+                    self.moves.add(job.id, JobState::Queued, why);
+                }
+            }
             ObservedState::Running => {
                 self.started
                     .push((job.id, obs.node.clone(), obs.site.clone()));
