@@ -174,3 +174,37 @@ async fn s3_an_operator_removing_a_job_on_an_unreachable_instance_is_recorded_as
             .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn m9_each_job_records_its_site_node_kind_of_node_and_instance() {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let request = gen_request(dir.path(), "where.toml", "/bin/true", 1);
+        let id = file_and_approve(&w, &request).await;
+        let worker =
+            local_worker(&w.store, &dir.path().join("work"), 1, Throttles::default()).await;
+        let ended = pass_until(&worker, &w, id, |jobs| {
+            jobs.len() == 1 && jobs[0].state == "succeeded"
+        })
+        .await;
+        let job = &ended[0];
+        assert_eq!(job.site.as_deref(), Some("local"), "{}", db.label);
+        assert_eq!(job.node_kind.as_deref(), Some("local"), "{}", db.label);
+        assert_eq!(
+            job.node.as_deref(),
+            Some(prodops::store::lease::hostname().as_str()),
+            "{}",
+            db.label
+        );
+        assert!(
+            job.instance
+                .as_deref()
+                .is_some_and(|i| i.starts_with("local@") && i.ends_with("/work/local")),
+            "{}: {:?}",
+            db.label,
+            job.instance
+        );
+        worker.release_lease().await.unwrap();
+    }
+}

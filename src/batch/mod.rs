@@ -135,6 +135,9 @@ pub struct Observed {
     pub oom: bool,
     /// Node it runs or ran on.
     pub node: Option<String>,
+    /// The kind of node (M9): Slurm's partition, `local` for the local
+    /// backend; none where the batch system does not say.
+    pub node_kind: Option<String>,
     /// Site or facility.
     pub site: Option<String>,
     /// Hold reason or failure text from the batch system.
@@ -151,6 +154,7 @@ impl Observed {
             signal: None,
             oom: false,
             node: None,
+            node_kind: None,
             site: None,
             reason: None,
         }

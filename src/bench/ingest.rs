@@ -63,9 +63,14 @@ async fn events_per_second(url: &str, dir: &Path, jobs: usize) -> anyhow::Result
     let started = Instant::now();
     for chunk in ids.chunks(BATCH) {
         let mut tx = store.begin_on(&mut conn).await?;
-        let nodes: Vec<(i64, Option<String>, Option<String>)> = chunk
+        let nodes: Vec<jobs::Placement> = chunk
             .iter()
-            .map(|id| (*id, Some(format!("node{}", id % 50)), None))
+            .map(|id| jobs::Placement {
+                job: *id,
+                node: Some(format!("node{}", id % 50)),
+                site: None,
+                node_kind: None,
+            })
             .collect();
         jobs::set_started(&mut tx, &nodes, crate::store::now_ms()).await?;
         set_states(

@@ -623,26 +623,38 @@ pub async fn set_instances(
     Ok(())
 }
 
-/// Records where jobs run (`(job, node, site)`; the site as the batch
-/// system reports it, e.g. a glidein's) and since when (kept if already set).
-pub async fn set_started(
-    tx: &mut Tx<'_>,
-    jobs: &[(i64, Option<String>, Option<String>)],
-    at: i64,
-) -> Result<(), StoreError> {
+/// Where a job runs, as its batch system reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    /// The job.
+    pub job: i64,
+    /// Its node.
+    pub node: Option<String>,
+    /// Its site (e.g. a glidein's).
+    pub site: Option<String>,
+    /// The kind of node (M9).
+    pub node_kind: Option<String>,
+}
+
+/// Records where jobs run and since when (kept if already set).
+pub async fn set_started(tx: &mut Tx<'_>, jobs: &[Placement], at: i64) -> Result<(), StoreError> {
     if jobs.is_empty() {
         return Ok(());
     }
+    let rows: Vec<_> = jobs
+        .iter()
+        .map(|p| (p.job, &p.node, &p.site, &p.node_kind))
+        .collect();
     let dialect = Dialect::of(tx);
     let sql = format!(
         "UPDATE jobs SET node = COALESCE(v.c1, jobs.node), site = COALESCE(v.c2, jobs.site),
-             started_at = COALESCE(jobs.started_at, $1)
+             node_kind = COALESCE(v.c3, jobs.node_kind), started_at = COALESCE(jobs.started_at, $1)
          FROM ({}) AS v WHERE jobs.id = v.c0",
-        dialect.rows(2, &[Col::Int, Col::Text, Col::Text])
+        dialect.rows(2, &[Col::Int, Col::Text, Col::Text, Col::Text])
     );
     sqlx::query(&sql)
         .bind(at)
-        .bind(json(&jobs))
+        .bind(json(&rows))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -655,6 +667,8 @@ pub struct JobEnd {
     pub node: Option<String>,
     /// Site it ran at, when the batch system says.
     pub site: Option<String>,
+    /// The kind of node it ran on, when the batch system says (M9).
+    pub node_kind: Option<String>,
     /// Exit code.
     pub exit_code: Option<i64>,
     /// Killing signal.
@@ -705,6 +719,7 @@ pub async fn record_job_ends(tx: &mut Tx<'_>, ends: &[(i64, JobEnd)]) -> Result<
                 end.ended_at,
                 stages.last().map(|s| s.name.as_str()),
                 end.site,
+                end.node_kind,
             ])
         })
         .collect();
@@ -714,11 +729,12 @@ pub async fn record_job_ends(tx: &mut Tx<'_>, ends: &[(i64, JobEnd)]) -> Result<
         "UPDATE jobs SET node = COALESCE(v.c1, jobs.node), exit_code = v.c2, signal = v.c3,
              oom = v.c4, failure = v.c5, events = v.c6, cpu_ms = v.c7, wall_ms = v.c8,
              max_rss_kb = v.c9, started_at = COALESCE(jobs.started_at, v.c10), ended_at = v.c11,
-             current_stage = COALESCE(v.c12, jobs.current_stage), site = COALESCE(v.c13, jobs.site)
+             current_stage = COALESCE(v.c12, jobs.current_stage), site = COALESCE(v.c13, jobs.site),
+             node_kind = COALESCE(v.c14, jobs.node_kind)
          FROM ({}) AS v WHERE jobs.id = v.c0",
         dialect.rows(
             1,
-            &[Int, Text, Int, Int, Int, Text, Int, Int, Int, Int, Int, Int, Text, Text]
+            &[Int, Text, Int, Int, Int, Text, Int, Int, Int, Int, Int, Int, Text, Text, Text]
         )
     );
     sqlx::query(&sql)

@@ -9,7 +9,7 @@ use crate::model::jobspec::{JobResult, OutputFile, StageEvent};
 use crate::model::spec::StageSpec;
 use crate::model::split::JobPlan;
 use crate::model::state::{JobState, Lifecycle};
-use crate::store::jobs::{self, ActiveJob, JobEnd, JobRow, NewJob, Provenance};
+use crate::store::jobs::{self, ActiveJob, JobEnd, JobRow, NewJob, Placement, Provenance};
 use crate::store::states::{Moves, Skipped};
 use crate::store::{now_ms, Tx};
 use sqlx::AnyConnection;
@@ -181,7 +181,7 @@ fn has_records(state: ObservedState) -> bool {
 /// What one ingest writes, gathered first and written together.
 #[derive(Default)]
 struct Changes<'a> {
-    started: Vec<(i64, Option<String>, Option<String>)>,
+    started: Vec<Placement>,
     ends: Vec<(i64, JobEnd)>,
     outputs: Vec<(&'a JobRow, Vec<OutputFile>)>,
     moves: Moves<JobState>,
@@ -203,8 +203,12 @@ impl<'a> Changes<'a> {
                 }
             }
             ObservedState::Running => {
-                self.started
-                    .push((job.id, obs.node.clone(), obs.site.clone()));
+                self.started.push(Placement {
+                    job: job.id,
+                    node: obs.node.clone(),
+                    site: obs.site.clone(),
+                    node_kind: obs.node_kind.clone(),
+                });
                 self.moves.add(job.id, JobState::Running, "running");
             }
             ObservedState::Held => {
@@ -252,7 +256,7 @@ impl<'a> Changes<'a> {
         let stuck = refused.ids_of(EntityKind::Job);
         skipped.add(refused);
         if !stuck.is_empty() {
-            self.started.retain(|(id, _, _)| !stuck.contains(id));
+            self.started.retain(|p| !stuck.contains(&p.job));
             self.ends.retain(|(id, _)| !stuck.contains(id));
             self.outputs.retain(|(job, _)| !stuck.contains(&job.id));
             self.failed.retain(|job| !stuck.contains(&job.id));
@@ -325,6 +329,7 @@ fn job_end(job: &JobRow, obs: &Observed, logs: Option<&LogBundle>, now: i64) -> 
             .clone()
             .or_else(|| result.as_ref().map(|r| r.node.clone())),
         site: obs.site.clone(),
+        node_kind: obs.node_kind.clone(),
         exit_code: obs
             .exit_code
             .or_else(|| result.as_ref().and_then(|r| r.exit_code)),

@@ -385,6 +385,7 @@ fn observe(id: &BatchJobId, job: &JobStatus) -> Observed {
     let seen = |state| Observed {
         site: Some(SYSTEM.to_string()),
         node: job.node.clone(),
+        node_kind: Some(SYSTEM.to_string()),
         ..Observed::state(id.clone(), state)
     };
     match &job.end {
