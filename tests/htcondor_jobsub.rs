@@ -631,3 +631,99 @@ async fn d1_x10_with_no_grace_a_system_hold_fails_at_once_with_its_code_and_subc
     );
     w.store.close().await;
 }
+
+/// Submits `count` idle jobs of accounting group `group` straight to the
+/// stand-in schedd (another experiment's, or prodops' own made by hand).
+fn submit_foreign(site: &Site, group: &str, count: u32) {
+    let description = site.path(&format!("{group}.sub"));
+    std::fs::write(
+        &description,
+        format!("executable = /bin/sleep\narguments = 600\n+AccountingGroup = \"{group}\"\nqueue {count}\n"),
+    )
+    .unwrap();
+    let out = Command::new(standins().join("condor_submit"))
+        .arg(&description)
+        .env("PRODOPS_STANDIN_STATE", site.path("state"))
+        .env("PRODOPS_STANDIN_START_DELAY", "3600")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn p3_a_queue_check_counts_only_its_experiments_and_roles_jobs_on_htcondor() {
+    if !standins_usable() {
+        return;
+    }
+    let site = Site::new();
+    common::world(&site.db).await;
+    submit_foreign(&site, "group_dune.prod.dunepro", 2);
+    submit_foreign(&site, "group_nova.prod.novapro", 1);
+    submit_foreign(&site, "group_nova.calib.novacal", 1);
+    let check = |name: &str, experiment: &str, role: &str| {
+        format!("[[check]]\nname = \"{name}\"\nkind = \"queue\"\nbackend = \"htcondor\"\nexperiment = \"{experiment}\"\nmax_depth = 1\n{role}")
+    };
+    site.configure(&format!(
+        "[htcondor]\nwork_dir = \"WORK\"\nbin_dir = \"BIN\"\n{}\n{}\n{}\n",
+        check("nova-prod", "nova", "role = \"prod\"\n"),
+        check("nova", "nova", ""),
+        check("dune", "dune", ""),
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_prodops"))
+        .args(["--db", &site.db.url, "--json", "--config"])
+        .arg(site.path("config.toml"))
+        .arg("--work-dir")
+        .arg(site.path("work"))
+        .arg("check")
+        .env("PRODOPS_STANDIN_STATE", site.path("state"))
+        .output()
+        .unwrap();
+    let verdicts: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let detail = |name: &str| {
+        let v = verdicts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap();
+        (
+            v["passing"].as_bool().unwrap(),
+            v["detail"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        detail("nova-prod"),
+        (
+            true,
+            "1 jobs of group_nova.prod queued or running (limit 1)".into()
+        )
+    );
+    assert_eq!(
+        detail("nova"),
+        (
+            false,
+            "2 jobs of group_nova queued or running (limit 1)".into()
+        )
+    );
+    assert_eq!(
+        detail("dune"),
+        (
+            false,
+            "2 jobs of group_dune queued or running (limit 1)".into()
+        )
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failing check fails `prodops check`"
+    );
+    let _ = Command::new(standins().join("condor_rm"))
+        .args(["-all"])
+        .env("PRODOPS_STANDIN_STATE", site.path("state"))
+        .output();
+}

@@ -99,7 +99,7 @@ async fn wait_state(batch: &LocalBatch, id: &BatchJobId, state: ObservedState) {
 /// Waits until `queue_depth()` is `depth`, or panics after 5 s.
 async fn wait_depth(batch: &LocalBatch, depth: u64) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while batch.queue_depth().await.unwrap() != depth {
+    while batch.queue_depth(&Default::default()).await.unwrap().jobs != depth {
         assert!(Instant::now() < deadline, "queue depth stays above {depth}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -273,7 +273,7 @@ async fn x5_never_more_than_slots_jobs_run_at_once() {
     let script = "date +%s%N > started; sleep 0.3; date +%s%N > finished";
     let submitted = batch.submit(&group(&[script; 8])).await.unwrap();
     let ids: Vec<_> = submitted.into_iter().map(|s| s.batch_id).collect();
-    assert!(batch.queue_depth().await.unwrap() <= 8);
+    assert!(batch.queue_depth(&Default::default()).await.unwrap().jobs <= 8);
     let seen = wait_ended(&batch, &ids).await;
     assert!(seen.iter().all(|o| o.state == ObservedState::Succeeded));
 
@@ -491,7 +491,10 @@ async fn garbage_in_the_logs_is_skipped_and_unknown_ids_are_unknown() {
     let ids = [id(4), BatchJobId("../../etc".into()), BatchJobId("".into())];
     let seen = batch.poll(&ids).await.unwrap();
     assert!(seen.iter().all(|o| o.state == ObservedState::Unknown));
-    assert_eq!(batch.queue_depth().await.unwrap(), 0);
+    assert_eq!(
+        batch.queue_depth(&Default::default()).await.unwrap().jobs,
+        0
+    );
     batch.cancel(&ids).await.unwrap();
     batch.hold(&ids).await.unwrap();
     batch.release(&ids).await.unwrap();

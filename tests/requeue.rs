@@ -77,8 +77,14 @@ impl BatchSystem for Requeuing {
     async fn fetch_logs(&self, _: &BatchJobId) -> Result<LogBundle, BatchError> {
         Ok(LogBundle::default())
     }
-    async fn queue_depth(&self) -> Result<u64, BatchError> {
-        Ok(0)
+    async fn queue_depth(
+        &self,
+        _of: &prodops::model::check::QueueOf,
+    ) -> Result<prodops::batch::QueueDepth, BatchError> {
+        Ok(prodops::batch::QueueDepth {
+            jobs: 0,
+            whose: "jobs".into(),
+        })
     }
     async fn changed(&self) {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -682,8 +682,11 @@ impl prodops::batch::BatchSystem for Meddler {
     ) -> Result<Vec<prodops::batch::LogBundle>, prodops::batch::BatchError> {
         self.inner.fetch_records(ids).await
     }
-    async fn queue_depth(&self) -> Result<u64, prodops::batch::BatchError> {
-        self.inner.queue_depth().await
+    async fn queue_depth(
+        &self,
+        of: &prodops::model::check::QueueOf,
+    ) -> Result<prodops::batch::QueueDepth, prodops::batch::BatchError> {
+        self.inner.queue_depth(of).await
     }
     async fn changed(&self) {
         self.inner.changed().await

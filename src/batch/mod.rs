@@ -13,6 +13,7 @@ pub mod local;
 pub mod logs;
 pub mod slurm;
 
+use crate::model::check::QueueOf;
 use crate::model::ids::JobId;
 use crate::model::jobspec::JobRunSpec;
 use crate::model::spec::{Launch, Resources, Sites};
@@ -174,6 +175,15 @@ pub struct LogBundle {
     pub result: Option<String>,
 }
 
+/// A queue's depth as a batch system counted it (P3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Jobs queued or running.
+    pub jobs: u64,
+    /// Whose jobs were counted, in words (`jobs of group_nova.prod`).
+    pub whose: String,
+}
+
 /// Why a batch system call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
@@ -256,8 +266,9 @@ pub trait BatchSystem: Send + Sync {
         }
         Ok(records)
     }
-    /// Jobs queued or running in this system (for throttling, P3).
-    async fn queue_depth(&self) -> Result<u64, BatchError>;
+    /// Jobs queued or running in this system of whom `of` names (an
+    /// experiment's and role's own, as the system accounts them: P3).
+    async fn queue_depth(&self, of: &QueueOf) -> Result<QueueDepth, BatchError>;
     /// Resolves when some job may have changed state, so the worker can react at
     /// once; systems without notifications resolve after their poll interval.
     async fn changed(&self);

@@ -227,8 +227,14 @@ impl BatchSystem for StandIn {
         Ok(LogBundle::default())
     }
 
-    async fn queue_depth(&self) -> Result<u64, BatchError> {
-        Ok(self.jobs().len() as u64)
+    async fn queue_depth(
+        &self,
+        _of: &crate::model::check::QueueOf,
+    ) -> Result<crate::batch::QueueDepth, BatchError> {
+        Ok(crate::batch::QueueDepth {
+            jobs: self.jobs().len() as u64,
+            whose: "jobs".into(),
+        })
     }
 
     async fn changed(&self) {

@@ -4,7 +4,7 @@
 //! and the key, on one line. A missing default file means the defaults:
 //! the local backend only.
 
-use crate::model::check::{CheckSpec, CredentialKind, Probe, Scope};
+use crate::model::check::{CheckSpec, CredentialKind, Probe, QueueOf, Scope};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -57,6 +57,11 @@ pub struct CheckSection {
     pub command: Option<Vec<String>>,
     /// `queue`: most jobs queued or running in `backend`.
     pub max_depth: Option<u64>,
+    /// `queue`: whose jobs are counted: HTCondor's `AccountingGroup`, Slurm's
+    /// account, jobsub's group (default: from `experiment`).
+    pub group: Option<String>,
+    /// `queue`: the role: HTCondor's accounting subgroup, Slurm's QOS, jobsub's role.
+    pub role: Option<String>,
     /// `software`: a path that must exist; `x509_proxy`, `token`: the credential's file.
     pub path: Option<PathBuf>,
     /// `software`: a program that must be on `PATH`.
@@ -105,6 +110,11 @@ impl CheckSection {
             CheckKind::Queue => Probe::QueueDepth {
                 backend: self.backend.clone().ok_or_else(|| need("backend"))?,
                 max: self.max_depth.ok_or_else(|| need("max_depth"))?,
+                of: QueueOf {
+                    experiment: self.experiment.clone(),
+                    group: self.group.clone(),
+                    role: self.role.clone(),
+                },
             },
             CheckKind::Software => {
                 if self.path.is_none() && self.program.is_none() {
@@ -573,7 +583,7 @@ mod tests {
         );
         assert_eq!(
             err("[[check]]\nname = \"t\"\nkind = \"token\"\npath = \"/t\"\nmin_hourz = 2\n"),
-            "/etc/prodops.toml:5: check[0].min_hourz: unknown field `min_hourz`, expected one of `name`, `kind`, `experiment`, `backend`, `timeout_seconds`, `every_seconds`, `url`, `status`, `json_field`, `json_equals`, `command`, `max_depth`, `path`, `program`, `min_hours`"
+            "/etc/prodops.toml:5: check[0].min_hourz: unknown field `min_hourz`, expected one of `name`, `kind`, `experiment`, `backend`, `timeout_seconds`, `every_seconds`, `url`, `status`, `json_field`, `json_equals`, `command`, `max_depth`, `group`, `role`, `path`, `program`, `min_hours`"
         );
         assert!(err("[worker\nslots = 1").starts_with("/etc/prodops.toml:1:"));
         assert!(err("[slurm]\npartition = \"x\"\n").contains("missing field `work_dir`"));

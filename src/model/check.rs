@@ -78,6 +78,8 @@ pub enum Probe {
         backend: String,
         /// Most jobs queued or running allowed.
         max: u64,
+        /// Whose jobs are counted.
+        of: QueueOf,
     },
     /// Software is present (P2): a path (e.g. a CVMFS release dir) or a program on `PATH`.
     Software {
@@ -95,6 +97,42 @@ pub enum Probe {
         /// Hours it must still be valid.
         min_hours: f64,
     },
+}
+
+/// Whose queued and running jobs a queue check counts (P3): an
+/// experiment's (and role's) own, as each batch system accounts them, not
+/// the whole system's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueOf {
+    /// The experiment (the check's scope), when the check has one.
+    pub experiment: Option<String>,
+    /// The accounting name, when not derived from the experiment: HTCondor's
+    /// `AccountingGroup` (default `group_<experiment>`), Slurm's account
+    /// (default the experiment), jobsub's group (default the backend's).
+    pub group: Option<String>,
+    /// The role: HTCondor's accounting subgroup (`group_nova.<role>`),
+    /// Slurm's QOS, jobsub's role (default the backend's).
+    pub role: Option<String>,
+}
+
+impl QueueOf {
+    /// The accounting name, given or derived from the experiment with
+    /// `derive`; none when the check covers every experiment.
+    pub fn group_or(&self, derive: impl Fn(&str) -> String) -> Option<String> {
+        self.group
+            .clone()
+            .or_else(|| self.experiment.as_deref().map(derive))
+    }
+
+    /// `jobs of group_nova.prod` — whose jobs were counted, for a verdict.
+    pub fn describe(&self, group: Option<&str>) -> String {
+        match (group, &self.role) {
+            (Some(g), Some(r)) => format!("jobs of {g} ({r})"),
+            (Some(g), None) => format!("jobs of {g}"),
+            (None, Some(r)) => format!("jobs ({r})"),
+            (None, None) => "jobs".into(),
+        }
+    }
 }
 
 /// Kinds of grid credentials.

@@ -96,13 +96,20 @@ async fn probe(probe: &Probe, backends: &BTreeMap<String, Arc<dyn BatchSystem>>)
             json_equals,
         } => http(url, *status, json_field.as_deref(), json_equals.as_deref()).await,
         Probe::Command { argv } => command(argv).await,
-        Probe::QueueDepth { backend, max } => match backends.get(backend) {
+        Probe::QueueDepth { backend, max, of } => match backends.get(backend) {
             None => Verdict::fail(format!("backend `{backend}` is not configured")),
-            Some(system) => match system.queue_depth().await {
-                Ok(depth) if depth > *max => {
-                    Verdict::fail(format!("{depth} jobs queued or running (limit {max})"))
+            Some(system) => match system.queue_depth(of).await {
+                Ok(depth) => {
+                    let said = format!(
+                        "{} {} queued or running (limit {max})",
+                        depth.jobs, depth.whose
+                    );
+                    if depth.jobs > *max {
+                        Verdict::fail(said)
+                    } else {
+                        Verdict::pass(said)
+                    }
                 }
-                Ok(depth) => Verdict::pass(format!("{depth} jobs queued or running (limit {max})")),
                 Err(e) => Verdict::fail(e.to_string()),
             },
         },

@@ -29,6 +29,8 @@ use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, LogBundle, Observed,
     ObservedState, Submitted,
 };
+use crate::batch::QueueDepth;
+use crate::model::check::QueueOf;
 use crate::model::spec::Launch;
 use async_trait::async_trait;
 use parse::{job_states, parse_ads, parse_event_log, parse_submit, JobAd, JobStatus};
@@ -453,17 +455,22 @@ impl BatchSystem for HtcondorBatch {
             .collect()
     }
 
-    async fn queue_depth(&self) -> Result<u64, BatchError> {
-        let ours = [
-            "-constraint".to_string(),
-            "regexp(\"^prodops-\", JobBatchName)".into(),
-        ];
-        Ok(self
-            .ads("condor_q", &ours)
+    async fn queue_depth(&self, of: &QueueOf) -> Result<QueueDepth, BatchError> {
+        let group = accounting_group(of);
+        let args = match &group {
+            Some(group) => vec!["-constraint".to_string(), accounting_constraint(group)],
+            None => Vec::new(),
+        };
+        let jobs = self
+            .ads("condor_q", &args)
             .await?
             .iter()
             .filter(|ad| matches!(ad.status, JobStatus::Idle | JobStatus::Running))
-            .count() as u64)
+            .count() as u64;
+        Ok(QueueDepth {
+            jobs,
+            whose: QueueOf::default().describe(group.as_deref()),
+        })
     }
 
     async fn changed(&self) {
@@ -610,6 +617,31 @@ fn ours(ids: &[BatchJobId]) -> Vec<String> {
         .filter(|id| parse_id(&id.0).is_some())
         .map(|id| id.0.clone())
         .collect()
+}
+
+/// The accounting group whose jobs a queue check counts: the given one, or
+/// `group_<experiment>`, with the role as its subgroup (`group_nova.prod`);
+/// none when the check covers every experiment.
+fn accounting_group(of: &QueueOf) -> Option<String> {
+    let group = of.group_or(|experiment| format!("group_{experiment}"))?;
+    Some(match &of.role {
+        Some(role) => format!("{group}.{role}"),
+        None => group,
+    })
+}
+
+/// The constraint selecting the jobs of accounting group `group` and its
+/// subgroups (`AccountingGroup` is `group.subgroup.user`).
+fn accounting_constraint(group: &str) -> String {
+    let escaped: String = group
+        .chars()
+        .map(|c| match c {
+            '.' => "[.]".to_string(),
+            c if c.is_ascii_alphanumeric() || c == '_' || c == '-' => c.to_string(),
+            _ => String::new(),
+        })
+        .collect();
+    format!("regexp(\"^{escaped}([.]|$)\", AccountingGroup)")
 }
 
 fn failed(message: &str) -> BatchError {

@@ -19,6 +19,8 @@ use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, LogBundle, Observed,
     ObservedState, Submitted,
 };
+use crate::batch::QueueDepth;
+use crate::model::check::QueueOf;
 use crate::model::jobspec::JobResult;
 use crate::model::spec::Launch;
 use async_trait::async_trait;
@@ -395,13 +397,23 @@ impl BatchSystem for JobsubBatch {
         self.fetch(&parsed, false).await
     }
 
-    async fn queue_depth(&self) -> Result<u64, BatchError> {
-        Ok(self
-            .queue(&[])
-            .await?
+    async fn queue_depth(&self, of: &QueueOf) -> Result<QueueDepth, BatchError> {
+        let group = of
+            .group
+            .clone()
+            .unwrap_or_else(|| self.config.group.clone());
+        let role = of.role.clone().unwrap_or_else(|| self.config.role.clone());
+        let args = vec!["-G".into(), group.clone(), "--role".into(), role.clone()];
+        let out = run_ok(SYSTEM, &self.program("jobsub_q"), &args, COMMAND_LIMIT).await?;
+        let jobs = parse_queue(&out)
+            .map_err(|e| failed(&e.to_string()))?
             .iter()
             .filter(|job| matches!(job.status, 'I' | 'R'))
-            .count() as u64)
+            .count() as u64;
+        Ok(QueueDepth {
+            jobs,
+            whose: format!("jobs of {group} ({role})"),
+        })
     }
 
     async fn changed(&self) {

@@ -25,6 +25,8 @@ use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, LogBundle, Observed, ObservedState,
     Submitted,
 };
+use crate::batch::QueueDepth;
+use crate::model::check::QueueOf;
 use crate::model::jobspec::{files, JobResult};
 use async_trait::async_trait;
 use protocol::{append_locked, line_of, wake, Command, CommandHead, Event, LogTail};
@@ -354,10 +356,15 @@ impl BatchSystem for LocalBatch {
             .collect())
     }
 
-    async fn queue_depth(&self) -> Result<u64, BatchError> {
+    /// Every unfinished job of this executor: it runs one production
+    /// account's jobs and knows no accounting groups (a decision, issue 15).
+    async fn queue_depth(&self, _of: &QueueOf) -> Result<QueueDepth, BatchError> {
         let mut logs = self.logs();
         logs.refresh()?;
-        Ok(logs.view.unfinished() as u64)
+        Ok(QueueDepth {
+            jobs: logs.view.unfinished() as u64,
+            whose: "jobs of this executor".into(),
+        })
     }
 
     async fn changed(&self) {

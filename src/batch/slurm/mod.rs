@@ -19,6 +19,8 @@ use super::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, JobLaunch, LogBundle, Observed,
     ObservedState, Submitted,
 };
+use crate::batch::QueueDepth;
+use crate::model::check::QueueOf;
 use async_trait::async_trait;
 use parse::{parse_jobs, parse_sbatch, SlurmTask};
 use std::collections::{HashMap, HashSet};
@@ -328,15 +330,14 @@ impl BatchSystem for SlurmBatch {
         self.files.bundle(name, &out, &err)
     }
 
-    async fn queue_depth(&self) -> Result<u64, BatchError> {
-        Ok(self
-            .squeue()
-            .await?
-            .iter()
-            .filter(|t| {
-                t.name.starts_with("prodops-") && matches!(t.state.as_str(), "PENDING" | "RUNNING")
-            })
-            .count() as u64)
+    async fn queue_depth(&self, of: &QueueOf) -> Result<QueueDepth, BatchError> {
+        let account = of.group_or(str::to_string);
+        let args = queue_depth_args(account.as_deref(), of.role.as_deref());
+        let out = run_ok(SYSTEM, "squeue", &args, COMMAND_LIMIT).await?;
+        Ok(QueueDepth {
+            jobs: out.lines().filter(|l| !l.trim().is_empty()).count() as u64,
+            whose: of.describe(account.as_deref()),
+        })
     }
 
     async fn changed(&self) {
@@ -379,6 +380,21 @@ fn observe(id: &BatchJobId, task: &SlurmTask, site: &str) -> Observed {
         reason,
         ..Observed::state(id.clone(), state)
     }
+}
+
+/// `squeue` counting the pending and running jobs of `account` and `qos`
+/// (one id per line; `--json` would ignore these filters).
+fn queue_depth_args(account: Option<&str>, qos: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = ["--noheader", "--states=PENDING,RUNNING", "--format=%i"]
+        .map(String::from)
+        .to_vec();
+    if let Some(account) = account {
+        args.push(format!("--account={account}"));
+    }
+    if let Some(qos) = qos {
+        args.push(format!("--qos={qos}"));
+    }
+    args
 }
 
 fn failed(message: &str) -> BatchError {
