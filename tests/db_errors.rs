@@ -301,19 +301,36 @@ fn db_init_makes_a_database_and_its_folder_says_so_and_a_second_init_changes_not
     assert!(!Path::new("ignored.db").exists());
 }
 
-#[test]
-fn a_first_user_add_makes_the_database_and_says_so_on_stderr() {
-    let (_dir, path) = scratch("first.db");
-    let said = ok(
-        &path,
-        &["user", "add", &whoami::username(), "--role", "operator"],
-    );
-    assert!(
-        said.contains(&format!("created a new prodops database at {path}")),
-        "{said}"
-    );
-    let second = ok(&path, &["user", "add", "ed", "--role", "guest"]);
-    assert!(!second.contains("created"), "{second}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_user_add_makes_the_database_and_says_so_on_stderr() {
+    for db in common::all_blank_dbs().await {
+        let err = fails_fast_on(&db.url, &["user", "list"]);
+        assert!(err.contains("prodops db init"), "{}: {err}", db.label);
+        let said = ok(
+            &db.url,
+            &["user", "add", &whoami::username(), "--role", "operator"],
+        );
+        let shown = prodops::store::redact(&db.url);
+        assert!(
+            said.contains(&format!("created a new prodops database at {shown}")),
+            "{}: {said}",
+            db.label
+        );
+        let second = ok(&db.url, &["user", "add", "ed", "--role", "guest"]);
+        assert!(!second.contains("created"), "{}: {second}", db.label);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_init_fills_an_empty_postgres_schema_once() {
+    let Some(db) = common::postgres_blank().await else {
+        return;
+    };
+    let said = ok(&db.url, &["db", "init"]);
+    assert!(said.contains("created a new prodops database at"), "{said}");
+    ok(&db.url, &["request", "list"]);
+    let again = ok(&db.url, &["db", "init"]);
+    assert!(again.contains("is already a prodops database"), "{again}");
 }
 
 #[test]
@@ -588,7 +605,7 @@ fn postgres_wrong_password_is_authentication_failed_and_a_missing_database_is_na
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_and_console_outlive_a_postgres_restart_losing_and_repeating_no_job() {
+async fn s3_a_worker_and_console_outlive_a_postgres_restart_losing_and_repeating_no_job() {
     use prodops::tui::app::App;
     use prodops::tui::data::{self, View};
     let Some(pg) = private_pg() else {
@@ -634,7 +651,14 @@ async fn a_worker_and_console_outlive_a_postgres_restart_losing_and_repeating_no
         header.starts_with("database unreachable since ") && header.ends_with(", retrying"),
         "{header}"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("worker: database unreachable")
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     pg.ctl("start").unwrap();
 
     let status = tokio::task::spawn_blocking(move || worker.wait())

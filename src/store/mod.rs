@@ -133,7 +133,10 @@ impl From<sqlx::Error> for StoreError {
                 }
             }
             E::Io(io) => StoreError::Lost(open::one_line(&io.to_string())),
-            E::PoolTimedOut => StoreError::Lost("no connection could be made in time".into()),
+            E::PoolTimedOut => StoreError::Lost(
+                "no connection could be made in time (the server is down, or every connection is busy)"
+                    .into(),
+            ),
             E::PoolClosed | E::WorkerCrashed => StoreError::Lost(open::one_line(&e.to_string())),
             E::Migrate(m) => StoreError::from(*m),
             other => StoreError::Db(open::one_line(&other.to_string())),
