@@ -100,10 +100,10 @@ struct Outage {
 }
 
 impl Outage {
-    fn began(e: &WorkerError) -> Outage {
+    fn began(e: &WorkerError, since: Instant) -> Outage {
         eprintln!("worker: database unreachable ({e}); retrying");
         Outage {
-            since: Instant::now(),
+            since,
             wait: Duration::from_millis(250),
         }
     }
@@ -388,7 +388,7 @@ impl Worker {
                 Ok(report) => report,
                 Err(e) if e.is_connection() => {
                     outage
-                        .get_or_insert_with(|| Outage::began(&e))
+                        .get_or_insert_with(|| Outage::began(&e, self.last_pass_start()))
                         .back_off()
                         .await;
                     continue;
@@ -405,6 +405,14 @@ impl Worker {
             }
             self.pace(&report).await;
         }
+    }
+
+    /// When the last pass began.
+    fn last_pass_start(&self) -> Instant {
+        self.last_pass
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
     }
 
     /// Waits before the next pass: for a change when `report` found nothing
