@@ -55,7 +55,7 @@ fn failing_request(dir: &Path) -> PathBuf {
 async fn seed(dir: &Path) -> Template {
     let db = dir.join("console.db");
     let work = dir.join("work");
-    let store = Store::open(&db.display().to_string()).await.unwrap();
+    let store = Store::create(&db.display().to_string()).await.unwrap();
     let w = common::register(&store).await;
     let worker = local_worker(&store, &work, 2, Throttles::default()).await;
     for path in [mc_request(), failing_request(dir)] {

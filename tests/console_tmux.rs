@@ -248,7 +248,7 @@ fn sigterm_and_sighup_restore_the_terminal_and_exit_cleanly() {
             .join(format!("sig{signal}.db"))
             .display()
             .to_string();
-        prodops(home.path(), &["--db", &db, "db", "migrate"]);
+        prodops(home.path(), &["--db", &db, "db", "init"]);
         let tmux = Tmux {
             socket: format!("prodops-sig-{signal}-{}", std::process::id()),
         };
@@ -368,7 +368,7 @@ fn i1_a_panic_in_the_console_leaves_no_mouse_reporting_and_no_alternate_screen()
     }
     let home = tempfile::tempdir().unwrap();
     let db = home.path().join("panic.db").display().to_string();
-    prodops(home.path(), &["--db", &db, "db", "migrate"]);
+    prodops(home.path(), &["--db", &db, "db", "init"]);
     let tmux = Tmux {
         socket: format!("prodops-panic-{}", std::process::id()),
     };

@@ -148,7 +148,7 @@ async fn migrate_to(db: &TestDb, version: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn m1_jobs_and_subtasks_from_before_progress_was_stored_get_their_units() {
-    for db in all_dbs().await {
+    for db in common::all_blank_dbs().await {
         let url = migrate_to(&db, 5).await;
         let pool = sqlx::AnyPool::connect(&url).await.unwrap();
         for sql in [
@@ -185,7 +185,9 @@ async fn m1_jobs_and_subtasks_from_before_progress_was_stored_get_their_units() 
         }
         pool.close().await;
 
-        let store = prodops::store::Store::open(&db.url).await.unwrap();
+        let (store, _) = prodops::store::Store::migrate_to_current(&db.url)
+            .await
+            .unwrap();
         let ops = prodops::ops::Ops::new(store.clone(), prodops::ops::Actor::named("gus"));
         let lines = ops.campaign_lines().await.unwrap();
         let progress = lines[0].progress;

@@ -144,7 +144,7 @@ fn ms(since: Instant) -> f64 {
 /// One approved MC campaign whose single subtask has `jobs` jobs in mixed
 /// states (a tenth failed, a tenth running, the rest succeeded) over 7 sites.
 async fn seed(db: &str, dir: &Path, jobs: i64) -> anyhow::Result<()> {
-    let store = Store::open(db).await?;
+    let store = Store::create(db).await?;
     let ops = bench_ops(&store).await?;
     let request = format!(
         "experiment = \"bench\"\nkind = \"mc\"\ntitle = \"{jobs} jobs\"\n[defaults]\nrelease = \"bench\"\n[[stage]]\nname = \"gen\"\nscript = \"/bin/true\"\nevents = {jobs}\nevents_per_job = 1\nseed_base = 1\n"

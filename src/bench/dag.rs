@@ -164,7 +164,7 @@ struct ProdopsRun {
 /// end, and checks that every job succeeded with its stages and history.
 async fn prodops_run(dir: &Path, chains: usize, length: usize) -> anyhow::Result<ProdopsRun> {
     let db = dir.join("dag.db").display().to_string();
-    let store = Store::open(&db).await?;
+    let store = Store::create(&db).await?;
     let ops = bench_ops(&store).await?;
     let id = file_and_approve(&ops, dir, &dag_request(chains, length)).await?;
     store.close().await;

@@ -57,7 +57,7 @@ pub(super) async fn round(dir: &Path, options: &Options) -> anyhow::Result<Round
 /// Prepares `jobs` queued jobs in the database at `url`, then times their
 /// starts and ends; checks every event was written.
 async fn events_per_second(url: &str, dir: &Path, jobs: usize) -> anyhow::Result<f64> {
-    let store = Store::open(url).await?;
+    let store = Store::create(url).await?;
     let ids = queued_jobs(&store, dir, jobs).await?;
     let mut conn = store.pool().acquire().await?;
     let started = Instant::now();

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 /// One round: seed, then time one pass.
 pub(super) async fn round(dir: &Path, options: &Options) -> anyhow::Result<Round> {
     let jobs = if options.quick { 10_000 } else { 100_000 };
-    let store = Store::open(&dir.join("reconcile.db").display().to_string()).await?;
+    let store = Store::create(&dir.join("reconcile.db").display().to_string()).await?;
     let batch_ids = seed(&store, dir, jobs).await?;
     let standin = Arc::new(StandIn::running(&batch_ids));
     let ended = standin.end_every(100);

@@ -186,7 +186,7 @@ async fn check_completed(array: &str, jobs: usize) -> anyhow::Result<()> {
 /// them until it is idle, and checks what it recorded. Returns the wall
 /// seconds from the first pass to the last, and the id of the jobs' array.
 async fn prodops_run(dir: &Path, script: &Path, jobs: usize) -> anyhow::Result<(f64, String)> {
-    let store = Store::open(&dir.join("slurm.db").display().to_string()).await?;
+    let store = Store::create(&dir.join("slurm.db").display().to_string()).await?;
     let ops = bench_ops(&store).await?;
     let id = file_and_approve(&ops, dir, &slurm_request(script, jobs)).await?;
     let worker = slurm_worker(&store, dir, jobs)?;

@@ -1,6 +1,7 @@
 //! The command line: every action of `ops`, with `--json` on every command and
 //! exit codes 0 ok, 1 error, 2 usage, 3 forbidden.
 
+mod db;
 mod demo;
 mod edit;
 mod output;
@@ -148,9 +149,9 @@ enum Command {
     /// Register experiments (admins).
     #[command(subcommand)]
     Experiment(ExperimentCmd),
-    /// Database maintenance.
+    /// Make, upgrade, check or back up the database.
     #[command(subcommand)]
-    Db(DbCmd),
+    Db(db::DbCmd),
     /// Run the configuration's pre-launch checks now and print their verdicts (exit 1 when one fails).
     Check,
     /// Show or check the configuration file (batch systems, worker defaults).
@@ -432,14 +433,6 @@ enum ConfigCmd {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum DbCmd {
-    /// Apply pending migrations (also done on every open).
-    Migrate,
-    /// Show where the database is and what it holds.
-    Info,
-}
-
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     // Output piped into `head` and the like ends quietly when the reader
@@ -610,17 +603,42 @@ fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")
 }
 
-async fn open_store(db: Option<&str>) -> anyhow::Result<Store> {
-    let location = match db {
-        Some(db) => db.to_string(),
-        None => default_sqlite_path()
+/// `--db`, or the default database in the data directory.
+fn location(db: Option<&str>) -> anyhow::Result<String> {
+    match db {
+        Some(db) => Ok(db.to_string()),
+        None => Ok(default_sqlite_path()
             .ok_or_else(|| anyhow!("no home directory to keep the database in: pass --db PATH"))?
             .display()
-            .to_string(),
-    };
-    Store::open(&location)
-        .await
-        .with_context(|| format!("cannot open database {}", crate::store::redact(&location)))
+            .to_string()),
+    }
+}
+
+/// Opens the database at `location`: an existing one at this binary's
+/// schema, or, when `may_create`, a new one, said on stderr.
+async fn open_store(location: &str, may_create: bool) -> anyhow::Result<Store> {
+    if !may_create {
+        return Ok(Store::open(location).await?);
+    }
+    let (store, created) = Store::open_or_create(location).await?;
+    if created {
+        eprintln!(
+            "created a new prodops database at {} (schema version {})",
+            store.location(),
+            Store::binary_schema_version(store.backend())
+        );
+    }
+    Ok(store)
+}
+
+/// True when the command may make the database it names: the default one in
+/// the data directory, the demo's, or the first `user add` (README's first step).
+fn may_create(cli: &Cli) -> bool {
+    cli.db.is_none()
+        || matches!(
+            cli.command,
+            Some(Command::Demo { .. } | Command::User(UserCmd::Add { .. }))
+        )
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -630,12 +648,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         (_, db) => db.clone(),
     };
-    let store = open_store(db.as_deref()).await?;
+    let location = location(db.as_deref())?;
+    let out = output::Printer { json: cli.json };
+    if let Some(Command::Db(cmd)) = cli.command {
+        return db::run(cmd, &location, &out).await;
+    }
+    let store = open_store(&location, may_create(&cli)).await?;
     let ops = match &cli.as_user {
         Some(user) => Ops::impersonate(store, Actor::from_os(), user).await?,
         None => Ops::new(store, Actor::from_os()),
     };
-    let out = output::Printer { json: cli.json };
     let result = match cli.command {
         Some(Command::Demo {
             setup_only,
@@ -699,7 +721,6 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
         Command::History { entity } => out.history(&ops.history(entity).await?),
         Command::User(cmd) => user(ops, out, cmd).await,
         Command::Experiment(cmd) => experiment(ops, out, cmd).await,
-        Command::Db(cmd) => db(ops, out, cmd).await,
         Command::Resubmit { scope, reason } => {
             out.resubmitted(&ops.resubmit(scope, &reason).await?)
         }
@@ -722,6 +743,7 @@ async fn dispatch(ops: &Ops, out: &output::Printer, command: Command) -> anyhow:
         | Command::Completions { .. }
         | Command::Man { .. }
         | Command::Check
+        | Command::Db(_)
         | Command::Bench(_) => {
             unreachable!("dispatched before")
         }
@@ -933,10 +955,4 @@ async fn console(
         select,
     };
     crate::tui::run(ops.clone(), worker, options).await
-}
-
-async fn db(ops: &Ops, out: &output::Printer, cmd: DbCmd) -> anyhow::Result<()> {
-    match cmd {
-        DbCmd::Migrate | DbCmd::Info => out.db_info(ops.store()).await,
-    }
 }

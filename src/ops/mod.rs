@@ -81,7 +81,7 @@ pub enum OpsError {
 
 impl From<sqlx::Error> for OpsError {
     fn from(e: sqlx::Error) -> Self {
-        OpsError::Store(StoreError::Db(e))
+        OpsError::Store(StoreError::from(e))
     }
 }
 

@@ -95,7 +95,9 @@ mod tests {
 
     #[tokio::test]
     async fn ids_and_rows_unpack_a_json_parameter_in_sqlite() {
-        let store = crate::store::Store::open("sqlite::memory:").await.unwrap();
+        let store = crate::store::Store::create("sqlite::memory:")
+            .await
+            .unwrap();
         let mut conn = store.pool().acquire().await.unwrap();
         let dialect = Dialect::of(&conn);
         assert_eq!(dialect, Dialect::Sqlite);

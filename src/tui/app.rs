@@ -226,6 +226,8 @@ pub struct App {
     pub snap: Snapshot,
     /// When the last snapshot without an error arrived.
     pub loaded_at: Option<Instant>,
+    /// Since when loads fail because the database cannot be reached.
+    pub unreachable_since: Option<chrono::DateTime<chrono::Local>>,
     /// What History shows: the selection of the pane it follows.
     pub history_subject: Option<EntityRef>,
     /// Open popup.
@@ -267,6 +269,7 @@ impl App {
             panes: Panes::new(),
             snap: Snapshot::default(),
             loaded_at: None,
+            unreachable_since: None,
             history_subject: None,
             popup: None,
             help_last: 0,
@@ -332,10 +335,16 @@ impl App {
         if self.frozen {
             return;
         }
+        if snap.unreachable {
+            self.unreachable_since
+                .get_or_insert_with(chrono::Local::now);
+            return;
+        }
         if let Some(e) = &snap.error {
             self.flash(format!("loading failed: {e}"), false);
             return;
         }
+        self.unreachable_since = None;
         self.loaded_at = Some(Instant::now());
         self.snap = snap;
         if let Some(missing) = self.panes.campaigns.settle(&self.snap) {
@@ -346,6 +355,12 @@ impl App {
 
     /// The header's word on old data: `None` while it is fresh.
     pub fn staleness(&self) -> Option<String> {
+        if let Some(since) = self.unreachable_since {
+            return Some(format!(
+                "database unreachable since {}, retrying",
+                since.format("%H:%M:%S")
+            ));
+        }
         match self.loaded_at {
             None => Some("loading…".into()),
             Some(_) if self.frozen => None,

@@ -66,6 +66,8 @@ pub struct Snapshot {
     pub checks: Vec<crate::store::checks::CheckRow>,
     /// What failed while loading (shown, never fatal).
     pub error: Option<String>,
+    /// The load failed because the database could not be reached (it is retried).
+    pub unreachable: bool,
 }
 
 /// Loads everything `view` asks for. Errors become `Snapshot::error`.
@@ -86,6 +88,7 @@ pub async fn load_changes(
         Some(p) => Snapshot {
             view: view.clone(),
             error: None,
+            unreachable: false,
             ..p.clone()
         },
         None => Snapshot {
@@ -95,6 +98,7 @@ pub async fn load_changes(
     };
     let old = previous.map(|p| &p.view);
     if let Err(e) = fill(ops, worker, view, old, &mut snap).await {
+        snap.unreachable = matches!(&e, crate::ops::OpsError::Store(s) if s.is_connection());
         snap.error = Some(e.to_string());
     }
     snap.load_ms = started.elapsed().as_millis();

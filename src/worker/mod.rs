@@ -81,9 +81,49 @@ pub enum WorkerError {
     Batch(#[from] BatchError),
 }
 
+impl WorkerError {
+    /// True when the database could not be reached: the pass is tried again
+    /// later instead of ending the worker.
+    pub fn is_connection(&self) -> bool {
+        matches!(self, WorkerError::Store(e) if e.is_connection())
+    }
+}
+
+/// The longest wait between passes while the database is unreachable.
+pub const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(4);
+
+/// A time the database could not be reached: said once when it begins and
+/// once when it ends, with passes tried again after growing waits.
+struct Outage {
+    since: Instant,
+    wait: Duration,
+}
+
+impl Outage {
+    fn began(e: &WorkerError, since: Instant) -> Outage {
+        eprintln!("worker: database unreachable ({e}); retrying");
+        Outage {
+            since,
+            wait: Duration::from_millis(250),
+        }
+    }
+
+    async fn back_off(&mut self) {
+        tokio::time::sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(MAX_RECONNECT_WAIT);
+    }
+
+    fn ended(self) {
+        eprintln!(
+            "worker: database reachable again after {:.1} s",
+            self.since.elapsed().as_secs_f64()
+        );
+    }
+}
+
 impl From<sqlx::Error> for WorkerError {
     fn from(e: sqlx::Error) -> Self {
-        WorkerError::Store(StoreError::Db(e))
+        WorkerError::Store(StoreError::from(e))
     }
 }
 
@@ -395,12 +435,27 @@ impl Worker {
 
     /// Runs passes until nothing is in flight and nothing is left to do (`--batch`).
     /// Without the lease it waits for the holder to finish. `on_pass` sees every report.
+    /// While the database is unreachable (a restart) it retries, backing off.
     pub async fn run_until_idle(
         &self,
         mut on_pass: impl FnMut(&PassReport),
     ) -> Result<PassReport, WorkerError> {
+        let mut outage: Option<Outage> = None;
         loop {
-            let report = self.pass().await?;
+            let report = match self.pass().await {
+                Ok(report) => report,
+                Err(e) if e.is_connection() => {
+                    outage
+                        .get_or_insert_with(|| Outage::began(&e, self.last_pass_start()))
+                        .back_off()
+                        .await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(outage) = outage.take() {
+                outage.ended();
+            }
             on_pass(&report);
             if report.idle() {
                 self.release_lease().await?;
@@ -408,6 +463,14 @@ impl Worker {
             }
             self.pace(&report).await;
         }
+    }
+
+    /// When the last pass began.
+    fn last_pass_start(&self) -> Instant {
+        self.last_pass
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
     }
 
     /// Waits before the next pass: for a change when `report` found nothing

@@ -1,5 +1,7 @@
 //! Test databases: every store and ops test runs on SQLite and, when
 //! `PRODOPS_TEST_PG` names a server, on PostgreSQL too (each test in its own schema).
+//! Each is made as `prodops db init` makes one (opening never makes a
+//! database); the `blank` variants are not, for tests of making and migrating.
 //! In CI (`CI=true`) a missing PostgreSQL fails the run instead of skipping.
 #![allow(dead_code)]
 
@@ -41,8 +43,24 @@ impl Drop for TestDb {
     }
 }
 
-/// A fresh SQLite file in a temporary directory.
+/// A new prodops database in an SQLite file in a temporary directory.
 pub fn sqlite() -> TestDb {
+    let db = sqlite_blank();
+    let url = db.url.clone();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async { Store::create(&url).await.unwrap().close().await })
+    })
+    .join()
+    .expect("the test database is made");
+    db
+}
+
+/// A path in a temporary directory where no database is yet.
+pub fn sqlite_blank() -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = dir.path().join("prodops.db").display().to_string();
     TestDb {
@@ -80,8 +98,20 @@ pub fn skipping(reason: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
 }
 
-/// A fresh schema on the PostgreSQL server named by `PRODOPS_TEST_PG`, if any.
+/// A new prodops database in a fresh schema on the PostgreSQL server named
+/// by `PRODOPS_TEST_PG`, if any.
 pub async fn postgres() -> Option<TestDb> {
+    let db = postgres_blank().await?;
+    Store::create(&db.url)
+        .await
+        .unwrap_or_else(|e| panic!("postgres: {e}"))
+        .close()
+        .await;
+    Some(db)
+}
+
+/// A fresh, empty schema on the PostgreSQL server named by `PRODOPS_TEST_PG`, if any.
+pub async fn postgres_blank() -> Option<TestDb> {
     let Ok(admin_url) = std::env::var("PRODOPS_TEST_PG") else {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("CI=true but PRODOPS_TEST_PG is not set: the PostgreSQL tests must run in CI");
@@ -126,6 +156,13 @@ pub async fn postgres() -> Option<TestDb> {
 pub async fn all_dbs() -> Vec<TestDb> {
     let mut dbs = vec![sqlite()];
     dbs.extend(postgres().await);
+    dbs
+}
+
+/// [`all_dbs`] with no prodops schema yet.
+pub async fn all_blank_dbs() -> Vec<TestDb> {
+    let mut dbs = vec![sqlite_blank()];
+    dbs.extend(postgres_blank().await);
     dbs
 }
 
