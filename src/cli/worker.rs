@@ -165,16 +165,32 @@ fn jobsub_config(section: &crate::config::JobsubSection) -> JobsubConfig {
     config
 }
 
-/// `prodops --batch`: passes until idle (or one pass), a line per pass that did something.
+/// `prodops --batch`: passes until idle (or one pass), a line per pass that
+/// did something; then a line per campaign still in its grace period, which
+/// it does not wait out (X6).
 pub(super) async fn run_batch(worker: &Worker, once: bool) -> anyhow::Result<()> {
     if once {
         let report = worker.pass().await?;
         print_report(&report);
         worker.release_lease().await?;
-        return Ok(());
+    } else {
+        worker.run_until_idle(print_report).await?;
     }
-    worker.run_until_idle(print_report).await?;
+    for (campaign, at) in worker.grace_waits().await? {
+        eprintln!("{}", grace_line(campaign, at, crate::store::now_ms()));
+    }
     Ok(())
+}
+
+/// What `--batch` says of a campaign in its grace period when it stops.
+fn grace_line(campaign: i64, start_after: i64, now: i64) -> String {
+    let at = chrono::DateTime::from_timestamp_millis(start_after)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    format!(
+        "worker: C{campaign} starts in {} (at {at}, after its approval grace period): run the worker again then",
+        crate::model::request_policy::countdown(start_after - now)
+    )
 }
 
 fn print_report(r: &PassReport) {

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod lease;
 pub mod overview;
 pub mod queue;
+pub mod scripts;
 pub(crate) mod sql;
 pub mod states;
 

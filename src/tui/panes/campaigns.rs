@@ -433,6 +433,12 @@ fn campaign_item(ctx: &Ctx, c: &CampaignLine) -> TreeItem<'static, String> {
             theme.style(Slot::Dim),
         ),
     ]);
+    if let Some(countdown) = grace_countdown(c, crate::store::now_ms()) {
+        text.push(Span::styled(
+            format!("  starts in {countdown}"),
+            theme.style(Slot::StateHeld),
+        ));
+    }
     for reason in detail.map(|d| d.held_by.as_slice()).unwrap_or_default() {
         text.push(Span::styled(
             format!("  submissions held: {reason}"),
@@ -442,6 +448,14 @@ fn campaign_item(ctx: &Ctx, c: &CampaignLine) -> TreeItem<'static, String> {
     let children = detail.map(|d| task_items(ctx, d)).unwrap_or_default();
     TreeItem::new(id.clone(), Line::from(text), children)
         .unwrap_or_else(|_| TreeItem::new_leaf(id, "?"))
+}
+
+/// The time left of an approved campaign's grace period (`4:12`), while
+/// it lasts: cancelling it then leaves no job (X6).
+fn grace_countdown(c: &CampaignLine, now: i64) -> Option<String> {
+    let waiting = c.state == CampaignState::Approved.as_str()
+        && crate::model::request_policy::in_grace(c.start_after, now);
+    waiting.then(|| crate::model::request_policy::countdown(c.start_after.unwrap_or(now) - now))
 }
 
 /// A subtask's jobs in words: `10 jobs · 3 ok · 2 queued · 4 running · 1 held · 2 failed`
