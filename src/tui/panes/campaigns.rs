@@ -530,3 +530,36 @@ fn subtask_item(ctx: &Ctx, s: &SubtaskView) -> TreeItem<'static, String> {
     TreeItem::new(s.id.clone(), Line::from(text), batches)
         .unwrap_or_else(|_| TreeItem::new_leaf(s.id.clone(), "?"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::progress::{Progress, Unit};
+
+    fn line(state: &str, start_after: Option<i64>) -> CampaignLine {
+        CampaignLine {
+            id: 1,
+            experiment: "nova".into(),
+            kind: "mc".into(),
+            title: "t".into(),
+            state: state.into(),
+            priority: 50,
+            subtasks: 1,
+            succeeded: 0,
+            failed: 0,
+            progress: Progress::nothing(Unit::Events),
+            start_after,
+        }
+    }
+
+    #[test]
+    fn x6_an_approved_campaign_in_its_grace_period_shows_its_countdown() {
+        let now = 1_000_000;
+        let waiting = line("approved", Some(now + 252_000));
+        assert_eq!(grace_countdown(&waiting, now).as_deref(), Some("4:12"));
+        assert_eq!(grace_countdown(&waiting, now + 252_000), None, "started");
+        let cancelled = line("cancelled", Some(now + 252_000));
+        assert_eq!(grace_countdown(&cancelled, now), None);
+        assert_eq!(grace_countdown(&line("approved", None), now), None);
+    }
+}
