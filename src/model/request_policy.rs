@@ -24,7 +24,7 @@ pub struct ExperimentPolicy {
 }
 
 /// Every experiment's policy; an experiment without one gets [`Policies::roots_for`]'s
-/// default (the request's own directory) and no grace period.
+/// default (the request's directory and the current one) and no grace period.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policies {
     by_experiment: BTreeMap<String, ExperimentPolicy>,
@@ -35,7 +35,8 @@ pub struct Policies {
 pub struct ScriptRoots {
     /// The allowed directories.
     pub roots: Vec<PathBuf>,
-    /// True when they are the configured ones; false for the request's own directory.
+    /// True when they are the configured ones; false for the default (the
+    /// request's directory and the current one).
     pub configured: bool,
 }
 
@@ -53,17 +54,32 @@ impl Policies {
     }
 
     /// The roots a script of `experiment` may come from: the configured
-    /// ones, else `request_dir` (the request file's directory).
-    pub fn roots_for(&self, experiment: &str, request_dir: &Path) -> ScriptRoots {
+    /// ones, else where the filer works: `request_dir` (the request file's
+    /// directory) and `current_dir`.
+    pub fn roots_for(
+        &self,
+        experiment: &str,
+        request_dir: &Path,
+        current_dir: &Path,
+    ) -> ScriptRoots {
         match self.of(experiment) {
             Some(p) => ScriptRoots {
                 roots: p.script_roots.clone(),
                 configured: true,
             },
-            None => ScriptRoots {
-                roots: vec![request_dir.to_path_buf()],
-                configured: false,
-            },
+            None => {
+                let roots = if request_dir.starts_with(current_dir) {
+                    vec![current_dir.to_path_buf()]
+                } else if current_dir.starts_with(request_dir) {
+                    vec![request_dir.to_path_buf()]
+                } else {
+                    vec![request_dir.to_path_buf(), current_dir.to_path_buf()]
+                };
+                ScriptRoots {
+                    roots,
+                    configured: false,
+                }
+            }
         }
     }
 
@@ -91,7 +107,7 @@ impl ScriptRoots {
             )
         } else {
             format!(
-                "{} (the request's directory; an admin can allow others with script_roots in [experiments.{experiment}])",
+                "{} (the request's directory and the current one; an admin can allow others with script_roots in [experiments.{experiment}])",
                 list.join(", ")
             )
         }
@@ -130,7 +146,7 @@ mod tests {
 
     #[test]
     fn configured_roots_contain_paths_below_them_only() {
-        let roots = policies().roots_for("nova", Path::new("/home/ed"));
+        let roots = policies().roots_for("nova", Path::new("/home/ed"), Path::new("/home/ed"));
         assert!(roots.contain(Path::new("/cvmfs/nova/v1/gen.sh")));
         assert!(roots.contain(Path::new("/exp/prod/scripts/sim.sh")));
         assert!(!roots.contain(Path::new("/home/ed/gen.sh")));
@@ -144,10 +160,18 @@ mod tests {
     }
 
     #[test]
-    fn an_experiment_without_a_section_allows_its_request_directory_and_no_grace() {
-        let roots = policies().roots_for("dune", Path::new("/home/ed/req"));
+    fn an_experiment_without_a_section_allows_the_request_and_current_directories_and_no_grace() {
+        let roots = policies().roots_for("dune", Path::new("/home/ed/req"), Path::new("/work"));
         assert!(roots.contain(Path::new("/home/ed/req/scripts/gen.sh")));
+        assert!(roots.contain(Path::new("/work/scripts/gen.sh")));
+        assert!(!roots.contain(Path::new("/home/ed/other/gen.sh")));
         assert!(!roots.contain(Path::new("/etc/passwd")));
+        let nested = policies().roots_for("dune", Path::new("/work/req"), Path::new("/work"));
+        assert_eq!(
+            nested.roots,
+            [PathBuf::from("/work")],
+            "the current directory holds it"
+        );
         assert!(roots.describe("dune").contains("[experiments.dune]"));
         assert_eq!(policies().grace_for("dune"), Duration::ZERO);
         assert_eq!(policies().grace_for("nova"), Duration::from_secs(60));

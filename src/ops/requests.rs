@@ -47,9 +47,9 @@ impl Ops {
     /// Validates and resolves a request given as text (a file's, stdin's, an
     /// editor's): `name` labels errors and chooses the syntax (`.json`, else by
     /// content), relative script paths are resolved against `base` (P4), and
-    /// every script must lie under the experiment's script roots (`base`
-    /// itself when its section names none); each script's content is read
-    /// and its hash put in the spec (issue 15).
+    /// every script must lie under the experiment's script roots (without a
+    /// section: `base` or the current directory); each script's content is
+    /// read and its hash put in the spec (issue 15).
     pub fn read_request(
         &self,
         bytes: &[u8],
@@ -66,8 +66,12 @@ impl Ops {
         } else {
             base
         };
-        let base_dir = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
-        let roots = self.policies.roots_for(&request.spec.experiment, &base_dir);
+        let resolved =
+            |dir: &Path| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let here = std::env::current_dir().map_or_else(|_| resolved(base), |d| resolved(&d));
+        let roots = self
+            .policies
+            .roots_for(&request.spec.experiment, &resolved(base), &here);
         resolve_scripts(&mut request, base, &roots).map_err(file_error)?;
         Ok(request)
     }

@@ -209,13 +209,10 @@ async fn plan_subtask(
 }
 
 /// Why the stage cannot start when a script it names is gone since the
-/// request was filed (P4: checked again before its jobs are queued). A job
-/// script with an approved copy is not looked for: its jobs run the copy.
+/// request was filed (P4: checked again before its jobs are queued; a job
+/// script's jobs then run its approved copy, not this file).
 fn missing_script(stage: &StageSpec) -> Option<String> {
     let script = match &stage.executable {
-        Executable::Script {
-            sha256: Some(_), ..
-        } => None,
         Executable::Script { path, .. } => Some(path.as_str()),
         Executable::Launch(launch) => Some(launch.command.as_str()).filter(|c| c.contains('/')),
     };
