@@ -232,6 +232,58 @@ async fn a_script_changed_between_filing_and_approval_is_not_approved() {
     }
 }
 
+/// Approval checks the script again: a link swapped in since filing, or
+/// roots narrowed since, refuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_refuses_a_script_that_moved_or_left_the_roots_since_filing() {
+    for db in all_dbs().await {
+        let w = world(&db).await;
+        let d = dirs();
+        let both = Policies::new([(
+            "nova".to_string(),
+            ExperimentPolicy {
+                script_roots: vec![d.prod.clone(), d.home.clone()],
+                grace: Duration::ZERO,
+            },
+        )]);
+        script(&d.home, "mine.sh", "exit 0");
+        let id = file(&w, &both, &request(&d.home, "mine.sh", &[], 1))
+            .await
+            .unwrap();
+        let narrowed = ops(&w.ann, &prod_only(&d))
+            .approve(id, "ok")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            narrowed.contains("is outside the directories"),
+            "{}: {narrowed}",
+            db.label
+        );
+        std::fs::create_dir_all(d.prod.join("v1")).unwrap();
+        script(&d.prod.join("v1"), "gen.sh", "exit 0");
+        let id = file(&w, &both, &request(&d.prod, "v1/gen.sh", &[], 1))
+            .await
+            .unwrap();
+        std::fs::rename(d.prod.join("v1"), d.prod.join("v0")).unwrap();
+        std::os::unix::fs::symlink(&d.home, d.prod.join("v1")).unwrap();
+        script(&d.home, "gen.sh", "exit 0");
+        let moved = ops(&w.ann, &both)
+            .approve(id, "ok")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            moved.contains(&format!(
+                "now resolves to {}",
+                d.home.join("gen.sh").display()
+            )),
+            "{}: {moved}",
+            db.label
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x3_filing_a_changed_script_again_withdraws_the_approval() {
     for db in all_dbs().await {
