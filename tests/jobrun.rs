@@ -27,6 +27,7 @@ impl Job {
             env: BTreeMap::new(),
             inputs: Vec::new(),
             tarball: None,
+            script: None,
             output_dir: dir.path().join("final").display().to_string(),
             memory_mb: 200,
             wall_seconds: 60,

@@ -35,6 +35,7 @@ fn launch(job: i64, script: &str) -> JobLaunch {
             env: BTreeMap::new(),
             inputs: Vec::new(),
             tarball: None,
+            script: None,
             output_dir: "/nonexistent".into(),
             memory_mb: 100,
             wall_seconds: 60,

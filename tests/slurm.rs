@@ -309,6 +309,7 @@ async fn s3_a_submission_whose_ids_were_never_recorded_is_found_again_by_its_gro
                 env: Default::default(),
                 inputs: Vec::new(),
                 tarball: None,
+                script: None,
                 output_dir: dir.path().join("out").display().to_string(),
                 memory_mb: 100,
                 wall_seconds: 600,

@@ -303,6 +303,7 @@ pub(crate) fn test_launch(job: i64, resources: Resources, sites: Sites) -> JobLa
             env: Default::default(),
             inputs: Vec::new(),
             tarball: None,
+            script: None,
             output_dir: "/out".into(),
             memory_mb: resources.memory_mb,
             wall_seconds: (resources.wall_hours * 3600.0) as i64,

@@ -453,8 +453,14 @@ async fn check_campaign_succeeded(
 
 /// The user, experiment and grants every scenario's database starts with.
 async fn bench_ops(store: &crate::store::Store) -> anyhow::Result<crate::ops::Ops> {
+    use crate::model::request_policy::{ExperimentPolicy, Policies};
     use crate::model::role::{Grant, Role};
-    let ops = crate::ops::Ops::new(store.clone(), crate::ops::Actor::named("bench"));
+    let runs_system_programs = ExperimentPolicy {
+        script_roots: vec!["/".into()],
+        grace: std::time::Duration::ZERO,
+    };
+    let ops = crate::ops::Ops::new(store.clone(), crate::ops::Actor::named("bench"))
+        .with_policies(Policies::new([("bench".into(), runs_system_programs)]));
     let grant = |role, experiment: &str| Grant {
         role,
         experiment: experiment.to_string(),

@@ -4,7 +4,6 @@
 
 use crate::model::ids::CampaignId;
 use crate::model::request::ValidRequest;
-use crate::ops::requests::read_request;
 use crate::ops::views::{request_toml, RequestDetail};
 use crate::ops::{Ops, OpsError};
 use anyhow::{anyhow, bail, Context};
@@ -41,7 +40,7 @@ pub(super) async fn edit_in_editor(ops: &Ops, id: CampaignId) -> anyhow::Result<
         }
         let base = std::env::current_dir().unwrap_or_else(|_| ".".into());
         let attempt =
-            match read_request(saved.as_bytes(), &file.path().display().to_string(), &base) {
+            match ops.read_request(saved.as_bytes(), &file.path().display().to_string(), &base) {
                 Ok(request) if same_as_stored(&request, &stored) => return Ok(Edited::Unchanged),
                 Ok(request) => ops.request_edit_with(id, &request).await,
                 Err(e) => Err(e),

@@ -658,6 +658,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(user) => Ops::impersonate(store, Actor::from_os(), user).await?,
         None => Ops::new(store, Actor::from_os()),
     };
+    let (config, _) = crate::config::load(cli.worker.config.as_deref())?;
+    let ops = ops.with_policies(config.policies());
     let result = match cli.command {
         Some(Command::Demo {
             setup_only,
@@ -837,7 +839,7 @@ async fn edit_from_stdin(
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("cannot read stdin")?;
     let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let request = crate::ops::requests::read_request(&bytes, "stdin", &here)?;
+    let request = ops.read_request(&bytes, "stdin", &here)?;
     Ok(ops.request_edit_with(id, &request).await?)
 }
 

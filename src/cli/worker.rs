@@ -184,8 +184,10 @@ pub(super) struct BatchMode {
 pub(super) struct WorkWaiting(String);
 
 /// `prodops --batch`: passes until idle (or one pass), a line per pass that
-/// did something. When another live worker holds the lease it leaves at once
-/// with one line naming it (or, with `--wait`, waits quietly for it).
+/// did something; then a line per campaign still in its grace period, which
+/// it does not wait out (X6). When another live worker holds the lease it
+/// leaves at once with one line naming it (or, with `--wait`, waits quietly
+/// for it).
 pub(super) async fn run_batch(worker: &Worker, mode: BatchMode) -> anyhow::Result<()> {
     let first = worker.pass().await?;
     let first = if first.leader {
@@ -204,6 +206,9 @@ pub(super) async fn run_batch(worker: &Worker, mode: BatchMode) -> anyhow::Resul
         worker.run_until_idle(print_report).await?
     };
     worker.release_lease().await?;
+    for (campaign, at) in worker.grace_waits().await? {
+        eprintln!("{}", grace_line(campaign, at, crate::store::now_ms()));
+    }
     match waiting_line(&last) {
         Some(line) => Err(WorkWaiting(line).into()),
         None => Ok(()),
@@ -271,6 +276,17 @@ pub(super) fn unreachable_jobs(by_instance: &std::collections::BTreeMap<String, 
         .map(|(instance, n)| format!("{n} job(s) on unreachable {instance}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What `--batch` says of a campaign in its grace period when it stops.
+fn grace_line(campaign: i64, start_after: i64, now: i64) -> String {
+    let at = chrono::DateTime::from_timestamp_millis(start_after)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    format!(
+        "worker: C{campaign} starts in {} (at {at}, after its approval grace period): run the worker again then",
+        crate::model::request_policy::countdown(start_after - now)
+    )
 }
 
 fn print_report(r: &PassReport) {

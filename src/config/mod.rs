@@ -5,7 +5,9 @@
 //! the local backend only.
 
 use crate::model::check::{CheckSpec, CredentialKind, Probe, QueueOf, Scope};
+use crate::model::request_policy::{ExperimentPolicy, Policies, DEFAULT_GRACE};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,7 +28,27 @@ pub struct Config {
     /// Pre-launch checks (`[[check]]`), run by the worker before submitting.
     #[serde(default, rename = "check", skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckSection>,
+    /// Per-experiment request policy (`[experiments.NAME]`, issue 15).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub experiments: BTreeMap<String, ExperimentSection>,
 }
+
+/// `[experiments.NAME]`: where the experiment's request scripts may come
+/// from and how long an approved request waits before its first jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSection {
+    /// Absolute directories a request's scripts must lie under (after
+    /// resolving `..` and symlinks), e.g. the release area and a production
+    /// scripts directory.
+    pub script_roots: Vec<PathBuf>,
+    /// Seconds from approval to the first jobs, in which the requester can
+    /// still cancel (X6; default 300, 0 = at once).
+    pub approval_grace_seconds: Option<u64>,
+}
+
+/// Longest grace period a section may set (a day).
+const MAX_GRACE_SECONDS: u64 = 86_400;
 
 /// `[[check]]`: one pre-launch check (P1–P4, J3, J10). `kind` says which
 /// of the other keys it uses.
@@ -170,6 +192,24 @@ impl CheckSection {
 }
 
 impl Config {
+    /// The per-experiment request policies (the file was checked when read);
+    /// roots that exist are resolved as scripts are (symlinks followed).
+    pub fn policies(&self) -> Policies {
+        Policies::new(self.experiments.iter().map(|(name, section)| {
+            let policy = ExperimentPolicy {
+                script_roots: section
+                    .script_roots
+                    .iter()
+                    .map(|root| std::fs::canonicalize(root).unwrap_or_else(|_| root.clone()))
+                    .collect(),
+                grace: section
+                    .approval_grace_seconds
+                    .map_or(DEFAULT_GRACE, Duration::from_secs),
+            };
+            (name.clone(), policy)
+        }))
+    }
+
     /// The configured checks, ready to run (the file was checked when read).
     pub fn check_specs(&self) -> Vec<CheckSpec> {
         self.checks
@@ -368,6 +408,9 @@ fn check(config: &Config) -> Result<(), (String, String)> {
             ));
         }
     }
+    for (name, section) in &config.experiments {
+        check_experiment(name, section)?;
+    }
     if let Some(s) = &config.slurm {
         let common = Backend {
             work_dir: &s.work_dir,
@@ -415,6 +458,36 @@ fn check(config: &Config) -> Result<(), (String, String)> {
                 "name a role, e.g. \"Production\"".into(),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks one `[experiments.NAME]` section.
+fn check_experiment(name: &str, section: &ExperimentSection) -> Result<(), (String, String)> {
+    let key = |k: &str| format!("experiments.{name}.{k}");
+    if let Err(e) = crate::model::request::check_name("experiments", name) {
+        return Err((format!("experiments.{name}"), e.message));
+    }
+    if section.script_roots.is_empty() {
+        return Err((
+            key("script_roots"),
+            "list at least one directory, e.g. [\"/cvmfs/nova.opensciencegrid.org\"]".into(),
+        ));
+    }
+    if let Some(root) = section.script_roots.iter().find(|r| !r.is_absolute()) {
+        return Err((
+            key("script_roots"),
+            format!("`{}` must be an absolute directory", root.display()),
+        ));
+    }
+    if section
+        .approval_grace_seconds
+        .is_some_and(|s| s > MAX_GRACE_SECONDS)
+    {
+        return Err((
+            key("approval_grace_seconds"),
+            format!("must be at most {MAX_GRACE_SECONDS} (a day); 0 starts at approval"),
+        ));
     }
     Ok(())
 }
@@ -487,7 +560,9 @@ fn line_at(text: &str, offset: usize) -> usize {
 /// set, or where its table starts; 1 when neither is found.
 fn line_of_key(text: &str, key: &str) -> usize {
     let parts: Vec<&str> = key.split('.').filter(|p| !p.is_empty()).collect();
-    let table = parts.first().and_then(|t| table_line(text, t));
+    let table = (1..=parts.len())
+        .rev()
+        .find_map(|n| table_line(text, &parts[..n].join(".")));
     let leaf = parts.last().copied().unwrap_or("");
     let from = table.unwrap_or(0);
     text.lines()
@@ -552,6 +627,27 @@ mod tests {
     }
 
     #[test]
+    fn experiment_sections_give_script_roots_and_a_grace_of_300_seconds_by_default() {
+        let config = parse(
+            "[experiments.nova]\nscript_roots = [\"/cvmfs/nova\", \"/exp/prod/scripts\"]\n\n[experiments.dune]\nscript_roots = [\"/cvmfs/dune\"]\napproval_grace_seconds = 0\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let policies = config.policies();
+        let nova = policies.of("nova").unwrap();
+        assert_eq!(
+            nova.script_roots,
+            [
+                PathBuf::from("/cvmfs/nova"),
+                PathBuf::from("/exp/prod/scripts")
+            ]
+        );
+        assert_eq!(nova.grace, Duration::from_secs(300));
+        assert_eq!(policies.grace_for("dune"), Duration::ZERO);
+        assert!(policies.of("mu2e").is_none());
+    }
+
+    #[test]
     fn mistakes_name_the_file_line_and_key() {
         assert_eq!(
             err("[worker]\nslots = 4\nsolts = 5\n"),
@@ -584,6 +680,22 @@ mod tests {
         assert_eq!(
             err("[[check]]\nname = \"t\"\nkind = \"token\"\npath = \"/t\"\nmin_hourz = 2\n"),
             "/etc/prodops.toml:5: check[0].min_hourz: unknown field `min_hourz`, expected one of `name`, `kind`, `experiment`, `backend`, `timeout_seconds`, `every_seconds`, `url`, `status`, `json_field`, `json_equals`, `command`, `max_depth`, `group`, `role`, `path`, `program`, `min_hours`"
+        );
+        assert_eq!(
+            err("[experiments.nova]\nscript_roots = [\"/cvmfs/nova\", \"scripts\"]\n"),
+            "/etc/prodops.toml:2: experiments.nova.script_roots: `scripts` must be an absolute directory"
+        );
+        assert_eq!(
+            err("[worker]\nslots = 1\n\n[experiments.nova]\nscript_roots = [\"/p\"]\napproval_grace_seconds = 90000\n"),
+            "/etc/prodops.toml:6: experiments.nova.approval_grace_seconds: must be at most 86400 (a day); 0 starts at approval"
+        );
+        assert_eq!(
+            err("[experiments.nova]\nscript_roots = []\n"),
+            "/etc/prodops.toml:2: experiments.nova.script_roots: list at least one directory, e.g. [\"/cvmfs/nova.opensciencegrid.org\"]"
+        );
+        assert!(
+            err("[experiments.nova]\nscript_roots = [\"/p\"]\ngrace = 5\n")
+                .starts_with("/etc/prodops.toml:3: experiments.nova.grace: unknown field `grace`"),
         );
         assert!(err("[worker\nslots = 1").starts_with("/etc/prodops.toml:1:"));
         assert!(err("[slurm]\npartition = \"x\"\n").contains("missing field `work_dir`"));

@@ -20,7 +20,7 @@ pub mod measure;
 mod script;
 pub mod stages;
 
-use crate::model::jobspec::{files, JobResult, JobRunSpec, OutputFile};
+use crate::model::jobspec::{files, JobResult, JobRunSpec, OutputFile, ShippedScript};
 use crate::store::now_ms;
 use script::{Places, ScriptOutcome};
 use stages::{StageLog, ThreadMeter, Usage};
@@ -124,9 +124,22 @@ fn run_stages(spec: &JobRunSpec, work: &Path, io: &mut JobIo, result: &mut JobRe
         Ok(inputs) => inputs,
         Err(()) => return stage_failed(result, "stage-in"),
     };
-    if measured(io, "unpack", |children| unpack(spec, work, children)).is_err() {
-        return stage_failed(result, "unpack");
-    }
+    let approved = match measured(io, "unpack", |children| unpack(spec, work, children)) {
+        Ok(approved) => approved,
+        Err(()) => return stage_failed(result, "unpack"),
+    };
+    let shipped;
+    let spec = match approved {
+        Some(path) => {
+            let mut run = spec.clone();
+            run.env
+                .insert("PRODOPS_SCRIPT_SOURCE".into(), spec.executable.clone());
+            run.executable = path.display().to_string();
+            shipped = run;
+            &shipped
+        }
+        None => spec,
+    };
     let out = work.join("out");
     if let Err(e) = fs::create_dir_all(&out) {
         io.note(&format!("cannot create {}: {e}", out.display()));
@@ -219,11 +232,41 @@ fn stage_in(spec: &JobRunSpec, work: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// `unpack`: extracts the tarball into the working directory, when there is
-/// one, adding what `tar` used to `helpers`.
-fn unpack(spec: &JobRunSpec, work: &Path, helpers: &mut Usage) -> Result<(), String> {
-    let Some(tarball) = &spec.tarball else {
-        return Ok(());
-    };
+/// one, adding what `tar` used to `helpers`, and writes the approved copy of
+/// the script there, when one was shipped; returns where that copy is.
+fn unpack(spec: &JobRunSpec, work: &Path, helpers: &mut Usage) -> Result<Option<PathBuf>, String> {
+    if let Some(tarball) = &spec.tarball {
+        untar(tarball, work, helpers)?;
+    }
+    spec.script
+        .as_ref()
+        .map(|script| place_script(script, &spec.executable, work))
+        .transpose()
+}
+
+/// Writes the shipped script, checked against its hash, as
+/// `.prodops-approved/<its file name>` in `work`: executable when it starts
+/// with `#!` or is an ELF program, else run through `/bin/sh` as a
+/// non-executable script is.
+fn place_script(script: &ShippedScript, source: &str, work: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let content = script.content()?;
+    let dir = work.join(".prodops-approved");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let name = Path::new(source)
+        .file_name()
+        .map_or_else(|| "script".into(), |n| n.to_os_string());
+    let path = dir.join(name);
+    fs::write(&path, &content).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let runs_itself = content.starts_with(b"#!") || content.starts_with(b"\x7fELF");
+    let mode = if runs_itself { 0o755 } else { 0o644 };
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Extracts `tarball` into `work`, adding what `tar` used to `helpers`.
+fn untar(tarball: &str, work: &Path, helpers: &mut Usage) -> Result<(), String> {
     let child = Command::new("tar")
         .arg("-xf")
         .arg(tarball)

@@ -105,6 +105,22 @@ fn command_for(spec: &JobRunSpec, work: &Path) -> Command {
     cmd
 }
 
+/// Starts `cmd`, trying again for a moment while the kernel says the
+/// program is busy: the approved copy was written just before, and another
+/// thread's child may still hold it open between its fork and exec.
+fn spawn_retrying_busy(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// Runs the script as stage `run` (and any stages its markers open).
 pub fn run(spec: &JobRunSpec, places: &Places, io: &mut JobIo) -> ScriptOutcome {
     let mut cmd = command_for(spec, places.work);
@@ -130,7 +146,7 @@ pub fn run(spec: &JobRunSpec, places: &Places, io: &mut JobIo) -> ScriptOutcome 
         cmd.process_group(0);
     }
     let stage = io.stages.start("run");
-    let mut child = match cmd.spawn() {
+    let mut child = match spawn_retrying_busy(&mut cmd) {
         Ok(child) => child,
         Err(e) => {
             io.note(&format!("cannot start {}: {e}", spec.executable));

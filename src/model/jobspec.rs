@@ -49,12 +49,51 @@ pub struct JobRunSpec {
     /// A tarball unpacked into the working directory by the `unpack` stage.
     #[serde(default)]
     pub tarball: Option<String>,
+    /// The approved copy of the script, shipped with the job: the `unpack`
+    /// stage writes it into the working directory and `run` runs it instead
+    /// of the live file `executable` names (issue 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ShippedScript>,
     /// Where `copy-out` moves the files the script left in `out/`.
     pub output_dir: String,
     /// Memory limit in MB: the job is killed and marked out-of-memory above it.
     pub memory_mb: i64,
     /// Wall-time limit in seconds: the job is killed above it.
     pub wall_seconds: i64,
+}
+
+/// A script's approved content as it travels in `job.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippedScript {
+    /// SHA-256 of the content (hex), checked before it runs.
+    pub sha256: String,
+    /// The content, hex-encoded (a script may be any bytes).
+    pub content_hex: String,
+}
+
+impl ShippedScript {
+    /// The script `content`, named by its hash.
+    pub fn of(sha256: &str, content: &[u8]) -> ShippedScript {
+        ShippedScript {
+            sha256: sha256.to_string(),
+            content_hex: hex::encode(content),
+        }
+    }
+
+    /// The content, when it decodes and matches its hash.
+    pub fn content(&self) -> Result<Vec<u8>, String> {
+        use sha2::Digest;
+        let content = hex::decode(&self.content_hex)
+            .map_err(|e| format!("the shipped script is not hex: {e}"))?;
+        let hash = hex::encode(sha2::Sha256::digest(&content));
+        if hash != self.sha256 {
+            return Err(format!(
+                "the shipped script's content has sha256 {hash}, not the approved {}",
+                self.sha256
+            ));
+        }
+        Ok(content)
+    }
 }
 
 /// One line of `stages.jsonl`.
@@ -145,5 +184,25 @@ impl JobResult {
             && !self.oom
             && !self.timed_out
             && self.failed_stage.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shipped_script_runs_only_when_its_content_matches_the_approved_hash() {
+        use sha2::Digest;
+        let content = b"#!/bin/sh\necho approved\n";
+        let hash = hex::encode(sha2::Sha256::digest(content));
+        let shipped = ShippedScript::of(&hash, content);
+        assert_eq!(shipped.content().unwrap(), content);
+        let tampered = ShippedScript {
+            content_hex: hex::encode(b"#!/bin/sh\necho other\n"),
+            ..shipped
+        };
+        let e = tampered.content().unwrap_err();
+        assert!(e.contains(&format!("not the approved {hash}")), "{e}");
     }
 }

@@ -9,6 +9,7 @@ pub mod jobspec;
 pub mod progress;
 pub mod request;
 pub mod request_file;
+pub mod request_policy;
 pub mod role;
 pub mod spec;
 pub mod split;

@@ -78,6 +78,9 @@ pub struct ValidRequest {
     pub spec: Spec,
     /// True when the file states a priority (else the default applies).
     pub priority_given: bool,
+    /// The content of each script as read when filed, by its SHA-256 (hex):
+    /// stored with the request so jobs run what was approved (issue 15).
+    pub scripts: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,6 +381,7 @@ fn validate(raw: RawRequest) -> Result<ValidRequest, RequestError> {
             stages,
         },
         priority_given: raw.priority.is_some(),
+        scripts: Default::default(),
     })
 }
 
@@ -438,6 +442,7 @@ fn check_stage(
                 Executable::Script {
                     path: path.clone(),
                     args: raw.args.clone(),
+                    sha256: None,
                 }
             }
             (None, Some(launch)) => {

@@ -95,7 +95,7 @@ fn write_stage(out: &mut Out, stage: &StageSpec, defaults: &Defaults) -> Result<
         out.key("backend", &json(&stage.backend))?;
     }
     match &stage.executable {
-        Executable::Script { path, args } => {
+        Executable::Script { path, args, .. } => {
             out.key("script", &json(path))?;
             if !args.is_empty() {
                 out.key("args", &json(args))?;

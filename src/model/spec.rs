@@ -152,6 +152,11 @@ pub enum Executable {
         path: String,
         /// Its arguments.
         args: Vec<String>,
+        /// SHA-256 of its content when filed (hex): part of the hash an
+        /// approval freezes, and the key of the copy jobs run (issue 15).
+        /// `None` in specs filed before content was locked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
     },
     /// An experiment launch script.
     Launch(Launch),

@@ -103,12 +103,30 @@ impl OpsError {
 pub struct Ops {
     store: Store,
     actor: Actor,
+    /// Per-experiment request policy (script roots, grace period; issue 15).
+    policies: std::sync::Arc<crate::model::request_policy::Policies>,
 }
 
 impl Ops {
     /// Actions as `actor`.
     pub fn new(store: Store, actor: Actor) -> Ops {
-        Ops { store, actor }
+        Ops {
+            store,
+            actor,
+            policies: Default::default(),
+        }
+    }
+
+    /// The same actions under the configuration's per-experiment policies
+    /// (without: scripts from the request's directory, no grace period).
+    pub fn with_policies(mut self, policies: crate::model::request_policy::Policies) -> Ops {
+        self.policies = std::sync::Arc::new(policies);
+        self
+    }
+
+    /// The per-experiment policies in effect.
+    pub fn policies(&self) -> &crate::model::request_policy::Policies {
+        &self.policies
     }
 
     /// Actions as `as_user` on behalf of the real `actor`, allowed only for admins.
@@ -117,13 +135,13 @@ impl Ops {
         let result = ops.require_admin("act as", as_user).await;
         let result = ops.finish(Action::ManageUsers, as_user, result).await;
         result?;
-        Ok(Ops::new(
-            ops.store,
-            Actor {
+        Ok(Ops {
+            actor: Actor {
                 name: as_user.to_string(),
                 real: Some(actor.name),
             },
-        ))
+            ..ops
+        })
     }
 
     async fn require_admin(&self, action: &'static str, target: &str) -> Result<(), OpsError> {

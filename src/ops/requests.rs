@@ -10,64 +10,103 @@ use crate::model::hold::HoldScope;
 use crate::model::ids::{CampaignId, EntityRef};
 use crate::model::progress::{campaign_progress, Progress};
 use crate::model::request::{parse_request, Format, RequestError, ValidRequest, MAX_PRIORITY};
+use crate::model::request_policy::{ScriptRoots, MAX_SCRIPT_BYTES};
 use crate::model::role::{Action, Target};
 use crate::model::spec::{Executable, Spec, TaskKind};
 use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
 use crate::store::campaigns::{self as camp, CampaignFilter, CampaignRow, NewCampaign};
 use crate::store::directory as dir;
 use crate::store::overview;
+use crate::store::scripts as copies;
 use crate::store::states::{self, set_state, state_before_last};
 use crate::store::{StoreError, Tx};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Reads, validates and resolves a request file (P4): scripts must exist.
-pub fn read_request_file(path: &Path) -> Result<ValidRequest, OpsError> {
-    let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| OpsError::RequestFile {
-        path: shown.clone(),
-        error: RequestError {
-            field: "file".into(),
-            message: format!("cannot be read: {e}"),
-        },
-    })?;
-    let base = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    read_request(&bytes, &shown, &base)
+impl Ops {
+    /// Reads, validates and resolves a request file (P4): scripts must exist
+    /// under the experiment's script roots (issue 15).
+    pub fn read_request_file(&self, path: &Path) -> Result<ValidRequest, OpsError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| OpsError::RequestFile {
+            path: shown.clone(),
+            error: RequestError {
+                field: "file".into(),
+                message: format!("cannot be read: {e}"),
+            },
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        self.read_request(&bytes, &shown, &base)
+    }
+
+    /// Validates and resolves a request given as text (a file's, stdin's, an
+    /// editor's): `name` labels errors and chooses the syntax (`.json`, else by
+    /// content), relative script paths are resolved against `base` (P4), and
+    /// every script must lie under the experiment's script roots (without a
+    /// section: `base` or the current directory); each script's content is
+    /// read and its hash put in the spec (issue 15).
+    pub fn read_request(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        base: &Path,
+    ) -> Result<ValidRequest, OpsError> {
+        let file_error = |error: RequestError| OpsError::RequestFile {
+            path: name.to_string(),
+            error,
+        };
+        let mut request = parse_request(bytes, Format::of(name, bytes)).map_err(file_error)?;
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        let resolved =
+            |dir: &Path| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let here = std::env::current_dir().map_or_else(|_| resolved(base), |d| resolved(&d));
+        let roots = self
+            .policies
+            .roots_for(&request.spec.experiment, &resolved(base), &here);
+        resolve_scripts(&mut request, base, &roots).map_err(file_error)?;
+        Ok(request)
+    }
 }
 
-/// Validates and resolves a request given as text (a file's, stdin's, an
-/// editor's): `name` labels errors and chooses the syntax (`.json`, else by
-/// content), relative script paths are resolved against `base` (P4).
-pub fn read_request(bytes: &[u8], name: &str, base: &Path) -> Result<ValidRequest, OpsError> {
-    let file_error = |error: RequestError| OpsError::RequestFile {
-        path: name.to_string(),
-        error,
+/// Makes script paths absolute (relative to the request file), checks they
+/// exist under `roots`, and reads each job script into the request with its
+/// hash in the spec.
+fn resolve_scripts(
+    request: &mut ValidRequest,
+    base: &Path,
+    roots: &ScriptRoots,
+) -> Result<(), RequestError> {
+    let experiment = request.spec.experiment.clone();
+    let confined = |field: &str, path: &str| {
+        let resolved = existing_file(field, path, base)?;
+        confine(field, path, &resolved, roots, &experiment)?;
+        Ok::<String, RequestError>(resolved)
     };
-    let mut request = parse_request(bytes, Format::of(name, bytes)).map_err(file_error)?;
-    resolve_scripts(&mut request.spec, base).map_err(file_error)?;
-    Ok(request)
-}
-
-/// Makes script paths absolute (relative to the request file) and checks they exist.
-fn resolve_scripts(spec: &mut Spec, base: &Path) -> Result<(), RequestError> {
-    for (i, stage) in spec.stages.iter_mut().enumerate() {
-        if let Executable::Script { path, .. } = &mut stage.executable {
-            *path = existing_file(&format!("stage[{i}].script"), path, base)?;
+    for (i, stage) in request.spec.stages.iter_mut().enumerate() {
+        if let Executable::Script { path, sha256, .. } = &mut stage.executable {
+            let field = format!("stage[{i}].script");
+            *path = confined(&field, path)?;
+            let content = read_script(&field, Path::new(path))?;
+            let hash = hex::encode(Sha256::digest(&content));
+            request.scripts.insert(hash.clone(), content);
+            *sha256 = Some(hash);
         }
         if let Executable::Launch(launch) = &mut stage.executable {
             if launch.command.contains('/') {
-                launch.command =
-                    existing_file(&format!("stage[{i}].launch.command"), &launch.command, base)?;
+                launch.command = confined(&format!("stage[{i}].launch.command"), &launch.command)?;
             }
         }
         if let Some(check) = &mut stage.complete_when.check_script {
-            *check = existing_file(
-                &format!("stage[{i}].complete_when.check_script"),
-                check,
-                base,
-            )?;
+            *check = confined(&format!("stage[{i}].complete_when.check_script"), check)?;
         }
     }
     Ok(())
@@ -85,6 +124,50 @@ fn existing_file(field: &str, path: &str, base: &Path) -> Result<String, Request
             ),
         }),
     }
+}
+
+/// Refuses a script whose resolved path lies outside the allowed roots.
+fn confine(
+    field: &str,
+    given: &str,
+    resolved: &str,
+    roots: &ScriptRoots,
+    experiment: &str,
+) -> Result<(), RequestError> {
+    if roots.contain(Path::new(resolved)) {
+        return Ok(());
+    }
+    let shown = if given == resolved {
+        format!("`{given}`")
+    } else {
+        format!("`{given}` (resolved: {resolved})")
+    };
+    Err(RequestError {
+        field: field.to_string(),
+        message: format!(
+            "{shown} is outside the directories scripts of {experiment} may come from: {}; move the script under one of them",
+            roots.describe(experiment)
+        ),
+    })
+}
+
+/// A job script's content, at most [`MAX_SCRIPT_BYTES`] (it is shipped with every job).
+fn read_script(field: &str, path: &Path) -> Result<Vec<u8>, RequestError> {
+    let content = std::fs::read(path).map_err(|e| RequestError {
+        field: field.to_string(),
+        message: format!("`{}` cannot be read: {e}", path.display()),
+    })?;
+    if content.len() > MAX_SCRIPT_BYTES {
+        return Err(RequestError {
+            field: field.to_string(),
+            message: format!(
+                "`{}` is {} bytes; a job script is shipped with every job and may be at most {MAX_SCRIPT_BYTES}: name a small wrapper that runs the program from the release area",
+                path.display(),
+                content.len()
+            ),
+        });
+    }
+    Ok(content)
 }
 
 fn kind_of(row: &CampaignRow) -> Result<TaskKind, OpsError> {
@@ -149,7 +232,7 @@ impl Ops {
 
     /// Files a new request from a TOML or JSON file (J15); MC goes to pending approval.
     pub async fn request_new(&self, path: &Path) -> Result<RequestDetail, OpsError> {
-        let request = read_request_file(path)?;
+        let request = self.read_request_file(path)?;
         let result = self
             .file_request(&request, None, Action::CreateRequest)
             .await;
@@ -187,6 +270,7 @@ impl Ops {
             },
             spec: spec_of(&row)?,
             priority_given: true,
+            scripts: BTreeMap::new(),
         };
         self.file_request(&request, Some(source.0), Action::CloneRequest)
             .await
@@ -237,15 +321,19 @@ impl Ops {
             &reason,
         )
         .await?;
+        store_copies(&mut tx, &request.scripts).await?;
         let auto =
             !spec.kind.always_needs_approval() && experiment.auto_approve.contains(&spec.kind);
         if auto {
             let why = format!(
-                "approved by the policy of {} for {} requests",
-                spec.experiment, spec.kind
+                "approved by the policy of {} for {} requests{}",
+                spec.experiment,
+                spec.kind,
+                self.grace_note(&spec.experiment)
             );
             set_state(&mut tx, id, CampaignState::Approved, &why, &who).await?;
             camp::set_approval(&mut tx, id, Some((&hash, "policy"))).await?;
+            copies::set_start_after(&mut tx, id, self.start_after(&spec.experiment)).await?;
             materialise(&mut tx, id, spec, &who).await?;
         } else {
             set_state(
@@ -274,11 +362,11 @@ impl Ops {
         id: CampaignId,
         path: &Path,
     ) -> Result<RequestDetail, OpsError> {
-        let request = read_request_file(path)?;
+        let request = self.read_request_file(path)?;
         self.request_edit_with(id, &request).await
     }
 
-    /// Replaces a request's spec with an already read one (see [`read_request`]).
+    /// Replaces a request's spec with an already read one (see [`Ops::read_request`]).
     pub async fn request_edit_with(
         &self,
         id: CampaignId,
@@ -360,8 +448,10 @@ impl Ops {
             "description edited; spec unchanged".to_string()
         } else {
             camp::update_spec(&mut tx, id.0, &spec.canonical_json(), &hash).await?;
+            store_copies(&mut tx, &request.scripts).await?;
             if row.approved_hash.is_some() {
                 camp::set_approval(&mut tx, id.0, None).await?;
+                copies::set_start_after(&mut tx, id.0, None).await?;
                 cancel_children(&mut tx, id.0, "spec changed after approval", &who).await?;
             }
             if state == CampaignState::Approved {
@@ -382,6 +472,76 @@ impl Ops {
         Ok(())
     }
 
+    /// Reads each job script of `spec` again at approval and locks its
+    /// content: it must still be the file filed (same resolved path, inside
+    /// the configured roots) with the hash the spec names; a spec filed
+    /// before content was locked takes the hash read now. Returns the
+    /// contents by hash, to be stored as the copies jobs run (issue 15).
+    fn lock_scripts(
+        &self,
+        id: CampaignId,
+        spec: &mut Spec,
+    ) -> Result<BTreeMap<String, Vec<u8>>, OpsError> {
+        let configured = self.policies.of(&spec.experiment).map(|p| ScriptRoots {
+            roots: p.script_roots.clone(),
+            configured: true,
+        });
+        let experiment = spec.experiment.clone();
+        let mut scripts = BTreeMap::new();
+        for (i, stage) in spec.stages.iter_mut().enumerate() {
+            let Executable::Script { path, sha256, .. } = &mut stage.executable else {
+                continue;
+            };
+            let field = format!("stage[{i}].script");
+            let refused = |message: String| OpsError::Invalid(format!("{id}: {field}: {message}"));
+            let resolved = existing_file(&field, path, Path::new("/")).map_err(|e| {
+                refused(format!(
+                    "{}; the requester re-files it with `prodops request edit {id} FILE`",
+                    e.message
+                ))
+            })?;
+            if resolved != *path {
+                return Err(refused(format!(
+                    "`{path}` now resolves to {resolved} (a link changed since it was filed): the requester re-files it with `prodops request edit {id} FILE`"
+                )));
+            }
+            if let Some(roots) = &configured {
+                confine(&field, path, &resolved, roots, &experiment)
+                    .map_err(|e| refused(e.message))?;
+            }
+            let content = read_script(&field, Path::new(path)).map_err(|e| refused(e.message))?;
+            let now = hex::encode(Sha256::digest(&content));
+            if let Some(filed) = sha256.as_deref().filter(|filed| *filed != now) {
+                return Err(refused(format!(
+                    "`{path}` changed since it was filed (sha256 {filed} then, {now} now): it is not approved; the requester re-files it with `prodops request edit {id} FILE`, then it is approved again"
+                )));
+            }
+            *sha256 = Some(now.clone());
+            scripts.insert(now, content);
+        }
+        Ok(scripts)
+    }
+
+    /// When a campaign of `experiment` approved now may first be split:
+    /// `None` without a grace period.
+    fn start_after(&self, experiment: &str) -> Option<i64> {
+        let grace = self.policies.grace_for(experiment);
+        (!grace.is_zero()).then(|| crate::store::now_ms() + grace.as_millis() as i64)
+    }
+
+    /// `; first jobs in 300 s (grace period)`, or nothing without one.
+    fn grace_note(&self, experiment: &str) -> String {
+        let grace = self.policies.grace_for(experiment);
+        if grace.is_zero() {
+            String::new()
+        } else {
+            format!(
+                "; first jobs in {} s (grace period: cancelling before then leaves no job)",
+                grace.as_secs()
+            )
+        }
+    }
+
     /// Approves a pending request, freezing its spec hash and creating its tasks (J12, X3).
     pub async fn approve(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
         let result = self.approve_inner(id, reason).await;
@@ -398,14 +558,23 @@ impl Ops {
         }
         let who = self.actor.display();
         let why = non_empty(reason, "approved");
+        let mut spec = spec_of(&row)?;
+        let scripts = self.lock_scripts(id, &mut spec)?;
+        let hash = spec.hash();
+        if hash != row.spec_hash {
+            camp::update_spec(&mut tx, id.0, &spec.canonical_json(), &hash).await?;
+        }
+        store_copies(&mut tx, &scripts).await?;
+        let why = format!("{why}{}", self.grace_note(&row.experiment));
         set_state(&mut tx, id.0, CampaignState::Approved, &why, &who).await?;
-        camp::set_approval(&mut tx, id.0, Some((&row.spec_hash, &who))).await?;
-        materialise(&mut tx, id.0, &spec_of(&row)?, &who).await?;
+        camp::set_approval(&mut tx, id.0, Some((&hash, &who))).await?;
+        copies::set_start_after(&mut tx, id.0, self.start_after(&row.experiment)).await?;
+        materialise(&mut tx, id.0, &spec, &who).await?;
         self.audit_ok(
             &mut tx,
             Action::Approve,
             &id.to_string(),
-            &format!("{why}; spec {}", row.spec_hash),
+            &format!("{why}; spec {hash}"),
         )
         .await?;
         tx.commit().await?;
@@ -808,6 +977,17 @@ async fn progress_of(
         Some(p) => Ok(p),
         None => Ok(campaign_progress(kind_of(row)?, &[])),
     }
+}
+
+/// Stores the scripts read for a request as the copies its jobs run.
+async fn store_copies(
+    tx: &mut Tx<'_>,
+    scripts: &BTreeMap<String, Vec<u8>>,
+) -> Result<(), OpsError> {
+    for (sha256, content) in scripts {
+        copies::store_copy(tx, sha256, content).await?;
+    }
+    Ok(())
 }
 
 fn non_empty(reason: &str, default: &str) -> String {

@@ -57,12 +57,14 @@ pub struct CampaignRow {
     pub consolidated_into: Option<i64>,
     /// Filing time, ms.
     pub created_at: i64,
+    /// When it may first be split (approval plus the grace period), ms.
+    pub start_after: Option<i64>,
 }
 
 const CAMPAIGN_COLUMNS: &str =
     "c.id, e.name, c.kind, c.title, c.priority, c.physics_group, c.description, \
      c.creator, c.state, c.state_since, c.spec_json, c.spec_hash, c.approved_hash, c.approved_by, \
-     c.approved_at, c.cloned_from, c.consolidated_into, c.created_at";
+     c.approved_at, c.cloned_from, c.consolidated_into, c.created_at, c.start_after";
 
 fn campaign_from_row(r: &AnyRow) -> Result<CampaignRow, StoreError> {
     Ok(CampaignRow {
@@ -84,6 +86,7 @@ fn campaign_from_row(r: &AnyRow) -> Result<CampaignRow, StoreError> {
         cloned_from: r.try_get(15)?,
         consolidated_into: r.try_get(16)?,
         created_at: r.try_get(17)?,
+        start_after: r.try_get(18)?,
     })
 }
 

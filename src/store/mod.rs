@@ -15,6 +15,7 @@ pub mod lease;
 mod open;
 pub mod overview;
 pub mod queue;
+pub mod scripts;
 pub(crate) mod sql;
 pub mod states;
 

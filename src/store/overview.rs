@@ -37,6 +37,8 @@ pub struct CampaignLine {
     pub failed: i64,
     /// Units done of units planned, the same as `campaign show` prints (M1).
     pub progress: Progress,
+    /// When an approved campaign may first be split (its grace period's end), ms.
+    pub start_after: Option<i64>,
 }
 
 /// Every campaign by experiment, then queue order (J16), with subtask counts.
@@ -45,10 +47,11 @@ pub async fn campaign_lines(conn: &mut AnyConnection) -> Result<Vec<CampaignLine
         "SELECT c.id, e.name, c.kind, c.title, c.state, c.priority,
                 COUNT(s.id),
                 COALESCE(SUM(CASE WHEN s.state = 'succeeded' THEN 1 ELSE 0 END), 0),
-                COALESCE(SUM(CASE WHEN s.state = 'failed' THEN 1 ELSE 0 END), 0)
+                COALESCE(SUM(CASE WHEN s.state = 'failed' THEN 1 ELSE 0 END), 0),
+                c.start_after
          FROM campaigns c JOIN experiments e ON e.id = c.experiment_id
          LEFT JOIN tasks t ON t.campaign_id = c.id LEFT JOIN subtasks s ON s.task_id = t.id
-         GROUP BY c.id, e.name, c.kind, c.title, c.state, c.priority, c.created_at
+         GROUP BY c.id, e.name, c.kind, c.title, c.state, c.priority, c.created_at, c.start_after
          ORDER BY e.name, c.priority DESC, c.created_at, c.id",
     )
     .fetch_all(&mut *conn)
@@ -72,6 +75,7 @@ pub async fn campaign_lines(conn: &mut AnyConnection) -> Result<Vec<CampaignLine
                 subtasks: r.try_get(6)?,
                 succeeded: r.try_get(7)?,
                 failed: r.try_get(8)?,
+                start_after: r.try_get(9)?,
             })
         })
         .collect()

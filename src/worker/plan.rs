@@ -8,7 +8,9 @@ use crate::model::spec::{Executable, InputSpec, Spec, StageSpec};
 use crate::model::split::{plan_jobs, JobPlan};
 use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
 use crate::store::jobs::{self, NewJob, Provenance};
+use crate::store::now_ms;
 use crate::store::queue::{subtasks_in_state, QueuedSubtask};
+use crate::store::scripts::{copy_of, waiting_campaigns};
 use crate::store::states::{Moves, Skipped};
 use crate::store::{StoreError, Tx};
 use std::collections::{HashMap, HashSet};
@@ -22,7 +24,16 @@ pub(super) async fn split_ready(
     skipped: &mut Skipped,
 ) -> Result<Split, WorkerError> {
     let ready = subtasks_in_state(tx, SubtaskState::Ready).await?;
-    let startable: Vec<&QueuedSubtask> = ready.iter().filter(|s| startable(s)).collect();
+    let waiting: HashSet<i64> = if ready.is_empty() {
+        HashSet::new()
+    } else {
+        let waits = waiting_campaigns(tx, now_ms()).await?;
+        waits.into_iter().map(|(id, _)| id).collect()
+    };
+    let startable: Vec<&QueuedSubtask> = ready
+        .iter()
+        .filter(|s| startable(s) && !waiting.contains(&s.campaign_id))
+        .collect();
     if startable.is_empty() {
         return Ok(Split::default());
     }
@@ -187,6 +198,9 @@ async fn plan_subtask(
     if let Some(why) = missing_script(stage) {
         return Ok(Err(why));
     }
+    if let Some(why) = missing_copy(tx, stage).await? {
+        return Ok(Err(why));
+    }
     let inputs = match input_files(tx, sub, stage, parent_outputs).await? {
         Ok(ids) => ids,
         Err(why) => return Ok(Err(why)),
@@ -195,7 +209,8 @@ async fn plan_subtask(
 }
 
 /// Why the stage cannot start when a script it names is gone since the
-/// request was filed (P4: checked again before its jobs are queued).
+/// request was filed (P4: checked again before its jobs are queued; a job
+/// script's jobs then run its approved copy, not this file).
 fn missing_script(stage: &StageSpec) -> Option<String> {
     let script = match &stage.executable {
         Executable::Script { path, .. } => Some(path.as_str()),
@@ -206,6 +221,35 @@ fn missing_script(stage: &StageSpec) -> Option<String> {
         .chain(stage.complete_when.check_script.as_deref())
         .find(|path| !std::path::Path::new(path).is_file())
         .map(|path| format!("script `{path}` no longer exists (it did when the request was filed)"))
+}
+
+/// Why the stage cannot start when the approved copy of its script is not
+/// in the database (its jobs would have nothing to run).
+async fn missing_copy(tx: &mut Tx<'_>, stage: &StageSpec) -> Result<Option<String>, WorkerError> {
+    let Executable::Script {
+        sha256: Some(sha256),
+        path,
+        ..
+    } = &stage.executable
+    else {
+        return Ok(None);
+    };
+    let present = copy_of(tx, sha256).await?.is_some();
+    Ok((!present).then(|| {
+        format!(
+            "the approved copy of script `{path}` (sha256 {sha256}) is missing from the database"
+        )
+    }))
+}
+
+impl Worker {
+    /// Approved campaigns still in their grace period (X6): `(campaign id,
+    /// when its first jobs may be made, ms)`, soonest first. `--batch`
+    /// says when to run again; the worker splits them once it has passed.
+    pub async fn grace_waits(&self) -> Result<Vec<(i64, i64)>, WorkerError> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(waiting_campaigns(&mut conn, now_ms()).await?)
+    }
 }
 
 /// Input file ids: the parents' outputs, or the files the request names.

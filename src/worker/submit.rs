@@ -8,12 +8,13 @@ use super::{Worker, WorkerError, WORKER_USER};
 use crate::batch::{BatchSystem, JobGroup, JobKey, JobLaunch, Submitted};
 use crate::model::check::CheckSpec;
 use crate::model::ids::JobId;
-use crate::model::jobspec::JobRunSpec;
+use crate::model::jobspec::{JobRunSpec, ShippedScript};
 use crate::model::spec::{Executable, StageSpec};
 use crate::model::split::JobPlan;
 use crate::model::state::{BatchState, JobState, Lifecycle};
 use crate::store::jobs::{files_by_id, set_batch_job_ids, set_instances};
 use crate::store::queue::{desired_sites, in_flight, submittable_jobs, InFlight, Submittable};
+use crate::store::scripts::copy_of;
 use crate::store::sql::{json, Dialect};
 use crate::store::states::{move_states, move_states_from, states_of, Skipped};
 use crate::store::StoreError;
@@ -91,7 +92,14 @@ pub(super) async fn submit(
         let stage = specs
             .get(&subtask)
             .ok_or_else(|| StoreError::NotFound(format!("S{subtask}")))?;
-        let group = job_group(worker, conn, stage, &jobs).await?;
+        let script = match shipped_script(conn, stage).await? {
+            Ok(script) => script,
+            Err(why) => {
+                refused.push((jobs, why));
+                continue;
+            }
+        };
+        let group = job_group(worker, conn, stage, &jobs, script.as_ref()).await?;
         let answer = match &stage.executable {
             Executable::Launch(launch) => backend.launch(launch, &group.jobs).await,
             Executable::Script { .. } => backend.submit(&group).await,
@@ -319,12 +327,36 @@ async fn stage_specs(
     Ok(specs)
 }
 
+/// The approved copy of the stage's script, shipped with its jobs (issue
+/// 15); `None` for a launch script or a spec filed before copies were
+/// kept; an error line when the copy is missing (the jobs wait).
+async fn shipped_script(
+    conn: &mut AnyConnection,
+    stage: &StageSpec,
+) -> Result<Result<Option<ShippedScript>, String>, WorkerError> {
+    let Executable::Script {
+        sha256: Some(sha256),
+        path,
+        ..
+    } = &stage.executable
+    else {
+        return Ok(Ok(None));
+    };
+    Ok(match copy_of(conn, sha256).await? {
+        Some(content) => Ok(Some(ShippedScript::of(sha256, &content))),
+        None => Err(format!(
+            "the approved copy of `{path}` (sha256 {sha256}) is missing from the database; its jobs wait"
+        )),
+    })
+}
+
 /// Builds what the batch system needs for each job: the job-side spec, resources, sites.
 async fn job_group(
     worker: &Worker,
     conn: &mut AnyConnection,
     stage: &StageSpec,
     jobs: &[&Submittable],
+    script: Option<&ShippedScript>,
 ) -> Result<JobGroup, WorkerError> {
     let mut launches = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -336,13 +368,16 @@ async fn job_group(
                 job: JobId(job.job_id),
                 attempt: job.attempt,
             },
-            spec: run_spec(
-                worker,
-                job,
-                stage,
-                &plan,
-                inputs.into_iter().map(|f| f.path).collect(),
-            ),
+            spec: JobRunSpec {
+                script: script.cloned(),
+                ..run_spec(
+                    worker,
+                    job,
+                    stage,
+                    &plan,
+                    inputs.into_iter().map(|f| f.path).collect(),
+                )
+            },
             resources: stage.resources.clone(),
             sites: stage.sites.clone(),
         });
@@ -361,7 +396,7 @@ fn run_spec(
     inputs: Vec<String>,
 ) -> JobRunSpec {
     let (executable, args) = match &stage.executable {
-        Executable::Script { path, args } => (path.clone(), args.clone()),
+        Executable::Script { path, args, .. } => (path.clone(), args.clone()),
         Executable::Launch(l) => (l.command.clone(), l.args.clone()),
     };
     let mut env = BTreeMap::new();
@@ -395,6 +430,7 @@ fn run_spec(
         env,
         inputs,
         tarball: None,
+        script: None,
         output_dir: output_dir.display().to_string(),
         memory_mb: stage.resources.memory_mb,
         wall_seconds: (stage.resources.wall_hours * 3600.0).ceil() as i64,

@@ -433,6 +433,12 @@ fn campaign_item(ctx: &Ctx, c: &CampaignLine) -> TreeItem<'static, String> {
             theme.style(Slot::Dim),
         ),
     ]);
+    if let Some(countdown) = grace_countdown(c, crate::store::now_ms()) {
+        text.push(Span::styled(
+            format!("  starts in {countdown}"),
+            theme.style(Slot::StateHeld),
+        ));
+    }
     for reason in detail.map(|d| d.held_by.as_slice()).unwrap_or_default() {
         text.push(Span::styled(
             format!("  submissions held: {reason}"),
@@ -442,6 +448,14 @@ fn campaign_item(ctx: &Ctx, c: &CampaignLine) -> TreeItem<'static, String> {
     let children = detail.map(|d| task_items(ctx, d)).unwrap_or_default();
     TreeItem::new(id.clone(), Line::from(text), children)
         .unwrap_or_else(|_| TreeItem::new_leaf(id, "?"))
+}
+
+/// The time left of an approved campaign's grace period (`4:12`), while
+/// it lasts: cancelling it then leaves no job (X6).
+fn grace_countdown(c: &CampaignLine, now: i64) -> Option<String> {
+    let waiting = c.state == CampaignState::Approved.as_str()
+        && crate::model::request_policy::in_grace(c.start_after, now);
+    waiting.then(|| crate::model::request_policy::countdown(c.start_after.unwrap_or(now) - now))
 }
 
 /// A subtask's jobs in words: `10 jobs · 3 ok · 2 queued · 4 running · 1 held · 2 failed`
@@ -515,4 +529,37 @@ fn subtask_item(ctx: &Ctx, s: &SubtaskView) -> TreeItem<'static, String> {
     text.extend(job_count_spans(theme, &s.jobs));
     TreeItem::new(s.id.clone(), Line::from(text), batches)
         .unwrap_or_else(|_| TreeItem::new_leaf(s.id.clone(), "?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::progress::{Progress, Unit};
+
+    fn line(state: &str, start_after: Option<i64>) -> CampaignLine {
+        CampaignLine {
+            id: 1,
+            experiment: "nova".into(),
+            kind: "mc".into(),
+            title: "t".into(),
+            state: state.into(),
+            priority: 50,
+            subtasks: 1,
+            succeeded: 0,
+            failed: 0,
+            progress: Progress::nothing(Unit::Events),
+            start_after,
+        }
+    }
+
+    #[test]
+    fn x6_an_approved_campaign_in_its_grace_period_shows_its_countdown() {
+        let now = 1_000_000;
+        let waiting = line("approved", Some(now + 252_000));
+        assert_eq!(grace_countdown(&waiting, now).as_deref(), Some("4:12"));
+        assert_eq!(grace_countdown(&waiting, now + 252_000), None, "started");
+        let cancelled = line("cancelled", Some(now + 252_000));
+        assert_eq!(grace_countdown(&cancelled, now), None);
+        assert_eq!(grace_countdown(&line("approved", None), now), None);
+    }
 }
