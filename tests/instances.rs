@@ -180,7 +180,10 @@ async fn m9_each_job_records_its_site_node_kind_of_node_and_instance() {
     for db in all_dbs().await {
         let w = world(&db).await;
         let dir = tempfile::tempdir().unwrap();
-        let request = gen_request(dir.path(), "where.toml", "/bin/true", 1);
+        let ok = common::script(dir.path(), "ok.sh", "exit 0")
+            .display()
+            .to_string();
+        let request = gen_request(dir.path(), "where.toml", &ok, 1);
         let id = file_and_approve(&w, &request).await;
         let worker =
             local_worker(&w.store, &dir.path().join("work"), 1, Throttles::default()).await;

@@ -96,7 +96,10 @@ async fn m3_a_running_job_put_back_in_the_queue_shows_queued_with_the_reason_unt
     for db in all_dbs().await {
         let w = world(&db).await;
         let dir = tempfile::tempdir().unwrap();
-        let request = gen_request(dir.path(), "requeue.toml", "/bin/true", 1);
+        let ok = common::script(dir.path(), "ok.sh", "exit 0")
+            .display()
+            .to_string();
+        let request = gen_request(dir.path(), "requeue.toml", &ok, 1);
         let id = file_and_approve(&w, &request).await;
         let backend = Arc::new(Requeuing {
             polls: AtomicUsize::new(0),

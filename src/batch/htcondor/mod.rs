@@ -349,6 +349,12 @@ impl BatchSystem for HtcondorBatch {
         &self.config.site
     }
 
+    /// `htcondor@HOST`: the commands ask this host's schedd, which alone
+    /// holds the jobs submitted here.
+    fn instance(&self) -> String {
+        format!("{SYSTEM}@{}", crate::store::lease::hostname())
+    }
+
     async fn submit(&self, group: &JobGroup) -> Result<Vec<Submitted>, BatchError> {
         let (mut done, new) = self.files.split_recorded(&group.jobs);
         let Some(NewGroup { name, jobs: new }) = new else {
@@ -670,6 +676,42 @@ mod tests {
         let mut config = HtcondorConfig::new(dir.to_path_buf());
         config.extra_lines = vec!["+AccountingGroup = \"group_mu2e.prod\"".into()];
         HtcondorBatch::open(config).unwrap()
+    }
+
+    #[test]
+    fn p3_a_queue_check_selects_the_accounting_group_of_its_experiment_and_role() {
+        let of = |experiment: Option<&str>, group: Option<&str>, role: Option<&str>| QueueOf {
+            experiment: experiment.map(str::to_string),
+            group: group.map(str::to_string),
+            role: role.map(str::to_string),
+        };
+        assert_eq!(
+            accounting_group(&of(Some("nova"), None, Some("prod"))).as_deref(),
+            Some("group_nova.prod")
+        );
+        assert_eq!(
+            accounting_group(&of(Some("nova"), Some("group_fife"), None)).as_deref(),
+            Some("group_fife")
+        );
+        assert_eq!(accounting_group(&of(None, None, None)), None);
+        assert_eq!(
+            accounting_constraint("group_nova.prod"),
+            "regexp(\"^group_nova[.]prod([.]|$)\", AccountingGroup)"
+        );
+        assert_eq!(
+            accounting_constraint("group_nova\")|| true"),
+            "regexp(\"^group_novatrue([.]|$)\", AccountingGroup)",
+            "nothing but a name reaches the constraint"
+        );
+    }
+
+    #[test]
+    fn s3_jobs_submitted_here_belong_to_this_hosts_schedd() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            batch(dir.path()).instance(),
+            format!("htcondor@{}", crate::store::lease::hostname())
+        );
     }
 
     #[test]

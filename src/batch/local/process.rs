@@ -85,7 +85,12 @@ mod tests {
             .env("PRODOPS_WORK_DIR", dir.path())
             .spawn()
             .unwrap();
-        let found = find_by_work_dir(dir.path());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = find_by_work_dir(dir.path());
+        while found.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            found = find_by_work_dir(dir.path());
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(found.map(|p| p.pid), Some(child.id() as i32));
