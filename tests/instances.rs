@@ -8,7 +8,7 @@ mod common;
 
 use common::{all_dbs, file_and_approve, gen_request, local_worker, pass_until, script, world};
 use prodops::batch::BatchSystem;
-use prodops::model::ids::{EntityKind, EntityRef, JobId};
+use prodops::model::ids::JobId;
 use prodops::worker::Throttles;
 use std::time::{Duration, Instant};
 
@@ -149,13 +149,7 @@ async fn s3_an_operator_removing_a_job_on_an_unreachable_instance_is_recorded_as
             .unwrap();
         let removed = pass_until(&b, &w, id, |jobs| jobs[0].state == "removed").await;
         assert_eq!(removed[0].attempt, 1, "{}", db.label);
-        let history =
-            w.ed.history(EntityRef {
-                kind: EntityKind::Job,
-                id: job.0,
-            })
-            .await
-            .unwrap();
+        let history = common::job_history(&w, job).await;
         let last = history.last().unwrap();
         assert!(
             last.reason.contains("node a was decommissioned")

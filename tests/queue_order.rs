@@ -5,7 +5,7 @@
 mod common;
 
 use common::{all_dbs, file_and_approve, gen_request, local_worker, script, world};
-use prodops::model::ids::{EntityKind, EntityRef, JobId};
+use prodops::model::ids::JobId;
 use prodops::worker::Throttles;
 use std::time::Duration;
 
@@ -68,13 +68,7 @@ async fn m3_time_in_state_counts_from_the_jobs_last_transition() {
         })
         .await;
         let job: JobId = running[0].id.parse().unwrap();
-        let history =
-            w.ed.history(EntityRef {
-                kind: EntityKind::Job,
-                id: job.0,
-            })
-            .await
-            .unwrap();
+        let history = common::job_history(&w, job).await;
         let entered = history.last().unwrap();
         assert_eq!(entered.new, "running", "{}", db.label);
         assert_eq!(

@@ -14,7 +14,7 @@ use prodops::batch::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, LogBundle, Observed, ObservedState,
     Submitted,
 };
-use prodops::model::ids::{EntityKind, EntityRef, JobId};
+use prodops::model::ids::JobId;
 use prodops::worker::{Throttles, Worker, WorkerConfig};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -138,13 +138,7 @@ async fn m3_a_running_job_put_back_in_the_queue_shows_queued_with_the_reason_unt
             .id
             .parse()
             .unwrap();
-        let history =
-            w.ed.history(EntityRef {
-                kind: EntityKind::Job,
-                id: job.0,
-            })
-            .await
-            .unwrap();
+        let history = common::job_history(&w, job).await;
         assert!(
             history.iter().any(|h| h.old.as_deref() == Some("running")
                 && h.new == "queued"

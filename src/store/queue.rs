@@ -5,6 +5,7 @@ use super::campaigns::placeholders;
 use super::sql::{json, Dialect};
 use super::StoreError;
 use crate::model::hold::HoldScope;
+use crate::model::spec::StageSpec;
 use crate::model::state::{JobState, Lifecycle, SubtaskState};
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, HashMap};
@@ -253,7 +254,7 @@ pub async fn in_flight(conn: &mut AnyConnection) -> Result<InFlight, StoreError>
         .filter(|r| r.try_get::<i64, _>(3).is_ok_and(|running| running == 0))
         .map(|r| r.try_get(4))
         .collect::<Result<_, _>>()?;
-    let desired = desired_sites(conn, &waiting).await?;
+    let desired = desired_sites(&stage_specs(conn, &waiting).await?);
     let mut out = InFlight::default();
     for r in rows {
         let n = r.try_get::<i64, _>(5)? as usize;
@@ -278,12 +279,11 @@ pub async fn in_flight(conn: &mut AnyConnection) -> Result<InFlight, StoreError>
     Ok(out)
 }
 
-/// The sites the jobs of each of `subtasks` asked for (its stage's
-/// `sites.include`; empty when any site will do).
-pub async fn desired_sites(
+/// The stage specs of `subtasks`, read in one statement.
+pub async fn stage_specs(
     conn: &mut AnyConnection,
     subtasks: &[i64],
-) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+) -> Result<HashMap<i64, StageSpec>, StoreError> {
     let mut unique = subtasks.to_vec();
     unique.sort_unstable();
     unique.dedup();
@@ -302,10 +302,19 @@ pub async fn desired_sites(
         .map(|r| {
             let id: i64 = r.try_get(0)?;
             let text: String = r.try_get(1)?;
-            let spec: crate::model::spec::StageSpec = serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt(format!("stage spec of S{id}"), e.to_string()))?;
-            Ok((id, spec.sites.include))
+            let spec: StageSpec = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("spec of S{id}"), e.to_string()))?;
+            Ok((id, spec))
         })
+        .collect()
+}
+
+/// The sites the jobs of each subtask asked for (its stage's
+/// `sites.include`; empty when any site will do).
+pub fn desired_sites(specs: &HashMap<i64, StageSpec>) -> HashMap<i64, Vec<String>> {
+    specs
+        .iter()
+        .map(|(id, spec)| (*id, spec.sites.include.clone()))
         .collect()
 }
 

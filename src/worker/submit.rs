@@ -13,12 +13,13 @@ use crate::model::spec::{Executable, StageSpec};
 use crate::model::split::JobPlan;
 use crate::model::state::{BatchState, JobState, Lifecycle};
 use crate::store::jobs::{files_by_id, set_batch_job_ids, set_instances};
-use crate::store::queue::{desired_sites, in_flight, submittable_jobs, InFlight, Submittable};
+use crate::store::queue::{
+    desired_sites, in_flight, stage_specs, submittable_jobs, InFlight, Submittable,
+};
 use crate::store::scripts::copy_of;
-use crate::store::sql::{json, Dialect};
 use crate::store::states::{move_states, move_states_from, states_of, Skipped};
 use crate::store::StoreError;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -57,7 +58,7 @@ pub(super) async fn submit(
     }
     let held_back = offered - candidates.len();
     let subtasks: Vec<i64> = candidates.iter().map(|job| job.subtask_id).collect();
-    let desired = desired_sites(conn, &subtasks).await?;
+    let desired = desired_sites(&stage_specs(conn, &subtasks).await?);
     let mut picked = within_throttles(worker, &mut flight, &desired, candidates);
     if !picked.is_empty() {
         let refused = record_intents(worker, conn, &picked).await?;
@@ -301,30 +302,6 @@ fn within_throttles(
         }
     }
     picked
-}
-
-/// The stage specs of `subtasks`, read in one statement.
-async fn stage_specs(
-    conn: &mut AnyConnection,
-    subtasks: &[i64],
-) -> Result<HashMap<i64, StageSpec>, WorkerError> {
-    let sql = format!(
-        "SELECT id, spec_json FROM subtasks WHERE id IN ({})",
-        Dialect::of(conn).ids(1)
-    );
-    let rows = sqlx::query(&sql)
-        .bind(json(&subtasks))
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut specs = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let id: i64 = r.try_get(0)?;
-        let text: String = r.try_get(1)?;
-        let stage: StageSpec = serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("spec of S{id}"), e.to_string()))?;
-        specs.insert(id, stage);
-    }
-    Ok(specs)
 }
 
 /// The approved copy of the stage's script, shipped with its jobs (issue

@@ -432,3 +432,16 @@ pub fn pid_of(work: &std::path::Path, batch_id: &str) -> i32 {
     prodops::batch::local::script_pid(&work.join("local"), batch_id)
         .expect("the job's script started")
 }
+
+/// The history of job `job`, oldest first.
+pub async fn job_history(
+    w: &World,
+    job: prodops::model::ids::JobId,
+) -> Vec<prodops::ops::views::HistoryView> {
+    w.ed.history(prodops::model::ids::EntityRef {
+        kind: prodops::model::ids::EntityKind::Job,
+        id: job.0,
+    })
+    .await
+    .unwrap()
+}
