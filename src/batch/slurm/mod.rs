@@ -143,11 +143,11 @@ impl SlurmBatch {
         self.files.record(group, &array.to_string(), &ids)
     }
 
-    /// Slurm's tasks of the arrays `arrays`: `squeue` first, `sacct` for the
-    /// rest, and the ends of those that failed read from `sacct --parsable2`
+    /// Slurm's tasks `wanted` (`(array, index)`): `squeue` first, `sacct` for
+    /// the rest, and the ends of those that failed read from `sacct --parsable2`
     /// when the JSON's exit code is missing or contradicts the state.
-    async fn tasks_of(&self, arrays: &HashSet<u64>) -> Result<Vec<SlurmTask>, BatchError> {
-        let tasks = self.listed_tasks_of(arrays).await?;
+    async fn tasks_of(&self, wanted: &HashSet<(u64, u64)>) -> Result<Vec<SlurmTask>, BatchError> {
+        let tasks = self.listed_tasks_of(wanted).await?;
         let mut doubtful: Vec<u64> = tasks
             .iter()
             .filter(|t| end_is_doubtful(t))
@@ -173,20 +173,31 @@ impl SlurmBatch {
             .collect())
     }
 
-    /// The tasks of `arrays` as the JSON of `squeue`, then `sacct`, lists them.
-    async fn listed_tasks_of(&self, arrays: &HashSet<u64>) -> Result<Vec<SlurmTask>, BatchError> {
+    /// The tasks `wanted` as the JSON of `squeue` lists them, and of `sacct`
+    /// for those `squeue` no longer shows. Slurm purges each ended task from
+    /// `squeue` on its own (`MinJobAge` after its end), so an array can be
+    /// half in `squeue` and half only in the accounting.
+    async fn listed_tasks_of(
+        &self,
+        wanted: &HashSet<(u64, u64)>,
+    ) -> Result<Vec<SlurmTask>, BatchError> {
         let mut tasks: Vec<SlurmTask> = self
             .squeue()
             .await?
             .into_iter()
-            .filter(|t| arrays.contains(&t.array_id))
+            .filter(|t| wanted.contains(&(t.array_id, t.task)))
             .collect();
-        let seen: HashSet<u64> = tasks.iter().map(|t| t.array_id).collect();
-        let mut gone: Vec<u64> = arrays.difference(&seen).copied().collect();
+        let seen: HashSet<(u64, u64)> = tasks.iter().map(|t| (t.array_id, t.task)).collect();
+        let mut gone: Vec<u64> = wanted.difference(&seen).map(|&(array, _)| array).collect();
         gone.sort_unstable();
+        gone.dedup();
         if !gone.is_empty() {
             let ids: Vec<String> = gone.iter().map(u64::to_string).collect();
-            tasks.extend(self.sacct(&["-j".into(), ids.join(",")]).await?);
+            let accounted = self.sacct(&["-j".into(), ids.join(",")]).await?;
+            tasks.extend(accounted.into_iter().filter(|t| {
+                let key = (t.array_id, t.task);
+                wanted.contains(&key) && !seen.contains(&key)
+            }));
         }
         Ok(tasks)
     }
@@ -402,11 +413,7 @@ impl BatchSystem for SlurmBatch {
     }
 
     async fn poll(&self, ids: &[BatchJobId]) -> Result<Vec<Observed>, BatchError> {
-        let wanted: HashSet<u64> = ids
-            .iter()
-            .filter_map(|id| parse_id(&id.0))
-            .map(|(a, _)| a)
-            .collect();
+        let wanted: HashSet<(u64, u64)> = ids.iter().filter_map(|id| parse_id(&id.0)).collect();
         let tasks = if wanted.is_empty() {
             Vec::new()
         } else {
