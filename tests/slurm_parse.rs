@@ -260,7 +260,7 @@ const TABLE_WITH_STEPS: &str = "JobID|JobName|State|ExitCode|DerivedExitCode
 #[test]
 fn d1_extern_and_numbered_steps_derived_codes_and_pending_ranges_in_sacct_parsable2() {
     let table = parse_accounting(TABLE_WITH_STEPS).unwrap();
-    let seen: Vec<(u64, u64, &str, Option<i64>, Option<i64>)> = table
+    let seen: Vec<_> = table
         .iter()
         .map(|e| (e.array_id, e.task, e.state.as_str(), e.exit_code, e.signal))
         .collect();
