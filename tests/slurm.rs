@@ -26,6 +26,13 @@ const CI_USER: &str = "prodops-ci";
 /// and fails unless it passed there. Without a cluster, or as root without
 /// that user, it is skipped (a failure in CI).
 fn slurm_here() -> bool {
+    slurm_here_with(&[])
+}
+
+/// [`slurm_here`] for a test that needs `env` in its process's environment
+/// (`sbatch` reads `SBATCH_*` there): such a test always runs again in a
+/// process of its own, so no other test sees it.
+fn slurm_here_with(env: &[(&str, &str)]) -> bool {
     let up = Command::new("scontrol")
         .arg("ping")
         .output()
@@ -36,11 +43,18 @@ fn slurm_here() -> bool {
         );
         return false;
     }
-    if !running_as_root() {
+    let env_set = env
+        .iter()
+        .all(|(name, value)| std::env::var(name).as_deref() == Ok(*value));
+    if !running_as_root() && env_set {
         return true;
     }
+    if !running_as_root() {
+        run_again(None, env);
+        return false;
+    }
     match ordinary_account() {
-        Some(account) => run_again_as(&account),
+        Some(account) => run_again(Some(&account), env),
         None => common::skipping(&format!(
             "running as root, and there is no user {CI_USER} to run the Slurm tests as (scripts/start-slurm.sh creates it)"
         )),
@@ -75,23 +89,31 @@ fn ordinary_account() -> Option<Account> {
     })
 }
 
-/// Runs the current test again in a process of `account`, and fails unless
-/// it ran and passed there.
-fn run_again_as(account: &Account) {
+/// Runs the current test again, alone in a process of `account` (else of
+/// this user) with `env` added, and fails unless it ran and passed there.
+fn run_again(account: Option<&Account>, env: &[(&str, &str)]) {
     use std::os::unix::process::CommandExt;
     let test = std::thread::current()
         .name()
         .expect("the harness names a test's thread after the test")
         .to_string();
-    let out = Command::new(std::env::current_exe().unwrap())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args(["--exact", &test, "--nocapture", "--test-threads=1"])
-        .uid(account.uid)
-        .gid(account.gid)
-        .env("HOME", &account.home)
-        .env("USER", CI_USER)
-        .env("LOGNAME", CI_USER)
-        .output()
-        .unwrap();
+        .envs(env.iter().copied());
+    let who = match account {
+        Some(account) => {
+            command
+                .uid(account.uid)
+                .gid(account.gid)
+                .env("HOME", &account.home)
+                .env("USER", CI_USER)
+                .env("LOGNAME", CI_USER);
+            CI_USER
+        }
+        None => "this user",
+    };
+    let out = command.output().unwrap();
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -99,13 +121,18 @@ fn run_again_as(account: &Account) {
     );
     assert!(
         out.status.success() && said.contains("1 passed"),
-        "{test} run as {CI_USER}:\n{said}"
+        "{test} run as {who} with {env:?}:\n{said}"
     );
 }
 
 /// A world on SQLite and a scratch directory, when a Slurm cluster answers.
 async fn slurm_world() -> Option<(TestDb, World, tempfile::TempDir)> {
-    if !slurm_here() {
+    slurm_world_with(&[]).await
+}
+
+/// [`slurm_world`] in a process whose environment has `env` ([`slurm_here_with`]).
+async fn slurm_world_with(env: &[(&str, &str)]) -> Option<(TestDb, World, tempfile::TempDir)> {
+    if !slurm_here_with(env) {
         return None;
     }
     let db = common::sqlite();
@@ -809,5 +836,47 @@ async fn x6_an_ordinary_user_holds_and_releases_pending_and_running_slurm_jobs()
     w.root.cancel(id, "done").await.unwrap();
     wait_for_jobs(&worker, &w, id, "removed").await;
     until_gone_from_squeue(&array, limit).await;
+    w.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x6_running_slurm_jobs_slurm_will_not_requeue_are_not_recorded_held_and_say_why() {
+    // Jobs submitted from this process cannot be requeued (sbatch --no-requeue).
+    let Some((_db, w, dir)) = slurm_world_with(&[("SBATCH_NO_REQUEUE", "1")]).await else {
+        return;
+    };
+    script(dir.path(), "slow.sh", "sleep 120");
+    let id = file_and_approve(&w, &one_stage(dir.path(), "slow.sh", 2, "")).await;
+    let worker = worker(&w.store, dir.path());
+    let running = wait_for_jobs(&worker, &w, id, "running").await;
+    w.root
+        .hold_with_scope(
+            id,
+            prodops::model::hold::HoldScope::Running,
+            "site downtime",
+        )
+        .await
+        .unwrap();
+    let report = worker.pass().await.unwrap();
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("requeuehold") && w.contains("presently disabled")),
+        "Slurm's refusal is a warning: {:?}",
+        report.warnings
+    );
+    let states: Vec<String> = jobs(&w, id).await.into_iter().map(|j| j.state).collect();
+    assert_eq!(
+        states,
+        ["running", "running"],
+        "not recorded held while Slurm runs them"
+    );
+    for job in &running {
+        let task = job.batch_job_id.as_deref().unwrap();
+        assert!(squeue_state(task).contains("RUNNING"), "{task}");
+    }
+    w.root.cancel(id, "done").await.unwrap();
+    wait_for_jobs(&worker, &w, id, "removed").await;
     w.store.close().await;
 }
