@@ -825,10 +825,16 @@ async fn x6_an_ordinary_user_holds_and_releases_pending_and_running_slurm_jobs()
     assert_eq!(
         states,
         ["queued", "running"],
-        "released: one runs, one waits its turn"
+        "released: one runs, one waits its turn; squeue: {:?}",
+        squeue_tasks_of(&array)
     );
     let running = squeue_state(&first) + &squeue_state(&second);
-    assert!(running.contains("RUNNING"), "{running}");
+    assert!(
+        running.contains("RUNNING") || running.contains("CONFIGURING"),
+        "{running}: {:?} {:?}",
+        squeue_tasks_of(&array),
+        jobs(&w, id).await
+    );
     assert!(
         !running.contains("Held"),
         "nothing is held in Slurm: {running}"
