@@ -829,8 +829,13 @@ async fn x6_an_ordinary_user_holds_and_releases_pending_and_running_slurm_jobs()
     assert_eq!(
         states,
         ["queued", "running"],
-        "released: one runs, one waits its turn; squeue: {:?}",
-        squeue_tasks_of(&array)
+        "released: one runs, one waits its turn; squeue: {:?}; jobs: {:?}",
+        squeue_tasks_of(&array),
+        jobs(&w, id)
+            .await
+            .iter()
+            .map(|j| (&j.batch_job_id, &j.state, &j.failure, j.exit_code, j.signal))
+            .collect::<Vec<_>>()
     );
     let running = squeue_state(&first) + &squeue_state(&second);
     assert!(

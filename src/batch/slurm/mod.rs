@@ -325,15 +325,18 @@ impl SlurmBatch {
     }
 
     /// Lets released jobs start at once: Slurm gives a requeued job a begin
-    /// time two minutes ahead, which `release` keeps. Slurm refuses this for
-    /// a job that is not pending (running, or ended), which is then right as
-    /// it is, so its answer is not checked.
+    /// time two minutes ahead, which `release` keeps. "At once" is 2 s on:
+    /// a node refuses to launch a job again in the same second its previous
+    /// run was killed ("already killed, do not launch"), and the job would
+    /// fail with exit code 1. Slurm refuses this for a job that is not
+    /// pending (running, or ended), which is then right as it is, so its
+    /// answer is not checked.
     async fn start_now(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {
         for id in ids {
             let args = [
                 "update".to_string(),
                 format!("JobId={}", id.0),
-                "StartTime=now".to_string(),
+                "StartTime=now+2".to_string(),
             ];
             run(SYSTEM, "scontrol", &args, COMMAND_LIMIT).await?;
         }
