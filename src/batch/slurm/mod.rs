@@ -1,10 +1,12 @@
 //! Slurm (X10): a job group is one `sbatch --array`, each array task runs one
 //! of our jobs under `prodops job-run`; states come from `squeue --json`,
 //! then `sacct --json` for jobs squeue no longer shows (trusting the state,
-//! not sacct's exit code); `scancel`, `scontrol hold|release|resume`, and
-//! `scontrol requeuehold` for a running job (Slurm cannot hold one: it is
-//! requeued held, and starts again from the beginning when released, at
-//! once: release also sets its start time to now).
+//! with the ends of failed jobs from `sacct --parsable2`); `scancel`,
+//! `scontrol hold|release`, and `scontrol requeuehold` for a running job
+//! (Slurm cannot hold one: it is requeued held, and starts again from the
+//! beginning when released, at once: release also sets its start time to
+//! now). Every command is one the job's owner may run: no `scontrol
+//! suspend`, which is for Slurm operators.
 //!
 //! Job and group files follow [`super::groups`]; Slurm writes each job's
 //! output to `groups/<group>/<array>_<index>.out`, `.err`. A worker killed
@@ -22,7 +24,10 @@ use super::{
 use crate::batch::QueueDepth;
 use crate::model::check::QueueOf;
 use async_trait::async_trait;
-use parse::{parse_jobs, parse_sbatch, SlurmTask};
+use parse::{
+    end_is_doubtful, parse_accounting, parse_jobs, parse_sbatch, with_accounted_end, AccountedEnd,
+    SlurmTask, ACCOUNTING_FORMAT,
+};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -140,20 +145,61 @@ impl SlurmBatch {
         self.files.record(group, &array.to_string(), &ids)
     }
 
-    /// Slurm's tasks of the arrays `arrays`: `squeue` first, `sacct` for the rest.
-    async fn tasks_of(&self, arrays: &HashSet<u64>) -> Result<Vec<SlurmTask>, BatchError> {
+    /// Slurm's tasks `wanted` (`(array, index)`): `squeue` first, `sacct` for
+    /// the rest, and the ends of those that failed read from `sacct --parsable2`
+    /// when the JSON's exit code is missing or contradicts the state.
+    async fn tasks_of(&self, wanted: &HashSet<(u64, u64)>) -> Result<Vec<SlurmTask>, BatchError> {
+        let tasks = self.listed_tasks_of(wanted).await?;
+        let mut doubtful: Vec<u64> = tasks
+            .iter()
+            .filter(|t| end_is_doubtful(t))
+            .map(|t| t.array_id)
+            .collect();
+        if doubtful.is_empty() {
+            return Ok(tasks);
+        }
+        doubtful.sort_unstable();
+        doubtful.dedup();
+        let ends: HashMap<(u64, u64), AccountedEnd> = self
+            .accounting(&doubtful)
+            .await?
+            .into_iter()
+            .map(|end| ((end.array_id, end.task), end))
+            .collect();
+        Ok(tasks
+            .into_iter()
+            .map(|t| {
+                let end = ends.get(&(t.array_id, t.task));
+                with_accounted_end(t, end)
+            })
+            .collect())
+    }
+
+    /// The tasks `wanted` as the JSON of `squeue` lists them, and of `sacct`
+    /// for those `squeue` no longer shows. Slurm purges each ended task from
+    /// `squeue` on its own (`MinJobAge` after its end), so an array can be
+    /// half in `squeue` and half only in the accounting.
+    async fn listed_tasks_of(
+        &self,
+        wanted: &HashSet<(u64, u64)>,
+    ) -> Result<Vec<SlurmTask>, BatchError> {
         let mut tasks: Vec<SlurmTask> = self
             .squeue()
             .await?
             .into_iter()
-            .filter(|t| arrays.contains(&t.array_id))
+            .filter(|t| wanted.contains(&(t.array_id, t.task)))
             .collect();
-        let seen: HashSet<u64> = tasks.iter().map(|t| t.array_id).collect();
-        let mut gone: Vec<u64> = arrays.difference(&seen).copied().collect();
+        let seen: HashSet<(u64, u64)> = tasks.iter().map(|t| (t.array_id, t.task)).collect();
+        let mut gone: Vec<u64> = wanted.difference(&seen).map(|&(array, _)| array).collect();
         gone.sort_unstable();
+        gone.dedup();
         if !gone.is_empty() {
             let ids: Vec<String> = gone.iter().map(u64::to_string).collect();
-            tasks.extend(self.sacct(&["-j".into(), ids.join(",")]).await?);
+            let accounted = self.sacct(&["-j".into(), ids.join(",")]).await?;
+            tasks.extend(accounted.into_iter().filter(|t| {
+                let key = (t.array_id, t.task);
+                wanted.contains(&key) && !seen.contains(&key)
+            }));
         }
         Ok(tasks)
     }
@@ -178,6 +224,19 @@ impl SlurmBatch {
         parse_jobs(&out).map_err(|e| failed(&e.to_string()))
     }
 
+    /// How the tasks of `arrays` ended by `sacct --parsable2` (job rows and steps).
+    async fn accounting(&self, arrays: &[u64]) -> Result<Vec<AccountedEnd>, BatchError> {
+        let ids: Vec<String> = arrays.iter().map(u64::to_string).collect();
+        let args = [
+            "--parsable2".to_string(),
+            format!("--format={ACCOUNTING_FORMAT}"),
+            "-j".into(),
+            ids.join(","),
+        ];
+        let out = run_ok(SYSTEM, "sacct", &args, COMMAND_LIMIT).await?;
+        parse_accounting(&out).map_err(|e| failed(&e.to_string()))
+    }
+
     /// The array submitted as group `group`, if Slurm knows it (adoption after a crash).
     async fn array_named(&self, group: &str) -> Result<Option<u64>, BatchError> {
         let queued = self.squeue().await?.into_iter().find(|t| t.name == group);
@@ -198,36 +257,123 @@ impl SlurmBatch {
             .map(|t| t.array_id))
     }
 
-    /// Runs a control command on each of `ids`, ignoring jobs in the wrong
-    /// state for it (a hold of a running job, a resume of a pending one).
+    /// Those of `ids` that `squeue` shows in one of `states`.
+    async fn in_states(
+        &self,
+        ids: &[BatchJobId],
+        states: &[&str],
+    ) -> Result<Vec<BatchJobId>, BatchError> {
+        let listed: HashSet<(u64, u64)> = self
+            .squeue()
+            .await?
+            .iter()
+            .filter(|t| states.contains(&t.state.as_str()))
+            .map(|t| (t.array_id, t.task))
+            .collect();
+        Ok(ids
+            .iter()
+            .filter(|id| parse_id(&id.0).is_some_and(|key| listed.contains(&key)))
+            .cloned()
+            .collect())
+    }
+
+    /// Runs `program verb… id` for Slurm job `id`: `Ok(None)` when Slurm did
+    /// it or the job has already ended (nothing left to do), else what
+    /// Slurm answered.
+    async fn act(
+        &self,
+        program: &str,
+        verb: &[&str],
+        id: &BatchJobId,
+    ) -> Result<Option<String>, BatchError> {
+        let mut args: Vec<String> = verb.iter().map(|v| v.to_string()).collect();
+        args.push(id.0.clone());
+        let out = run(SYSTEM, program, &args, COMMAND_LIMIT).await?;
+        let said = out
+            .stderr
+            .lines()
+            .chain(out.stdout.lines())
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("no message")
+            .to_string();
+        let ended = ENDED.iter().any(|words| said.contains(words));
+        Ok((!out.success && !ended).then_some(said))
+    }
+
+    /// [`Self::act`] where any answer but success is an error naming the command.
+    async fn must(&self, program: &str, verb: &[&str], id: &BatchJobId) -> Result<(), BatchError> {
+        match self.act(program, verb, id).await? {
+            None => Ok(()),
+            Some(said) => Err(refused(program, verb, id, &said)),
+        }
+    }
+
+    /// Holds a pending job (`scontrol hold`; a user hold, which the job's
+    /// owner may release).
+    async fn hold_pending(&self, id: &BatchJobId) -> Result<(), BatchError> {
+        self.must("scontrol", &["hold"], id).await
+    }
+
+    /// Holds a running job as Slurm can: requeued held (`scontrol
+    /// requeuehold`, which the job's owner may do; `scontrol suspend` is for
+    /// Slurm operators only). A job that is pending again by then is held.
+    async fn hold_running(&self, id: &BatchJobId) -> Result<(), BatchError> {
+        match self.act("scontrol", &["requeuehold"], id).await? {
+            None => Ok(()),
+            Some(said) if said.contains(NOT_RUNNING) => self.hold_pending(id).await,
+            Some(said) => Err(refused("scontrol", &["requeuehold"], id, &said)),
+        }
+    }
+
     /// Lets released jobs start at once: Slurm gives a requeued job a begin
-    /// time two minutes ahead, which `release` keeps (a job that was only
-    /// pending is not delayed by this; a running one refuses it, harmlessly).
+    /// time two minutes ahead, which `release` keeps. "At once" is 2 s on:
+    /// a node refuses to launch a job again in the same second its previous
+    /// run was killed ("already killed, do not launch"), and the job would
+    /// fail with exit code 1. Slurm refuses this for a job that is not
+    /// pending (running, or ended), which is then right as it is, so its
+    /// answer is not checked.
     async fn start_now(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {
-        for id in ids.iter().filter(|id| parse_id(&id.0).is_some()) {
+        for id in ids {
             let args = [
                 "update".to_string(),
                 format!("JobId={}", id.0),
-                "StartTime=now".to_string(),
+                "StartTime=now+2".to_string(),
             ];
             run(SYSTEM, "scontrol", &args, COMMAND_LIMIT).await?;
         }
         Ok(())
     }
+}
 
-    async fn control(
-        &self,
-        program: &str,
-        verb: Option<&str>,
-        ids: &[BatchJobId],
-    ) -> Result<(), BatchError> {
-        for id in ids.iter().filter(|id| parse_id(&id.0).is_some()) {
-            let mut args: Vec<String> = verb.map(|v| vec![v.to_string()]).unwrap_or_default();
-            args.push(id.0.clone());
-            run(SYSTEM, program, &args, COMMAND_LIMIT).await?;
-        }
-        Ok(())
-    }
+/// What Slurm answers about a job that has ended or was purged from its
+/// memory: a control command on it has nothing left to do.
+const ENDED: &[&str] = &[
+    "Invalid job id",
+    "already finished",
+    "already completing or completed",
+];
+
+/// What `scontrol requeuehold` answers for a job that is not running.
+const NOT_RUNNING: &str = "is pending execution";
+
+/// States `squeue` shows for a job that holds its node: holding it needs a requeue.
+const HOLDS_ITS_NODE: &[&str] = &["RUNNING", "CONFIGURING", "SUSPENDED"];
+
+/// Slurm's refusal of `program verb… id`, in one line.
+fn refused(program: &str, verb: &[&str], id: &BatchJobId, said: &str) -> BatchError {
+    failed(&format!(
+        "`{program} {} {id}` was refused: {said}",
+        verb.join(" ")
+    ))
+}
+
+/// Our batch ids among `ids` (`<array>_<index>`); others are not Slurm's.
+fn ours(ids: &[BatchJobId]) -> Vec<BatchJobId> {
+    ids.iter()
+        .filter(|id| parse_id(&id.0).is_some())
+        .cloned()
+        .collect()
 }
 
 #[async_trait]
@@ -272,11 +418,7 @@ impl BatchSystem for SlurmBatch {
     }
 
     async fn poll(&self, ids: &[BatchJobId]) -> Result<Vec<Observed>, BatchError> {
-        let wanted: HashSet<u64> = ids
-            .iter()
-            .filter_map(|id| parse_id(&id.0))
-            .map(|(a, _)| a)
-            .collect();
+        let wanted: HashSet<(u64, u64)> = ids.iter().filter_map(|id| parse_id(&id.0)).collect();
         let tasks = if wanted.is_empty() {
             Vec::new()
         } else {
@@ -294,30 +436,47 @@ impl BatchSystem for SlurmBatch {
     }
 
     async fn cancel(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {
-        self.control("scancel", None, ids).await
+        for id in ours(ids) {
+            self.must("scancel", &[], &id).await?;
+        }
+        Ok(())
     }
 
+    /// Pending jobs get `scontrol hold`, running ones `scontrol
+    /// requeuehold`; a job that started while the pending ones were held
+    /// (`hold` leaves a running job as it is) is requeued held too.
     async fn hold(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {
-        let running: HashSet<(u64, u64)> = self
-            .squeue()
-            .await?
-            .iter()
-            .filter(|t| matches!(t.state.as_str(), "RUNNING" | "CONFIGURING" | "SUSPENDED"))
-            .map(|t| (t.array_id, t.task))
-            .collect();
-        let (running, pending): (Vec<BatchJobId>, Vec<BatchJobId>) = ids
-            .iter()
-            .cloned()
-            .partition(|id| parse_id(&id.0).is_some_and(|key| running.contains(&key)));
-        self.control("scontrol", Some("hold"), &pending).await?;
-        self.control("scontrol", Some("requeuehold"), &running)
-            .await
+        let ids = ours(ids);
+        let running = self.in_states(&ids, HOLDS_ITS_NODE).await?;
+        let pending: Vec<BatchJobId> = ids.into_iter().filter(|id| !running.contains(id)).collect();
+        for id in &pending {
+            self.hold_pending(id).await?;
+        }
+        let started = if pending.is_empty() {
+            Vec::new()
+        } else {
+            self.in_states(&pending, &["RUNNING", "CONFIGURING"])
+                .await?
+        };
+        for id in running.iter().chain(&started) {
+            self.hold_running(id).await?;
+        }
+        Ok(())
     }
 
+    /// `scontrol release`, then the start time set to now (see
+    /// [`Self::start_now`]); a job a Slurm administrator suspended is
+    /// resumed too, which only an operator account may do.
     async fn release(&self, ids: &[BatchJobId]) -> Result<(), BatchError> {
-        self.control("scontrol", Some("release"), ids).await?;
-        self.start_now(ids).await?;
-        self.control("scontrol", Some("resume"), ids).await
+        let ids = ours(ids);
+        for id in &ids {
+            self.must("scontrol", &["release"], id).await?;
+        }
+        self.start_now(&ids).await?;
+        for id in self.in_states(&ids, &["SUSPENDED"]).await? {
+            self.must("scontrol", &["resume"], &id).await?;
+        }
+        Ok(())
     }
 
     async fn fetch_logs(&self, id: &BatchJobId) -> Result<LogBundle, BatchError> {
