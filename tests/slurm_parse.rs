@@ -47,6 +47,7 @@ fn x10_squeue_json_of_every_version_lists_array_tasks_with_states_and_exit_codes
             .unwrap();
         assert_eq!(failed.reason.as_deref(), Some("NonZeroExitCode"), "{file}");
         assert_eq!(failed.node.as_deref(), Some("vm"), "{file}");
+        assert_eq!(failed.partition.as_deref(), Some("debug"), "M9: {file}");
         assert_eq!(failed.name, "prodops-test");
     }
 }

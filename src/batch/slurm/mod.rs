@@ -535,6 +535,7 @@ fn observe(id: &BatchJobId, task: &SlurmTask, site: &str) -> Observed {
         signal: task.signal,
         oom: task.state == "OUT_OF_MEMORY",
         node: task.node.clone(),
+        node_kind: task.partition.clone(),
         site: Some(site.to_string()),
         reason,
         ..Observed::state(id.clone(), state)
@@ -577,7 +578,32 @@ mod tests {
             exit_code: Some(3),
             signal: None,
             node: Some("vm".into()),
+            partition: Some("debug".into()),
         }
+    }
+
+    #[test]
+    fn p3_a_queue_check_asks_squeue_for_the_accounts_and_qos_pending_and_running_jobs() {
+        assert_eq!(
+            queue_depth_args(Some("nova"), Some("production")),
+            [
+                "--noheader",
+                "--states=PENDING,RUNNING",
+                "--format=%i",
+                "--account=nova",
+                "--qos=production"
+            ]
+        );
+        assert_eq!(
+            queue_depth_args(None, None),
+            ["--noheader", "--states=PENDING,RUNNING", "--format=%i"]
+        );
+    }
+
+    #[test]
+    fn m9_a_slurm_job_runs_on_the_kind_of_node_its_partition_names() {
+        let seen = observe(&BatchJobId("7_1".into()), &task("RUNNING", None), "site");
+        assert_eq!(seen.node_kind.as_deref(), Some("debug"));
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct SlurmTask {
     pub signal: Option<i64>,
     /// Node(s) it ran on.
     pub node: Option<String>,
+    /// The partition it was given: the kind of node it runs on (M9).
+    pub partition: Option<String>,
 }
 
 /// Reads the job id `sbatch --parsable` printed (`JOBID` or `JOBID;CLUSTER`).
@@ -130,6 +132,7 @@ fn tasks_of(job: &Value) -> Result<Vec<SlurmTask>, SlurmParseError> {
         exit_code,
         signal,
         node: text(job.get("nodes")).filter(|n| !n.is_empty() && n != "None assigned"),
+        partition: text(job.get("partition")).filter(|p| !p.is_empty()),
     };
     Ok(match (task, range) {
         (None, Some(range)) => expand_range(&range)?
