@@ -552,3 +552,34 @@ fn man_prints_a_roff_page_that_opens_with_th_and_names_the_commands() {
         "{edit}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_flags_without_batch_and_a_typo_in_db_are_refused_in_one_line() {
+    let db = common::sqlite();
+    readme_setup(&db);
+    for flags in [&["--wait"][..], &["--once"]] {
+        let out = prodops(&db, flags);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {said}");
+        assert!(
+            said.contains("--batch"),
+            "{flags:?} names what it needs: {said}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("prodps.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prodops"))
+        .arg("--db")
+        .arg(&typo)
+        .arg("--batch")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        said.contains("db init"),
+        "the line says how to make one: {said}"
+    );
+    assert!(!typo.exists(), "a typo starts no new installation");
+}
