@@ -150,36 +150,8 @@ async fn seed(db: &str, dir: &Path, jobs: i64) -> anyhow::Result<()> {
         "experiment = \"bench\"\nkind = \"mc\"\ntitle = \"{jobs} jobs\"\n[defaults]\nrelease = \"bench\"\n[[stage]]\nname = \"gen\"\nscript = \"/bin/true\"\nevents = {jobs}\nevents_per_job = 1\nseed_base = 1\n"
     );
     file_and_approve(&ops, dir, &request).await?;
-    let subtask: i64 = sqlx::query_scalar("SELECT MIN(id) FROM subtasks")
-        .fetch_one(store.pool())
-        .await?;
-    let now = crate::store::now_ms();
-    let batch: i64 = sqlx::query_scalar(
-        "INSERT INTO batches (subtask_id, seq, state, state_since, created_at) VALUES ($1, 0, 'submitted', $2, $2) RETURNING id",
-    )
-    .bind(subtask)
-    .bind(now)
-    .fetch_one(store.pool())
-    .await?;
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
-         INSERT INTO jobs (batch_id, subtask_id, seq, attempt, state, state_since, created_at, backend, site, node,
-                           batch_job_id, current_stage, exit_code, failure, cpu_ms, wall_ms, max_rss_kb, units)
-         SELECT $2, $3, i, 1,
-                CASE i % 10 WHEN 0 THEN 'failed' WHEN 1 THEN 'running' ELSE 'succeeded' END,
-                $4 - i, $4 - i, 'local', 'site' || (i % 7), 'node' || (i % 97), 'b' || i,
-                CASE i % 10 WHEN 1 THEN 'run' ELSE 'copy-out' END,
-                CASE i % 10 WHEN 0 THEN 3 + i % 3 ELSE 0 END,
-                CASE i % 10 WHEN 0 THEN 'exit code ' || (3 + i % 3) ELSE NULL END,
-                i % 5000, i % 9000, 20000 + i % 100000, 1
-         FROM n",
-    )
-    .bind(jobs)
-    .bind(batch)
-    .bind(subtask)
-    .bind(now)
-    .execute(store.pool())
-    .await?;
+    let (_, subtask) = crate::store::seed::first_subtask(&store).await?;
+    crate::store::seed::mixed_jobs(&store, subtask, jobs).await?;
     store.close().await;
     Ok(())
 }

@@ -7,8 +7,8 @@
 
 use super::peers::{self, run_measured, PeerRun};
 use super::{
-    bench_ops, check_campaign_succeeded, count, file_and_approve, status_mb, Figure, Options,
-    Round, Target,
+    bench_ops, check_campaign_succeeded, file_and_approve, status_mb, Figure, Options, Round,
+    Target,
 };
 use crate::batch::local::protocol::LOCK;
 use crate::store::Store;
@@ -207,17 +207,13 @@ async fn check_dag(db: &str, id: crate::model::ids::CampaignId, jobs: usize) -> 
     let store = Store::open(db).await?;
     let ops = crate::ops::Ops::new(store.clone(), crate::ops::Actor::named("bench"));
     check_campaign_succeeded(&store, &ops, id, jobs).await?;
-    let stages = count(&store, "SELECT COUNT(*) FROM job_stages").await?;
+    let stages = crate::store::seed::stage_rows(&store).await?;
     ensure!(
         stages as usize >= jobs * 3,
         "only {stages} stage rows for {jobs} jobs"
     );
     // created, submitting, queued, (running, unless it ended before it was seen,) succeeded
-    let history = count(
-        &store,
-        "SELECT COUNT(*) FROM history WHERE entity_kind = 'job'",
-    )
-    .await?;
+    let history = crate::store::seed::job_transitions(&store, &[]).await?;
     ensure!(
         history as usize >= jobs * 4,
         "only {history} job transitions recorded for {jobs} jobs"

@@ -5,14 +5,14 @@
 //! writes them. On SQLite and, with `--pg URL`, on PostgreSQL in a schema of
 //! its own (dropped after).
 
-use super::{bench_ops, count, file_and_approve, Figure, Options, Round, Target};
+use super::{bench_ops, file_and_approve, Figure, Options, Round, Target};
 use crate::model::jobspec::StageEvent;
 use crate::model::state::JobState;
 use crate::store::jobs::{self, JobEnd, NewJob};
+use crate::store::seed;
 use crate::store::states::set_states;
 use crate::store::Store;
 use anyhow::ensure;
-use sqlx::Connection;
 use std::path::Path;
 use std::time::Instant;
 
@@ -37,9 +37,9 @@ pub(super) async fn round(dir: &Path, options: &Options) -> anyhow::Result<Round
     match &options.pg {
         Some(admin_url) => {
             let schema = format!("bench_ingest_{}", std::process::id());
-            let url = with_schema(admin_url, &schema).await?;
+            let url = seed::create_schema(admin_url, &schema).await?;
             let rate = events_per_second(&url, dir, jobs).await;
-            drop_schema(admin_url, &schema).await?;
+            seed::drop_schema(admin_url, &schema).await?;
             round.figures.push(Figure::new(
                 "PostgreSQL: events written per second",
                 rate?,
@@ -106,9 +106,7 @@ async fn queued_jobs(store: &Store, dir: &Path, jobs: usize) -> anyhow::Result<V
         "experiment = \"bench\"\nkind = \"mc\"\ntitle = \"ingest\"\n[defaults]\nrelease = \"bench\"\n[[stage]]\nname = \"gen\"\nscript = \"/bin/true\"\nevents = {jobs}\nevents_per_job = 1\nseed_base = 1\n"
     );
     file_and_approve(&ops, dir, &request).await?;
-    let subtask: i64 = sqlx::query_scalar("SELECT MIN(id) FROM subtasks")
-        .fetch_one(store.pool())
-        .await?;
+    let (_, subtask) = crate::store::seed::first_subtask(&store).await?;
     let mut tx = store.begin().await?;
     let batch = jobs::insert_batches(&mut tx, &[subtask], "bench", "bench").await?[&subtask];
     let new: Vec<NewJob> = (0..jobs as i64)
@@ -184,35 +182,13 @@ fn job_end() -> JobEnd {
 
 /// Fails unless every job ended succeeded with its stages and both transitions.
 async fn check_written(store: &Store, jobs: usize) -> anyhow::Result<()> {
-    let succeeded = count(store, "SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'").await?;
-    let stages = count(store, "SELECT COUNT(*) FROM job_stages").await?;
-    let transitions = count(
-        store,
-        "SELECT COUNT(*) FROM history WHERE entity_kind = 'job' AND new_state IN ('running', 'succeeded')",
-    )
-    .await?;
+    let succeeded = seed::jobs_in_state(store, JobState::Succeeded).await?;
+    let stages = seed::stage_rows(store).await?;
+    let transitions =
+        seed::job_transitions(store, &[JobState::Running, JobState::Succeeded]).await?;
     ensure!(
         (succeeded, stages, transitions) == (jobs as i64, 4 * jobs as i64, 2 * jobs as i64),
         "ingest wrote {succeeded} ends, {stages} stages, {transitions} transitions for {jobs} jobs"
     );
-    Ok(())
-}
-
-/// Makes schema `schema` on the server at `admin_url`; returns a URL that works in it.
-async fn with_schema(admin_url: &str, schema: &str) -> anyhow::Result<String> {
-    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await?;
-    let sep = if admin_url.contains('?') { '&' } else { '?' };
-    Ok(format!("{admin_url}{sep}options=-csearch_path%3D{schema}"))
-}
-
-/// Drops schema `schema` and everything in it.
-async fn drop_schema(admin_url: &str, schema: &str) -> anyhow::Result<()> {
-    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .execute(&mut conn)
-        .await?;
     Ok(())
 }

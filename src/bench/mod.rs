@@ -427,13 +427,6 @@ fn reset_peak_memory() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// The number query `sql` counts in `store`: how scenarios check their work.
-async fn count(store: &crate::store::Store, sql: &'static str) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(store.pool())
-        .await?)
-}
-
 /// Fails unless campaign `id` succeeded with all `jobs` jobs `succeeded`.
 async fn check_campaign_succeeded(
     store: &crate::store::Store,
@@ -443,7 +436,8 @@ async fn check_campaign_succeeded(
 ) -> anyhow::Result<()> {
     let state = ops.campaign(id).await?.request.state;
     anyhow::ensure!(state == "succeeded", "the campaign ended `{state}`");
-    let succeeded = count(store, "SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'").await?;
+    let succeeded =
+        crate::store::seed::jobs_in_state(store, crate::model::state::JobState::Succeeded).await?;
     anyhow::ensure!(
         succeeded as usize == jobs,
         "{succeeded} of {jobs} jobs succeeded"

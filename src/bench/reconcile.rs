@@ -11,7 +11,7 @@ use crate::batch::{
     BatchError, BatchJobId, BatchSystem, JobGroup, JobKey, LogBundle, Observed, ObservedState,
     Submitted,
 };
-use crate::model::state::{BatchState, CampaignState, SubtaskState, TaskState};
+use crate::model::state::{BatchState, CampaignState, JobState, SubtaskState, TaskState};
 use crate::store::states::set_state;
 use crate::store::Store;
 use crate::worker::{Throttles, Worker, WorkerConfig};
@@ -49,9 +49,7 @@ pub(super) async fn round(dir: &Path, options: &Options) -> anyhow::Result<Round
         "the pass saw {} of {ended} job ends",
         report.observed
     );
-    let succeeded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'")
-        .fetch_one(store.pool())
-        .await?;
+    let succeeded = crate::store::seed::jobs_in_state(&store, JobState::Succeeded).await?;
     ensure!(
         succeeded as usize == ended && report.in_flight == jobs - ended,
         "{succeeded} jobs recorded succeeded and {} in flight, of {ended} ended",
@@ -81,9 +79,7 @@ async fn seed(store: &Store, dir: &Path, jobs: usize) -> anyhow::Result<Vec<Stri
         "experiment = \"bench\"\nkind = \"mc\"\ntitle = \"reconcile\"\n[defaults]\nrelease = \"bench\"\n[[stage]]\nname = \"gen\"\nscript = \"/bin/true\"\nevents = {jobs}\nevents_per_job = 1\nseed_base = 1\n"
     );
     let campaign = file_and_approve(&ops, dir, &request).await?;
-    let (task, subtask): (i64, i64) = sqlx::query_as("SELECT task_id, id FROM subtasks")
-        .fetch_one(store.pool())
-        .await?;
+    let (task, subtask) = crate::store::seed::first_subtask(&store).await?;
     let mut tx = store.begin().await?;
     let user = "bench";
     set_state(&mut tx, campaign.0, CampaignState::Running, "bench", user).await?;
@@ -92,28 +88,9 @@ async fn seed(store: &Store, dir: &Path, jobs: usize) -> anyhow::Result<Vec<Stri
     let batch =
         crate::store::jobs::insert_batches(&mut tx, &[subtask], "bench", user).await?[&subtask];
     set_state(&mut tx, batch, BatchState::Submitted, "bench", user).await?;
-    let now = crate::store::now_ms();
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
-         INSERT INTO jobs (batch_id, subtask_id, seq, attempt, state, state_since, created_at,
-                           params_json, backend, site, started_at)
-         SELECT $2, $3, i, 1, 'running', $4, $4, '{\"seq\":' || i || ',\"events\":1,\"inputs\":[]}',
-                'local', 'standin', $4
-         FROM n",
-    )
-    .bind(jobs as i64)
-    .bind(batch)
-    .bind(subtask)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE jobs SET batch_job_id = 'prodops-j' || id || '-a1'")
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT batch_job_id FROM jobs ORDER BY id")
-        .fetch_all(store.pool())
-        .await?;
+    crate::store::seed::running_jobs(&mut tx, batch, subtask, jobs as i64).await?;
+    crate::store::commit(tx).await?;
+    let ids = crate::store::seed::batch_job_ids(&store).await?;
     ensure!(ids.len() == jobs, "{} of {jobs} jobs seeded", ids.len());
     Ok(ids)
 }

@@ -9,7 +9,7 @@
 //! Needs a running cluster: `bash scripts/start-slurm.sh`.
 
 use super::{
-    bench_ops, check_campaign_succeeded, count, file_and_approve, Figure, Options, Round, Target,
+    bench_ops, check_campaign_succeeded, file_and_approve, Figure, Options, Round, Target,
 };
 use crate::batch::slurm::{SlurmBatch, SlurmConfig};
 use crate::model::ids::CampaignId;
@@ -247,17 +247,9 @@ async fn check_recorded(
     jobs: usize,
 ) -> anyhow::Result<String> {
     check_campaign_succeeded(store, ops, id, jobs).await?;
-    let thin = count(
-        store,
-        "SELECT COUNT(*) FROM jobs j WHERE (SELECT COUNT(*) FROM job_stages s WHERE s.job_id = j.id) < 3",
-    )
-    .await?;
+    let thin = crate::store::seed::jobs_with_fewer_stages(store, 3).await?;
     ensure!(thin == 0, "{thin} jobs have fewer than 3 stages recorded");
-    let arrays: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT substr(batch_job_id, 1, instr(batch_job_id, '_') - 1) FROM jobs",
-    )
-    .fetch_all(store.pool())
-    .await?;
+    let arrays = crate::store::seed::slurm_arrays(store).await?;
     match <[String; 1]>::try_from(arrays) {
         Ok([array]) => Ok(array),
         Err(arrays) => bail!("the jobs ran as Slurm arrays {arrays:?}, not one"),

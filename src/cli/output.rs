@@ -349,7 +349,7 @@ impl Printer {
     }
 
     pub(super) async fn db_info(&self, store: &Store) -> anyhow::Result<()> {
-        let mut conn = store.pool().acquire().await?;
+        let mut conn = store.conn().await?;
         let mut counts = serde_json::Map::new();
         for kind in EntityKind::ALL {
             counts.insert(

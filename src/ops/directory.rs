@@ -40,7 +40,7 @@ impl Ops {
             &format!("added; auto-approve: [{}]", kinds.join(",")),
         )
         .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(Experiment {
             id,
             name: name.to_string(),
@@ -114,7 +114,7 @@ impl Ops {
         );
         self.audit_ok(&mut tx, Action::ManageUsers, user, &detail)
             .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         let users = dir::list_users(self.store.pool()).await?;
         users
             .into_iter()

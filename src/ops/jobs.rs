@@ -11,10 +11,10 @@ use crate::model::state::{
     BatchState, CampaignState, JobState, Lifecycle, SubtaskState, TaskState,
 };
 use crate::store::jobs::{self, JobRow, StageRow};
+use crate::store::scope;
 use crate::store::states::{current_state, set_state};
 use crate::store::{now_ms, StoreError, Tx};
 use serde::Serialize;
-use sqlx::Row;
 
 /// A job as shown in listings, with how long it has been in its state (M3).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -152,7 +152,7 @@ impl Ops {
                 )));
             }
         }
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.conn().await?;
         crate::store::campaigns::get_campaign(&mut conn, campaign.0).await?;
         let rows = jobs::jobs_of_campaign(&mut conn, campaign.0, states, limit, offset).await?;
         Ok(rows.iter().map(JobView::from).collect())
@@ -160,7 +160,7 @@ impl Ops {
 
     /// One job with its stages.
     pub async fn job(&self, id: JobId) -> Result<JobDetail, OpsError> {
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.conn().await?;
         let row = jobs::get_job(&mut conn, id.0).await?;
         let stages = jobs::stages_of(&mut conn, id.0).await?;
         Ok(JobDetail {
@@ -183,7 +183,7 @@ impl Ops {
         reason: &str,
     ) -> Result<Resubmitted, OpsError> {
         let mut tx = self.store.begin().await?;
-        let (campaign, experiment, kind) = owner_of(&mut tx, scope).await?;
+        let (campaign, experiment, kind) = scope::owner_of(&mut tx, scope).await?;
         let target = Target {
             experiment: Some(&experiment),
             kind: TaskKind::parse(&kind),
@@ -201,7 +201,7 @@ impl Ops {
             jobs: Vec::new(),
             replanned: Vec::new(),
         };
-        for sub in subtasks_in_scope(&mut tx, scope).await? {
+        for sub in scope::subtasks_in_scope(&mut tx, scope).await? {
             let failed: Vec<JobRow> = jobs::current_jobs_of_subtask(&mut tx, sub)
                 .await?
                 .into_iter()
@@ -245,7 +245,7 @@ impl Ops {
         );
         self.audit_ok(&mut tx, Action::Resubmit, &scope.to_string(), &detail)
             .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(done)
     }
 
@@ -338,7 +338,7 @@ impl Ops {
         let detail = format!("{} {}: {why}", action.verb(), names.join(", "));
         self.audit_ok(&mut tx, audit, &names.join(", "), &detail)
             .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(JobsRequested {
             requested: action.desired().to_string(),
             jobs: names,
@@ -372,7 +372,7 @@ impl Ops {
     async fn signoff_inner(&self, subtask: SubtaskId, reason: &str) -> Result<(), OpsError> {
         let scope = subtask.entity();
         let mut tx = self.store.begin().await?;
-        let (_, experiment, kind) = owner_of(&mut tx, scope).await?;
+        let (_, experiment, kind) = scope::owner_of(&mut tx, scope).await?;
         let target = Target {
             experiment: Some(&experiment),
             kind: TaskKind::parse(&kind),
@@ -386,15 +386,10 @@ impl Ops {
                 "{subtask} is `{state}`: there is nothing to sign off"
             )));
         }
-        sqlx::query("UPDATE subtasks SET signed_off_by = $1, signed_off_at = $2 WHERE id = $3")
-            .bind(self.actor.display())
-            .bind(now_ms())
-            .bind(subtask.0)
-            .execute(&mut *tx)
-            .await?;
+        scope::sign_off(&mut tx, subtask.0, &self.actor.display(), now_ms()).await?;
         self.audit_ok(&mut tx, Action::SignOff, &scope.to_string(), reason)
             .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(())
     }
 }
@@ -431,38 +426,6 @@ fn job_desire(
         .collect()
 }
 
-/// The campaign, experiment and kind that own an entity.
-async fn owner_of(tx: &mut Tx<'_>, scope: EntityRef) -> Result<(i64, String, String), OpsError> {
-    let sql = match scope.kind {
-        EntityKind::Campaign => "SELECT c.id, e.name, c.kind FROM campaigns c JOIN experiments e ON e.id = c.experiment_id WHERE c.id = $1",
-        EntityKind::Task => "SELECT c.id, e.name, c.kind FROM tasks t JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE t.id = $1",
-        EntityKind::Subtask => "SELECT c.id, e.name, c.kind FROM subtasks s JOIN tasks t ON t.id = s.task_id JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE s.id = $1",
-        EntityKind::Batch => "SELECT c.id, e.name, c.kind FROM batches b JOIN subtasks s ON s.id = b.subtask_id JOIN tasks t ON t.id = s.task_id JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE b.id = $1",
-        EntityKind::Job => "SELECT c.id, e.name, c.kind FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id WHERE j.id = $1",
-    };
-    let row = sqlx::query(sql)
-        .bind(scope.id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| OpsError::Store(StoreError::NotFound(scope.to_string())))?;
-    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
-}
-
-async fn subtasks_in_scope(tx: &mut Tx<'_>, scope: EntityRef) -> Result<Vec<i64>, OpsError> {
-    let sql = match scope.kind {
-        EntityKind::Campaign => "SELECT s.id FROM subtasks s JOIN tasks t ON t.id = s.task_id WHERE t.campaign_id = $1 ORDER BY s.id",
-        EntityKind::Task => "SELECT id FROM subtasks WHERE task_id = $1 ORDER BY id",
-        EntityKind::Subtask => "SELECT id FROM subtasks WHERE id = $1",
-        EntityKind::Batch => "SELECT subtask_id FROM batches WHERE id = $1",
-        EntityKind::Job => "SELECT subtask_id FROM jobs WHERE id = $1",
-    };
-    let rows = sqlx::query(sql).bind(scope.id).fetch_all(&mut **tx).await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?)
-}
-
 async fn reopen_batch(tx: &mut Tx<'_>, batch: i64, why: &str, who: &str) -> Result<(), OpsError> {
     let state: BatchState = current_state(tx, batch).await?;
     if state == BatchState::Failed {
@@ -478,15 +441,7 @@ async fn reopen_parents(
     why: &str,
     who: &str,
 ) -> Result<(), OpsError> {
-    let tasks: Vec<i64> =
-        sqlx::query("SELECT id FROM tasks WHERE campaign_id = $1 AND state = 'failed'")
-            .bind(campaign)
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-    for task in tasks {
+    for task in scope::tasks_in_state(tx, campaign, TaskState::Failed).await? {
         set_state(tx, task, TaskState::Running, why, who).await?;
     }
     let state: CampaignState = current_state(tx, campaign).await?;

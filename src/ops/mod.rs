@@ -79,12 +79,6 @@ pub enum OpsError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for OpsError {
-    fn from(e: sqlx::Error) -> Self {
-        OpsError::Store(StoreError::from(e))
-    }
-}
-
 impl From<crate::model::state::IllegalTransition> for OpsError {
     fn from(e: crate::model::state::IllegalTransition) -> Self {
         OpsError::Store(StoreError::Illegal(e))
@@ -147,7 +141,7 @@ impl Ops {
     async fn require_admin(&self, action: &'static str, target: &str) -> Result<(), OpsError> {
         let mut tx = self.store.begin().await?;
         let grants = dir::grants_of(&mut tx, &self.actor.name).await?;
-        tx.rollback().await?;
+        crate::store::rollback(tx).await?;
         if permits(&grants, Action::ManageUsers, Target::GLOBAL) {
             Ok(())
         } else {
@@ -237,7 +231,7 @@ impl Ops {
                 "refused: missing role",
             )
             .await?;
-            tx.commit().await?;
+            crate::store::commit(tx).await?;
         }
         result
     }

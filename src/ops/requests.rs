@@ -224,7 +224,7 @@ impl Ops {
     }
 
     async fn reload(&self, id: i64) -> Result<RequestDetail, OpsError> {
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.conn().await?;
         Ok(RequestDetail::from(
             &camp::get_campaign(&mut conn, id).await?,
         ))
@@ -256,7 +256,7 @@ impl Ops {
     }
 
     async fn clone_inner(&self, source: CampaignId, title: Option<&str>) -> Result<i64, OpsError> {
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.conn().await?;
         let row = camp::get_campaign(&mut conn, source.0).await?;
         drop(conn);
         let request = ValidRequest {
@@ -352,7 +352,7 @@ impl Ops {
             &format!("{reason}; spec {hash}"),
         )
         .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(id)
     }
 
@@ -384,7 +384,7 @@ impl Ops {
         let result = async {
             let mut tx = self.store.begin().await?;
             let checked = self.editable(&mut tx, id).await.map(|_| ());
-            tx.rollback().await?;
+            crate::store::rollback(tx).await?;
             checked
         }
         .await;
@@ -434,14 +434,13 @@ impl Ops {
             )));
         }
         let hash = spec.hash();
-        sqlx::query(
-            "UPDATE campaigns SET title = $1, physics_group = $2, description = $3 WHERE id = $4",
+        camp::update_words(
+            &mut tx,
+            id.0,
+            &request.meta.title,
+            request.meta.physics_group.as_deref(),
+            request.meta.description.as_deref(),
         )
-        .bind(&request.meta.title)
-        .bind(&request.meta.physics_group)
-        .bind(&request.meta.description)
-        .bind(id.0)
-        .execute(&mut *tx)
         .await?;
         let who = self.actor.display();
         let detail = if hash == row.spec_hash {
@@ -468,7 +467,7 @@ impl Ops {
         };
         self.audit_ok(&mut tx, Action::EditRequest, &id.to_string(), &detail)
             .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(())
     }
 
@@ -577,7 +576,7 @@ impl Ops {
             &format!("{why}; spec {hash}"),
         )
         .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(())
     }
 
@@ -609,7 +608,7 @@ impl Ops {
         .await?;
         self.audit_ok(&mut tx, Action::Reject, &id.to_string(), reason)
             .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(())
     }
 
@@ -691,7 +690,7 @@ impl Ops {
             &format!("absorbed {}", list.join(", ")),
         )
         .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(())
     }
 
@@ -731,7 +730,7 @@ impl Ops {
             &format!("priority {} → {priority}", row.priority),
         )
         .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(())
     }
 
@@ -787,7 +786,7 @@ impl Ops {
         camp::set_hold_scope(&mut tx, id.0, Some(scope)).await?;
         self.audit_ok(&mut tx, Action::Hold, &id.to_string(), &detail)
             .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(())
     }
 
@@ -814,7 +813,7 @@ impl Ops {
         &self,
         id: CampaignId,
     ) -> Result<Vec<(String, &'static str)>, OpsError> {
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.conn().await?;
         let row = camp::get_campaign(&mut conn, id.0).await?;
         let mut effects: Vec<(String, &'static str)> = Vec::new();
         for stage in spec_of(&row)?.stages {
@@ -865,7 +864,7 @@ impl Ops {
             &format!("held → {back}"),
         )
         .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(())
     }
 
@@ -890,7 +889,7 @@ impl Ops {
             &format!("{} → cancelled: {why}", row.state),
         )
         .await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(())
     }
 
@@ -901,7 +900,7 @@ impl Ops {
 
     /// Requests matching a filter, in queue order (W3, W5).
     pub async fn requests(&self, filter: &CampaignFilter) -> Result<Vec<RequestSummary>, OpsError> {
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.conn().await?;
         let rows = camp::list_campaigns(&mut conn, filter).await?;
         Ok(rows.iter().map(RequestSummary::from).collect())
     }
@@ -911,7 +910,7 @@ impl Ops {
         &self,
         filter: &CampaignFilter,
     ) -> Result<Vec<RequestLine>, OpsError> {
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.conn().await?;
         let rows = camp::list_campaigns(&mut conn, filter).await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let mut progress = overview::progress_of_campaigns(&mut conn, Some(&ids)).await?;
@@ -930,7 +929,7 @@ impl Ops {
 
     /// A campaign with its tasks, subtasks and progress (M1, M2).
     pub async fn campaign(&self, id: CampaignId) -> Result<CampaignDetail, OpsError> {
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.conn().await?;
         let row = camp::get_campaign(&mut conn, id.0).await?;
         let tasks = camp::tasks_of(&mut conn, id.0).await?;
         let subtasks = camp::subtasks_of_campaign(&mut conn, id.0).await?;
@@ -969,7 +968,7 @@ impl Ops {
 
 /// The progress of one campaign, computed as for every line of the console (M1).
 async fn progress_of(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::store::Conn,
     row: &CampaignRow,
 ) -> Result<Progress, OpsError> {
     let mut all = overview::progress_of_campaigns(conn, Some(&[row.id])).await?;

@@ -44,6 +44,14 @@ pub async fn record(
     Ok(())
 }
 
+/// The id of the newest audit row (0 when none): every management action
+/// writes one, so the worker knows when a person acted.
+pub async fn latest_id(conn: &mut sqlx::AnyConnection) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit")
+        .fetch_one(conn)
+        .await?)
+}
+
 /// The most recent audit rows, newest first.
 pub async fn recent(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
     let rows = sqlx::query(

@@ -225,6 +225,37 @@ pub async fn insert_campaign(
     Ok(id)
 }
 
+/// Replaces a request's title, physics group and description (its words,
+/// which never touch its approval).
+pub async fn update_words(
+    tx: &mut Tx<'_>,
+    id: i64,
+    title: &str,
+    physics_group: Option<&str>,
+    description: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE campaigns SET title = $1, physics_group = $2, description = $3 WHERE id = $4",
+    )
+    .bind(title)
+    .bind(physics_group)
+    .bind(description)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The request's spec as filed (`Corrupt` when it does not decode).
+pub async fn spec_of(tx: &mut Tx<'_>, id: i64) -> Result<crate::model::spec::Spec, StoreError> {
+    let json: String = sqlx::query_scalar("SELECT spec_json FROM campaigns WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("spec of C{id}"), e.to_string()))
+}
+
 /// Replaces a request's spec (the caller decides what that does to its approval).
 pub async fn update_spec(
     tx: &mut Tx<'_>,

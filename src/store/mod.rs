@@ -15,7 +15,9 @@ pub mod lease;
 mod open;
 pub mod overview;
 pub mod queue;
+pub mod scope;
 pub mod scripts;
+pub mod seed;
 pub(crate) mod sql;
 pub mod states;
 
@@ -29,6 +31,24 @@ use std::time::Duration;
 /// A transaction on either database, on a pooled connection (`'static`) or
 /// on one the caller holds.
 pub type Tx<'c> = sqlx::Transaction<'c, Any>;
+
+/// A connection for a series of reads or transactions (the worker holds one
+/// for a whole pass: taking one from the pool costs more than most statements).
+pub type Conn = sqlx::AnyConnection;
+
+/// A connection taken from the store's pool, given back when dropped.
+pub type PooledConn = sqlx::pool::PoolConnection<Any>;
+
+/// Rolls `tx` back: nothing it wrote stays (for reads that needed a
+/// consistent view, and for checks that must not write).
+pub async fn rollback(tx: Tx<'_>) -> Result<(), StoreError> {
+    Ok(tx.rollback().await?)
+}
+
+/// Commits `tx`: what it wrote becomes visible at once, or nothing does.
+pub async fn commit(tx: Tx<'_>) -> Result<(), StoreError> {
+    Ok(tx.commit().await?)
+}
 
 /// What can go wrong talking to the database. Every message is one line
 /// that names the cause once (no inner error repeated after it).
@@ -369,6 +389,11 @@ impl Store {
             Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => conn.begin().await?,
         })
+    }
+
+    /// A connection from the pool.
+    pub async fn conn(&self) -> Result<PooledConn, StoreError> {
+        Ok(self.pool.acquire().await?)
     }
 
     /// The pool, for reads outside a transaction.

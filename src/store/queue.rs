@@ -425,3 +425,23 @@ pub enum ParentTable {
     /// Tasks (from subtasks).
     Tasks,
 }
+
+/// `(batch, subtask)` of the batches of `subtasks` in `state`.
+pub async fn batches_in_state(
+    tx: &mut super::Tx<'_>,
+    subtasks: &[i64],
+    state: crate::model::state::BatchState,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let sql = format!(
+        "SELECT id, subtask_id FROM batches WHERE state = $1 AND subtask_id IN ({}) ORDER BY id",
+        Dialect::of(tx).ids(2)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(state.as_str())
+        .bind(json(&subtasks))
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}

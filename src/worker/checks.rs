@@ -8,7 +8,7 @@ use super::{Worker, WorkerError, WORKER_USER};
 use crate::batch::BatchSystem;
 use crate::model::check::{judge_http, judge_lifetime, CheckSpec, Probe, Verdict};
 use crate::store::checks::{forget_unconfigured, record_verdicts};
-use sqlx::AnyConnection;
+use crate::store::Conn;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ impl CheckBoard {
     pub(super) async fn failing<'w>(
         &mut self,
         worker: &'w Worker,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
     ) -> Result<Vec<(&'w CheckSpec, String)>, WorkerError> {
         let due: Vec<&CheckSpec> = worker
             .checks
@@ -48,7 +48,7 @@ impl CheckBoard {
                 forget_unconfigured(&mut tx, &names).await?;
             }
             record_verdicts(&mut tx, &verdicts, WORKER_USER).await?;
-            tx.commit().await?;
+            crate::store::commit(tx).await?;
             self.tidied = true;
             for (spec, verdict) in verdicts {
                 self.last

@@ -19,7 +19,7 @@ use crate::model::state::{JobState, Lifecycle};
 use crate::store::jobs::forget_releases;
 use crate::store::queue::{mismatched_jobs, Mismatch};
 use crate::store::states::{Moves, Skipped};
-use sqlx::AnyConnection;
+use crate::store::Conn;
 use std::collections::BTreeMap;
 
 /// What to do with a job whose campaign or subtask says otherwise.
@@ -107,7 +107,7 @@ fn reason(remedy: Remedy, m: &Mismatch) -> String {
 /// to `skipped`.
 pub(super) async fn follow_desired_state(
     worker: &Worker,
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     skipped: &mut Skipped,
     warnings: &mut Vec<String>,
 ) -> Result<usize, WorkerError> {
@@ -151,7 +151,7 @@ pub(super) async fn follow_desired_state(
     let stuck = refused.ids_of(EntityKind::Job);
     released.retain(|id| !stuck.contains(id));
     forget_releases(&mut tx, &released).await?;
-    tx.commit().await?;
+    crate::store::commit(tx).await?;
     let changed = noted - stuck.len();
     skipped.add(refused);
     Ok(changed)

@@ -11,8 +11,8 @@ use crate::model::split::JobPlan;
 use crate::model::state::{JobState, Lifecycle};
 use crate::store::jobs::{self, ActiveJob, JobEnd, JobRow, NewJob, Placement, Provenance};
 use crate::store::states::{Moves, Skipped};
+use crate::store::Conn;
 use crate::store::{now_ms, Tx};
-use sqlx::AnyConnection;
 use std::collections::{BTreeMap, HashMap};
 
 /// What ingest did.
@@ -55,10 +55,7 @@ impl Observations {
 }
 
 /// Polls every backend for its jobs in flight.
-pub(super) async fn observe(
-    worker: &Worker,
-    conn: &mut AnyConnection,
-) -> Result<Observations, WorkerError> {
+pub(super) async fn observe(worker: &Worker, conn: &mut Conn) -> Result<Observations, WorkerError> {
     let (active, elsewhere): (Vec<ActiveJob>, Vec<ActiveJob>) = jobs::active_jobs(conn)
         .await?
         .into_iter()
@@ -427,13 +424,10 @@ impl StageCache {
         subtask: i64,
     ) -> Result<&StageSpec, WorkerError> {
         if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(subtask) {
-            let json: String = sqlx::query_scalar("SELECT spec_json FROM subtasks WHERE id = $1")
-                .bind(subtask)
-                .fetch_one(&mut **tx)
-                .await?;
-            let spec: StageSpec = serde_json::from_str(&json).map_err(|e| {
-                crate::store::StoreError::Corrupt(format!("spec of S{subtask}"), e.to_string())
-            })?;
+            let mut specs = crate::store::queue::stage_specs(tx, &[subtask]).await?;
+            let spec = specs
+                .remove(&subtask)
+                .ok_or_else(|| crate::store::StoreError::NotFound(format!("S{subtask}")))?;
             slot.insert(spec);
         }
         Ok(&self.0[&subtask])

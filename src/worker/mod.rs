@@ -121,12 +121,6 @@ impl Outage {
     }
 }
 
-impl From<sqlx::Error> for WorkerError {
-    fn from(e: sqlx::Error) -> Self {
-        WorkerError::Store(StoreError::from(e))
-    }
-}
-
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassReport {
@@ -293,7 +287,7 @@ impl Worker {
         let verdicts = checks::run_all(&all, &self.backends).await;
         let mut tx = self.store.begin().await?;
         crate::store::checks::record_verdicts(&mut tx, &verdicts, WORKER_USER).await?;
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         Ok(verdicts
             .into_iter()
             .map(|(spec, verdict)| (spec.clone(), verdict))
@@ -303,7 +297,7 @@ impl Worker {
     /// Jobs in flight on batch-system instances this worker cannot reach,
     /// by instance (`prodops check` shows them).
     pub async fn unreachable_jobs(&self) -> Result<BTreeMap<String, usize>, WorkerError> {
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.conn().await?;
         let mut out = BTreeMap::new();
         for job in crate::store::jobs::active_jobs(&mut conn).await? {
             if !self.reaches(&job) {
@@ -347,7 +341,7 @@ impl Worker {
         if !report.leader {
             report.lease_holder = lease::holder(&self.store).await?;
         }
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.conn().await?;
         let conn = &mut *conn;
         if !report.leader {
             memory.recovery_due = true;
@@ -390,7 +384,7 @@ impl Worker {
                 .await?
                 .changed;
         }
-        tx.commit().await?;
+        crate::store::commit(tx).await?;
         let board = &mut memory.check_board;
         let submitted = submit::submit(self, conn, board, &mut skipped).await?;
         report.submitted = submitted.jobs;
@@ -420,12 +414,10 @@ impl Worker {
     /// submission, after a management action, or when the last full pass is old.
     async fn full_pass_due(
         &self,
-        conn: &mut sqlx::AnyConnection,
+        conn: &mut crate::store::Conn,
         memory: &mut Memory,
     ) -> Result<bool, WorkerError> {
-        let audit: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit")
-            .fetch_one(conn)
-            .await?;
+        let audit = crate::store::audit::latest_id(conn).await?;
         let acted = memory.last_audit.replace(audit) != Some(audit);
         let stale = memory
             .last_full

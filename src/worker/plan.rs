@@ -4,7 +4,7 @@
 use super::{Worker, WorkerError, WORKER_USER};
 use crate::model::ids::EntityKind;
 use crate::model::jobspec::OutputFile;
-use crate::model::spec::{Executable, InputSpec, Spec, StageSpec};
+use crate::model::spec::{Executable, InputSpec, StageSpec};
 use crate::model::split::{plan_jobs, JobPlan};
 use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
 use crate::store::jobs::{self, NewJob, Provenance};
@@ -247,7 +247,7 @@ impl Worker {
     /// when its first jobs may be made, ms)`, soonest first. `--batch`
     /// says when to run again; the worker splits them once it has passed.
     pub async fn grace_waits(&self) -> Result<Vec<(i64, i64)>, WorkerError> {
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.conn().await?;
         Ok(waiting_campaigns(&mut conn, now_ms()).await?)
     }
 }
@@ -293,13 +293,7 @@ async fn input_files(
 }
 
 async fn campaign_input(tx: &mut Tx<'_>, campaign: i64) -> Result<Option<InputSpec>, WorkerError> {
-    let json: String = sqlx::query_scalar("SELECT spec_json FROM campaigns WHERE id = $1")
-        .bind(campaign)
-        .fetch_one(&mut **tx)
-        .await?;
-    let spec: Spec = serde_json::from_str(&json)
-        .map_err(|e| StoreError::Corrupt(format!("spec of C{campaign}"), e.to_string()))?;
-    Ok(spec.input)
+    Ok(crate::store::campaigns::spec_of(tx, campaign).await?.input)
 }
 
 /// Listed files and glob matches with their sizes; every file must exist.

@@ -10,14 +10,14 @@ use crate::model::ids::JobId;
 use crate::model::state::JobState;
 use crate::store::jobs::{jobs_in_states, set_batch_job_ids};
 use crate::store::states::{Moves, Skipped};
-use sqlx::AnyConnection;
+use crate::store::Conn;
 use std::collections::BTreeMap;
 
 /// Adopts or requeues every job caught mid-submission; returns how many.
 /// One that cannot move is added to `skipped`.
 pub(super) async fn adopt_or_requeue(
     worker: &Worker,
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     skipped: &mut Skipped,
 ) -> Result<usize, WorkerError> {
     let orphans = jobs_in_states(conn, &[JobState::Submitting], None).await?;
@@ -58,7 +58,7 @@ pub(super) async fn adopt_or_requeue(
     }
     let moved = moves.len();
     let refused = moves.write(&mut tx, WORKER_USER).await?;
-    tx.commit().await?;
+    crate::store::commit(tx).await?;
     let moved = moved - refused.moves().len();
     skipped.add(refused);
     Ok(moved)

@@ -13,11 +13,9 @@ use crate::store::jobs::{current_jobs_of_subtasks, file_counts, output_paths, Jo
 use crate::store::queue::{
     child_states_of_running, releasable_subtasks, settled_subtasks, ParentTable, QueuedSubtask,
 };
-use crate::store::sql::{json, Dialect};
 use crate::store::states::{Moves, Skipped};
+use crate::store::Conn;
 use crate::store::{StoreError, Tx};
-use sqlx::AnyConnection;
-use sqlx::Row;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -52,7 +50,7 @@ pub(super) async fn roll_up(
 /// last roll-up named), outside any transaction: a script may take minutes
 /// and the database stays free meanwhile.
 pub(super) async fn run_checks(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     awaiting: &[i64],
 ) -> Result<CheckResults, WorkerError> {
     let mut results = CheckResults::new();
@@ -126,7 +124,8 @@ async fn close_batches(
         return Ok(0);
     }
     let ids: Vec<i64> = decided.iter().map(|(id, _, _)| *id).collect();
-    let open_batches = submitted_batches_of(tx, &ids).await?;
+    let open_batches =
+        crate::store::queue::batches_in_state(tx, &ids, BatchState::Submitted).await?;
     let mut completed = Moves::default();
     for (batch, _) in &open_batches {
         completed.add(*batch, BatchState::JobsCompleted, "every job ended");
@@ -200,25 +199,6 @@ async fn decide(
     })
 }
 
-/// `(batch, subtask)` of the submitted batches of `subtasks`.
-async fn submitted_batches_of(
-    tx: &mut Tx<'_>,
-    subtasks: &[i64],
-) -> Result<Vec<(i64, i64)>, WorkerError> {
-    let sql = format!(
-        "SELECT id, subtask_id FROM batches WHERE state = $1 AND subtask_id IN ({}) ORDER BY id",
-        Dialect::of(tx).ids(2)
-    );
-    let rows = sqlx::query(&sql)
-        .bind(BatchState::Submitted.as_str())
-        .bind(json(&subtasks))
-        .fetch_all(&mut **tx)
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect()
-}
-
 /// Where a batch whose jobs all ended goes after `jobs_completed` (T6).
 fn batch_outcome(ok: bool) -> (BatchState, &'static str) {
     if ok {
@@ -230,7 +210,7 @@ fn batch_outcome(ok: bool) -> (BatchState, &'static str) {
 
 /// Gathers what a subtask's current jobs achieved (file counts only when asked).
 async fn progress_of(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     sub: &QueuedSubtask,
     jobs: &[JobRow],
     count_files: bool,
@@ -260,11 +240,7 @@ async fn progress_of(
 }
 
 /// Runs a check script with the subtask's outputs; true when it exits 0 within 10 minutes.
-async fn run_check(
-    script: &str,
-    subtask: i64,
-    conn: &mut AnyConnection,
-) -> Result<bool, WorkerError> {
+async fn run_check(script: &str, subtask: i64, conn: &mut Conn) -> Result<bool, WorkerError> {
     let outputs = output_paths(conn, subtask).await?;
     let child = tokio::process::Command::new(script)
         .env("PRODOPS_SUBTASK_ID", subtask.to_string())

@@ -18,8 +18,8 @@ use crate::store::queue::{
 };
 use crate::store::scripts::copy_of;
 use crate::store::states::{move_states, move_states_from, states_of, Skipped};
+use crate::store::Conn;
 use crate::store::StoreError;
-use sqlx::AnyConnection;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -42,7 +42,7 @@ pub(super) struct Submissions {
 /// `skipped`; one that could not take its intent is not submitted.
 pub(super) async fn submit(
     worker: &Worker,
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     board: &mut CheckBoard,
     skipped: &mut Skipped,
 ) -> Result<Submissions, WorkerError> {
@@ -129,7 +129,7 @@ pub(super) async fn submit(
 /// called (S3); returns the jobs that could not take theirs.
 async fn record_intents(
     worker: &Worker,
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     picked: &[Submittable],
 ) -> Result<Skipped, WorkerError> {
     let intents: Vec<(i64, String)> = picked
@@ -159,7 +159,7 @@ async fn record_intents(
     for (instance, jobs) in by_instance {
         set_instances(&mut tx, &jobs, &instance).await?;
     }
-    tx.commit().await?;
+    crate::store::commit(tx).await?;
     Ok(refused)
 }
 
@@ -225,7 +225,7 @@ type Accepted<'a> = (
 /// restarted worker adopts it).
 async fn record_submissions(
     worker: &Worker,
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     accepted: &[Accepted<'_>],
     refused: &[(Vec<&Submittable>, String)],
     skipped: &mut Skipped,
@@ -260,7 +260,7 @@ async fn record_submissions(
         .collect();
     skipped
         .add(move_states_from(&mut tx, &back, submitting, JobState::Created, WORKER_USER).await?);
-    tx.commit().await?;
+    crate::store::commit(tx).await?;
     Ok(accepted)
 }
 
@@ -308,7 +308,7 @@ fn within_throttles(
 /// 15); `None` for a launch script or a spec filed before copies were
 /// kept; an error line when the copy is missing (the jobs wait).
 async fn shipped_script(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     stage: &StageSpec,
 ) -> Result<Result<Option<ShippedScript>, String>, WorkerError> {
     let Executable::Script {
@@ -330,7 +330,7 @@ async fn shipped_script(
 /// Builds what the batch system needs for each job: the job-side spec, resources, sites.
 async fn job_group(
     worker: &Worker,
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     stage: &StageSpec,
     jobs: &[&Submittable],
     script: Option<&ShippedScript>,
