@@ -106,7 +106,7 @@ async fn queued_jobs(store: &Store, dir: &Path, jobs: usize) -> anyhow::Result<V
         "experiment = \"bench\"\nkind = \"mc\"\ntitle = \"ingest\"\n[defaults]\nrelease = \"bench\"\n[[stage]]\nname = \"gen\"\nscript = \"/bin/true\"\nevents = {jobs}\nevents_per_job = 1\nseed_base = 1\n"
     );
     file_and_approve(&ops, dir, &request).await?;
-    let (_, subtask) = crate::store::seed::first_subtask(&store).await?;
+    let (_, subtask) = crate::store::seed::first_subtask(store).await?;
     let mut tx = store.begin().await?;
     let batch = jobs::insert_batches(&mut tx, &[subtask], "bench", "bench").await?[&subtask];
     let new: Vec<NewJob> = (0..jobs as i64)

@@ -79,7 +79,7 @@ async fn seed(store: &Store, dir: &Path, jobs: usize) -> anyhow::Result<Vec<Stri
         "experiment = \"bench\"\nkind = \"mc\"\ntitle = \"reconcile\"\n[defaults]\nrelease = \"bench\"\n[[stage]]\nname = \"gen\"\nscript = \"/bin/true\"\nevents = {jobs}\nevents_per_job = 1\nseed_base = 1\n"
     );
     let campaign = file_and_approve(&ops, dir, &request).await?;
-    let (task, subtask) = crate::store::seed::first_subtask(&store).await?;
+    let (task, subtask) = crate::store::seed::first_subtask(store).await?;
     let mut tx = store.begin().await?;
     let user = "bench";
     set_state(&mut tx, campaign.0, CampaignState::Running, "bench", user).await?;
@@ -90,7 +90,7 @@ async fn seed(store: &Store, dir: &Path, jobs: usize) -> anyhow::Result<Vec<Stri
     set_state(&mut tx, batch, BatchState::Submitted, "bench", user).await?;
     crate::store::seed::running_jobs(&mut tx, batch, subtask, jobs as i64).await?;
     crate::store::commit(tx).await?;
-    let ids = crate::store::seed::batch_job_ids(&store).await?;
+    let ids = crate::store::seed::batch_job_ids(store).await?;
     ensure!(ids.len() == jobs, "{} of {jobs} jobs seeded", ids.len());
     Ok(ids)
 }
