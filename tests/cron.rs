@@ -71,7 +71,7 @@ async fn s3_a_batch_run_finding_a_live_worker_holding_the_lease_leaves_at_once_w
         );
         let pid = format!("pid {}", std::process::id());
         assert!(
-            said[0].contains(&prodops::store::lease::hostname())
+            said[0].contains(&prodops::host::hostname())
                 && said[0].contains(&pid)
                 && said[0].contains("running since")
                 && said[0].contains("holds the lease"),

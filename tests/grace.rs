@@ -55,7 +55,7 @@ async fn x6_an_approved_campaign_makes_no_job_during_its_grace_period() {
     for db in all_dbs().await {
         let w = world(&db).await;
         let dir = tempfile::tempdir().unwrap();
-        let before = prodops::store::now_ms();
+        let before = prodops::clock::now_ms();
         let id = approved(&w, dir.path(), &nova(dir.path(), Duration::from_secs(300))).await;
         let worker = worker(&w, &dir.path().join("work")).await;
         for _ in 0..3 {

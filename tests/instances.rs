@@ -190,7 +190,7 @@ async fn m9_each_job_records_its_site_node_kind_of_node_and_instance() {
         assert_eq!(job.node_kind.as_deref(), Some("local"), "{}", db.label);
         assert_eq!(
             job.node.as_deref(),
-            Some(prodops::store::lease::hostname().as_str()),
+            Some(prodops::host::hostname().as_str()),
             "{}",
             db.label
         );

@@ -822,7 +822,7 @@ async fn s3_a_watching_worker_names_the_lease_holder_by_host_and_pid() {
         let holder = watching.lease_holder.clone().unwrap();
         assert_eq!(
             (holder.host, holder.pid),
-            (prodops::store::lease::hostname(), std::process::id()),
+            (prodops::host::hostname(), std::process::id()),
             "{}: the holder is this test process",
             db.label
         );

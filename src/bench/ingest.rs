@@ -72,7 +72,7 @@ async fn events_per_second(url: &str, dir: &Path, jobs: usize) -> anyhow::Result
                 node_kind: None,
             })
             .collect();
-        jobs::set_started(&mut tx, &nodes, crate::store::now_ms()).await?;
+        jobs::set_started(&mut tx, &nodes, crate::clock::now_ms()).await?;
         set_states(
             &mut tx,
             &reasons(chunk, "running"),
@@ -149,7 +149,7 @@ fn reasons(ids: &[i64], why: &str) -> Vec<(i64, String)> {
 
 /// A job's end with four measured stages.
 fn job_end() -> JobEnd {
-    let now = crate::store::now_ms();
+    let now = crate::clock::now_ms();
     let stages = ["stage-in", "unpack", "run", "copy-out"]
         .iter()
         .flat_map(|stage| {

@@ -207,7 +207,7 @@ pub(super) async fn run_batch(worker: &Worker, mode: BatchMode) -> anyhow::Resul
     };
     worker.release_lease().await?;
     for (campaign, at) in worker.grace_waits().await? {
-        eprintln!("{}", grace_line(campaign, at, crate::store::now_ms()));
+        eprintln!("{}", grace_line(campaign, at, crate::clock::now_ms()));
     }
     match waiting_line(&last) {
         Some(line) => Err(WorkWaiting(line).into()),

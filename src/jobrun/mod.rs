@@ -20,8 +20,8 @@ pub mod measure;
 mod script;
 pub mod stages;
 
+use crate::clock::now_ms;
 use crate::model::jobspec::{files, JobResult, JobRunSpec, OutputFile, ShippedScript};
-use crate::store::now_ms;
 use script::{Places, ScriptOutcome};
 use stages::{StageLog, ThreadMeter, Usage};
 use std::fs;
@@ -82,7 +82,7 @@ pub fn main(spec_path: &Path) -> i32 {
         Ok(spec) => run_job(&spec, &work, io),
         Err(e) => {
             io.note(&e);
-            let mut result = JobResult::starting(hostname());
+            let mut result = JobResult::starting(crate::host::hostname());
             result.failed_stage = Some("setup".into());
             result.end_ms = now_ms();
             (result, EXIT_BAD_SPEC)
@@ -113,7 +113,7 @@ fn read_spec(path: &Path) -> Result<JobRunSpec, String> {
 /// stopping at the first that fails. Returns how it ended and the exit
 /// status `job-run` gives for it.
 pub fn run_job(spec: &JobRunSpec, work: &Path, mut io: JobIo) -> (JobResult, i32) {
-    let mut result = JobResult::starting(hostname());
+    let mut result = JobResult::starting(crate::host::hostname());
     let code = run_stages(spec, work, &mut io, &mut result);
     result.end_ms = now_ms();
     (result, code)
@@ -334,17 +334,4 @@ fn write_result(work: &Path, result: &JobResult) -> std::io::Result<()> {
         serde_json::to_vec_pretty(result).expect("a job result serialises"),
     )?;
     fs::rename(&tmp, work.join(files::RESULT))
-}
-
-/// This machine's name, for the job's record (M9); read once per process.
-pub fn hostname() -> String {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|name| name.trim().to_string())
-            .ok()
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| "unknown".to_string())
-    })
-    .clone()
 }

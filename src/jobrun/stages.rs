@@ -4,8 +4,8 @@
 //! so a job killed half-way still shows how far it got: `prodops job-run`
 //! appends them to `stages.jsonl`, the local executor to its event log.
 
+use crate::clock::now_ms;
 use crate::model::jobspec::StageEvent;
-use crate::store::now_ms;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;

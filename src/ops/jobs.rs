@@ -3,6 +3,7 @@
 
 use super::views::iso;
 use super::{Ops, OpsError};
+use crate::clock::now_ms;
 use crate::model::hold::JobAction;
 use crate::model::ids::{CampaignId, EntityKind, EntityRef, JobId, SubtaskId};
 use crate::model::role::{Action, Target};
@@ -10,10 +11,11 @@ use crate::model::spec::TaskKind;
 use crate::model::state::{
     BatchState, CampaignState, JobState, Lifecycle, SubtaskState, TaskState,
 };
-use crate::store::jobs::{self, JobRow, StageRow};
+use crate::store::jobs::{self, JobRow};
 use crate::store::scope;
+use crate::store::stages::{self, StageRow};
 use crate::store::states::{current_state, set_state};
-use crate::store::{now_ms, StoreError, Tx};
+use crate::store::{StoreError, Tx};
 use serde::Serialize;
 
 /// A job as shown in listings, with how long it has been in its state (M3).
@@ -162,7 +164,7 @@ impl Ops {
     pub async fn job(&self, id: JobId) -> Result<JobDetail, OpsError> {
         let mut conn = self.store.conn().await?;
         let row = jobs::get_job(&mut conn, id.0).await?;
-        let stages = jobs::stages_of(&mut conn, id.0).await?;
+        let stages = stages::stages_of(&mut conn, id.0).await?;
         Ok(JobDetail {
             job: JobView::from(&row),
             stages,
@@ -224,7 +226,7 @@ impl Ops {
                 continue;
             }
             for job in &failed {
-                let id = crate::worker::retry_job(&mut tx, job, &who).await?;
+                let id = jobs::retry_job(&mut tx, job, &who).await?;
                 done.jobs.push(JobId(id).to_string());
                 reopen_batch(&mut tx, job.batch_id, &why, &who).await?;
             }

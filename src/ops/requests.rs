@@ -525,7 +525,7 @@ impl Ops {
     /// `None` without a grace period.
     fn start_after(&self, experiment: &str) -> Option<i64> {
         let grace = self.policies.grace_for(experiment);
-        (!grace.is_zero()).then(|| crate::store::now_ms() + grace.as_millis() as i64)
+        (!grace.is_zero()).then(|| crate::clock::now_ms() + grace.as_millis() as i64)
     }
 
     /// `; first jobs in 300 s (grace period)`, or nothing without one.

@@ -1,6 +1,7 @@
 //! The audit trail of management actions, allowed or refused (CP1).
 
-use super::{now_ms, StoreError, Tx};
+use super::{StoreError, Tx};
+use crate::clock::now_ms;
 use serde::Serialize;
 use sqlx::Row;
 

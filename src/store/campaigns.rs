@@ -1,7 +1,8 @@
 //! Requests/campaigns and the tasks and subtasks materialised from them.
 
 use super::states::record_creation;
-use super::{now_ms, StoreError, Tx};
+use super::{StoreError, Tx};
+use crate::clock::now_ms;
 use crate::model::hold::HoldScope;
 use crate::model::ids::EntityKind;
 use crate::model::spec::StageSpec;

@@ -3,7 +3,8 @@
 //! which submissions wait and why. A verdict that changes is a state change
 //! recorded in `history` (entity `check`, `passing` / `failing`).
 
-use super::{now_ms, StoreError, Tx};
+use super::{StoreError, Tx};
+use crate::clock::now_ms;
 use crate::model::check::{CheckSpec, Verdict};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};

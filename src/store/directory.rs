@@ -1,6 +1,7 @@
 //! Experiments, users and their role grants (W1, J13, roles of the spec).
 
-use super::{now_ms, StoreError, Tx};
+use super::{StoreError, Tx};
+use crate::clock::now_ms;
 use crate::model::role::{Grant, Role};
 use crate::model::spec::TaskKind;
 use serde::Serialize;

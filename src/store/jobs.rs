@@ -1,10 +1,14 @@
-//! Batches, jobs, their stages and the files they read and write (M3, M9, M10, X11).
+//! Batches and jobs (M3, M9); their stages are in [`super::stages`], the
+//! files they read and write in [`super::files`].
 
 use super::campaigns::placeholders;
+use super::files::inputs_of_job;
 use super::sql::{json, Col, Dialect};
+use super::stages::{insert_stages, stage_rows, StageRow};
 use super::states::{record_creation, record_creations};
-use super::{now_ms, StoreError, Tx};
-use crate::model::jobspec::{OutputFile, StageEvent};
+use super::{StoreError, Tx};
+use crate::clock::now_ms;
+use crate::model::jobspec::StageEvent;
 use crate::model::split::JobPlan;
 use crate::model::state::{BatchState, JobState, Lifecycle};
 use serde::Serialize;
@@ -744,232 +748,6 @@ pub async fn record_job_ends(tx: &mut Tx<'_>, ends: &[(i64, JobEnd)]) -> Result<
     insert_stages(tx, &stages).await
 }
 
-/// Writes jobs' stage rows in one statement.
-async fn insert_stages(tx: &mut Tx<'_>, jobs: &[(i64, Vec<StageRow>)]) -> Result<(), StoreError> {
-    let rows: Vec<_> = jobs
-        .iter()
-        .flat_map(|(job, stages)| {
-            stages.iter().enumerate().map(move |(seq, s)| {
-                (
-                    *job,
-                    seq,
-                    &s.name,
-                    s.started_at,
-                    s.ended_at,
-                    s.wall_ms,
-                    s.cpu_ms,
-                    s.max_rss_kb,
-                    s.ok.map(i64::from),
-                )
-            })
-        })
-        .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    use Col::{Int, Text};
-    let dialect = Dialect::of(tx);
-    let sql = format!(
-        "INSERT INTO job_stages (job_id, seq, name, started_at, ended_at, wall_ms, cpu_ms, max_rss_kb, ok)
-         SELECT v.c0, v.c1, v.c2, v.c3, v.c4, v.c5, v.c6, v.c7, v.c8 FROM ({}) AS v",
-        dialect.rows(1, &[Int, Int, Text, Int, Int, Int, Int, Int, Int])
-    );
-    sqlx::query(&sql)
-        .bind(json(&rows))
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// One stage of a job with its resources (M10).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StageRow {
-    /// Stage name.
-    pub name: String,
-    /// Start, ms.
-    pub started_at: i64,
-    /// End, ms; none while running.
-    pub ended_at: Option<i64>,
-    /// Wall time, ms.
-    pub wall_ms: Option<i64>,
-    /// CPU time, ms.
-    pub cpu_ms: Option<i64>,
-    /// Peak RSS, KiB.
-    pub max_rss_kb: Option<i64>,
-    /// Whether it succeeded.
-    pub ok: Option<bool>,
-}
-
-/// Pairs start and end events into stages, in order.
-pub fn stage_rows(events: &[StageEvent]) -> Vec<StageRow> {
-    let mut rows: Vec<StageRow> = Vec::new();
-    for e in events {
-        match e {
-            StageEvent::Start { stage, ts_ms } => rows.push(StageRow {
-                name: stage.clone(),
-                started_at: *ts_ms,
-                ended_at: None,
-                wall_ms: None,
-                cpu_ms: None,
-                max_rss_kb: None,
-                ok: None,
-            }),
-            StageEvent::End {
-                stage,
-                ts_ms,
-                wall_ms,
-                cpu_ms,
-                max_rss_kb,
-                ok,
-            } => {
-                if let Some(open) = rows
-                    .iter_mut()
-                    .rev()
-                    .find(|r| &r.name == stage && r.ended_at.is_none())
-                {
-                    open.ended_at = Some(*ts_ms);
-                    open.wall_ms = Some(*wall_ms);
-                    open.cpu_ms = Some(*cpu_ms);
-                    open.max_rss_kb = Some(*max_rss_kb);
-                    open.ok = Some(*ok);
-                }
-            }
-        }
-    }
-    rows
-}
-
-/// The recorded stages of a job.
-pub async fn stages_of(conn: &mut AnyConnection, job: i64) -> Result<Vec<StageRow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT name, started_at, ended_at, wall_ms, cpu_ms, max_rss_kb, ok FROM job_stages WHERE job_id = $1 ORDER BY seq",
-    )
-    .bind(job)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StageRow {
-                name: r.try_get(0)?,
-                started_at: r.try_get(1)?,
-                ended_at: r.try_get(2)?,
-                wall_ms: r.try_get(3)?,
-                cpu_ms: r.try_get(4)?,
-                max_rss_kb: r.try_get(5)?,
-                ok: r.try_get::<Option<i64>, _>(6)?.map(|v| v != 0),
-            })
-        })
-        .collect()
-}
-
-/// Where a file came from: the task, subtask and job that made it (X11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Provenance {
-    /// Producing task.
-    pub task: Option<i64>,
-    /// Producing subtask.
-    pub subtask: Option<i64>,
-    /// Producing job.
-    pub job: Option<i64>,
-}
-
-/// Registers a file in the local catalog and returns its id.
-pub async fn insert_file(
-    tx: &mut Tx<'_>,
-    file: &OutputFile,
-    from: Provenance,
-) -> Result<i64, StoreError> {
-    Ok(sqlx::query(
-        "INSERT INTO files (name, path, size_bytes, task_id, subtask_id, job_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-    )
-    .bind(&file.name)
-    .bind(&file.path)
-    .bind(file.size)
-    .bind(from.task)
-    .bind(from.subtask)
-    .bind(from.job)
-    .bind(now_ms())
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get(0)?)
-}
-
-/// Registers many files in the local catalog in one statement.
-pub async fn insert_files(
-    tx: &mut Tx<'_>,
-    files: &[(OutputFile, Provenance)],
-) -> Result<(), StoreError> {
-    if files.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<_> = files
-        .iter()
-        .map(|(f, from)| (&f.name, &f.path, f.size, from.task, from.subtask, from.job))
-        .collect();
-    use Col::{Int, Text};
-    let dialect = Dialect::of(tx);
-    let sql = format!(
-        "INSERT INTO files (name, path, size_bytes, task_id, subtask_id, job_id, created_at)
-         SELECT v.c0, v.c1, v.c2, v.c3, v.c4, v.c5, $1 FROM ({}) AS v",
-        dialect.rows(2, &[Text, Text, Int, Int, Int, Int])
-    );
-    sqlx::query(&sql)
-        .bind(now_ms())
-        .bind(json(&rows))
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// A file in the local catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileRow {
-    /// Row id.
-    pub id: i64,
-    /// Name.
-    pub name: String,
-    /// Full path.
-    pub path: String,
-    /// Size, bytes.
-    pub size: i64,
-    /// Producing job.
-    pub job_id: Option<i64>,
-}
-
-/// Files whose ids are given, in id order.
-pub async fn files_by_id(
-    conn: &mut AnyConnection,
-    ids: &[i64],
-) -> Result<Vec<FileRow>, StoreError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT id, name, path, size_bytes, job_id FROM files WHERE id IN ({}) ORDER BY id",
-        placeholders(1, ids.len())
-    );
-    let mut q = sqlx::query(&sql);
-    for id in ids {
-        q = q.bind(*id);
-    }
-    file_rows(q.fetch_all(conn).await?)
-}
-
-fn file_rows(rows: Vec<AnyRow>) -> Result<Vec<FileRow>, StoreError> {
-    rows.iter()
-        .map(|r| {
-            Ok(FileRow {
-                id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                path: r.try_get(2)?,
-                size: r.try_get(3)?,
-                job_id: r.try_get(4)?,
-            })
-        })
-        .collect()
-}
-
 /// The task of each of `subtasks`.
 pub async fn tasks_of_subtasks(
     tx: &mut Tx<'_>,
@@ -986,71 +764,6 @@ pub async fn tasks_of_subtasks(
     rows.iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect()
-}
-
-/// Ids of the files made by succeeded, current jobs of `subtasks`, by subtask (a child's inputs).
-pub async fn outputs_by_subtask(
-    tx: &mut Tx<'_>,
-    subtasks: &[i64],
-) -> Result<HashMap<i64, Vec<i64>>, StoreError> {
-    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
-    if subtasks.is_empty() {
-        return Ok(out);
-    }
-    let sql = format!(
-        "SELECT f.subtask_id, f.id FROM files f JOIN jobs j ON j.id = f.job_id
-         WHERE f.subtask_id IN ({}) AND j.state = 'succeeded' ORDER BY f.id",
-        Dialect::of(tx).ids(1)
-    );
-    let rows = sqlx::query(&sql)
-        .bind(json(&subtasks))
-        .fetch_all(&mut **tx)
-        .await?;
-    for r in rows {
-        out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
-    }
-    Ok(out)
-}
-
-/// Input file ids of a job.
-pub async fn inputs_of_job(conn: &mut AnyConnection, job: i64) -> Result<Vec<i64>, StoreError> {
-    let rows = sqlx::query("SELECT file_id FROM job_inputs WHERE job_id = $1 ORDER BY file_id")
-        .bind(job)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
-}
-
-/// Counts for judging a subtask: inputs assigned, inputs read by succeeded jobs, outputs.
-pub async fn file_counts(
-    conn: &mut AnyConnection,
-    subtask: i64,
-) -> Result<(i64, i64, i64), StoreError> {
-    let row = sqlx::query(
-        "SELECT
-           (SELECT COUNT(DISTINCT i.file_id) FROM job_inputs i JOIN jobs j ON j.id = i.job_id WHERE j.subtask_id = $1),
-           (SELECT COUNT(DISTINCT i.file_id) FROM job_inputs i JOIN jobs j ON j.id = i.job_id
-              WHERE j.subtask_id = $1 AND j.state = 'succeeded'),
-           (SELECT COUNT(*) FROM files f JOIN jobs j ON j.id = f.job_id WHERE f.subtask_id = $1 AND j.state = 'succeeded')",
-    )
-    .bind(subtask)
-    .fetch_one(conn)
-    .await?;
-    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
-}
-
-/// Output paths of a subtask's succeeded jobs.
-pub async fn output_paths(
-    conn: &mut AnyConnection,
-    subtask: i64,
-) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT f.path FROM files f JOIN jobs j ON j.id = f.job_id WHERE f.subtask_id = $1 AND j.state = 'succeeded'",
-    )
-    .bind(subtask)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
 /// Job counts of one subtask's current attempts.
@@ -1115,4 +828,27 @@ pub async fn job_counts_of_campaign(
         }
     }
     Ok(out)
+}
+
+/// Creates the next attempt of `job` on behalf of `who` (the worker or a
+/// resubmitting person): linked to it, with the same plan and inputs.
+pub async fn retry_job(tx: &mut Tx<'_>, job: &JobRow, who: &str) -> Result<i64, StoreError> {
+    let inputs = inputs_of_job(tx, job.id).await?;
+    let why = format!("attempt {} retries J{}", job.attempt + 1, job.id);
+    insert_job(
+        tx,
+        &NewJob {
+            batch_id: job.batch_id,
+            subtask_id: job.subtask_id,
+            seq: job.seq,
+            attempt: job.attempt + 1,
+            params_json: &job.params_json,
+            backend: &job.backend,
+            retry_of: Some(job.id),
+            inputs: &inputs,
+        },
+        &why,
+        who,
+    )
+    .await
 }

@@ -4,7 +4,9 @@
 //! renewed every pass, and taken over when it expires or its holder's process
 //! on this host is gone.
 
-use super::{now_ms, Store, StoreError};
+use super::{Store, StoreError};
+use crate::clock::now_ms;
+use crate::host::hostname;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -16,18 +18,6 @@ pub fn holder_id() -> String {
     static WORKERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = WORKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{}:{}:{}.{n}", hostname(), std::process::id(), now_ms())
-}
-
-/// This machine's name.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length and gethostname NUL-terminates within it.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".to_string();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// True when `holder` names a process on this host that no longer exists.

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod campaigns;
 pub mod checks;
 pub mod directory;
+pub mod files;
 pub mod jobs;
 pub mod lease;
 mod open;
@@ -19,6 +20,7 @@ pub mod scope;
 pub mod scripts;
 pub mod seed;
 pub(crate) mod sql;
+pub mod stages;
 pub mod states;
 
 pub use open::Schema;
@@ -202,11 +204,6 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub fn default_sqlite_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("org", "prodops", "prodops")
         .map(|d| d.data_dir().join("prodops.db"))
-}
-
-/// Current time in milliseconds since the Unix epoch, the unit of every stored time.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl Store {

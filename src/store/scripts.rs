@@ -2,7 +2,8 @@
 //! request's locked spec names by hash, which jobs run instead of the live
 //! file, and when an approved campaign may first be split.
 
-use super::{now_ms, StoreError, Tx};
+use super::{StoreError, Tx};
+use crate::clock::now_ms;
 use sqlx::{AnyConnection, Row};
 
 /// Keeps `content` as the copy named by `sha256` (its hash); a copy stored

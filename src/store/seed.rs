@@ -2,7 +2,8 @@
 //! made many at a time in one statement, and the counts a scenario checks
 //! its work with. Nothing else uses these.
 
-use super::{now_ms, Store, StoreError, Tx};
+use super::{Store, StoreError, Tx};
+use crate::clock::now_ms;
 use crate::model::state::{JobState, Lifecycle};
 use sqlx::{Connection, Row};
 

@@ -3,7 +3,8 @@
 //! the history row, all inside the caller's transaction.
 
 use super::sql::{json, Col, Dialect};
-use super::{now_ms, StoreError, Tx};
+use super::{StoreError, Tx};
+use crate::clock::now_ms;
 use crate::model::ids::{EntityKind, EntityRef};
 use crate::model::state::{check_transition, Lifecycle};
 use serde::Serialize;

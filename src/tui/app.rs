@@ -435,7 +435,7 @@ impl App {
 
     /// Handles a key press.
     pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
-        crate::worker::failpoint::panic_at("console:key");
+        crate::failpoint::panic_at("console:key");
         if let Some(open) = self.popup.take() {
             return self.popup_key(open, key);
         }

@@ -4,15 +4,17 @@
 
 use super::{Worker, WorkerError, WORKER_USER};
 use crate::batch::{BatchJobId, LogBundle, Observed, ObservedState};
+use crate::clock::now_ms;
 use crate::model::ids::EntityKind;
 use crate::model::jobspec::{JobResult, OutputFile, StageEvent};
 use crate::model::spec::StageSpec;
 use crate::model::split::JobPlan;
 use crate::model::state::{JobState, Lifecycle};
-use crate::store::jobs::{self, ActiveJob, JobEnd, JobRow, NewJob, Placement, Provenance};
+use crate::store::files::{self, Provenance};
+use crate::store::jobs::{self, ActiveJob, JobEnd, JobRow, Placement};
 use crate::store::states::{Moves, Skipped};
 use crate::store::Conn;
-use crate::store::{now_ms, Tx};
+use crate::store::Tx;
 use std::collections::{BTreeMap, HashMap};
 
 /// What ingest did.
@@ -375,42 +377,15 @@ async fn register_outputs(
             files.iter().map(move |file| (file.clone(), from))
         })
         .collect();
-    jobs::insert_files(tx, &files).await?;
+    files::insert_files(tx, &files).await?;
     Ok(())
 }
 
 /// Creates the next attempt of a failed job, linked to it, with the same plan.
 pub(super) async fn retry(tx: &mut Tx<'_>, job: &JobRow) -> Result<i64, WorkerError> {
-    retry_job(tx, job, WORKER_USER)
+    jobs::retry_job(tx, job, WORKER_USER)
         .await
         .map_err(WorkerError::from)
-}
-
-/// Creates the next attempt of `job` on behalf of `who` (the worker or a resubmitting person).
-pub async fn retry_job(
-    tx: &mut Tx<'_>,
-    job: &JobRow,
-    who: &str,
-) -> Result<i64, crate::store::StoreError> {
-    let inputs = jobs::inputs_of_job(tx, job.id).await?;
-    let why = format!("attempt {} retries J{}", job.attempt + 1, job.id);
-    let id = jobs::insert_job(
-        tx,
-        &NewJob {
-            batch_id: job.batch_id,
-            subtask_id: job.subtask_id,
-            seq: job.seq,
-            attempt: job.attempt + 1,
-            params_json: &job.params_json,
-            backend: &job.backend,
-            retry_of: Some(job.id),
-            inputs: &inputs,
-        },
-        &why,
-        who,
-    )
-    .await?;
-    Ok(id)
 }
 
 /// Stage specs of subtasks, read once per pass.

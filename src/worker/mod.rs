@@ -8,14 +8,11 @@
 
 pub mod checks;
 mod enforce;
-pub mod failpoint;
 mod ingest;
 mod plan;
 mod recover;
 mod rollup;
 mod submit;
-
-pub use ingest::retry_job;
 
 use crate::batch::{BatchError, BatchSystem};
 use crate::store::states::Skipped;

@@ -2,13 +2,14 @@
 //! (MC seeds, events, input files), and its task and campaign start running.
 
 use super::{Worker, WorkerError, WORKER_USER};
+use crate::clock::now_ms;
 use crate::model::ids::EntityKind;
 use crate::model::jobspec::OutputFile;
 use crate::model::spec::{Executable, InputSpec, StageSpec};
 use crate::model::split::{plan_jobs, JobPlan};
 use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
-use crate::store::jobs::{self, NewJob, Provenance};
-use crate::store::now_ms;
+use crate::store::files::{self, Provenance};
+use crate::store::jobs::{self, NewJob};
 use crate::store::queue::{subtasks_in_state, QueuedSubtask};
 use crate::store::scripts::{copy_of, waiting_campaigns};
 use crate::store::states::{Moves, Skipped};
@@ -153,7 +154,7 @@ async fn parents_outputs(
         .collect();
     parents.sort_unstable();
     parents.dedup();
-    let files = jobs::outputs_by_subtask(tx, &parents).await?;
+    let files = files::outputs_by_subtask(tx, &parents).await?;
     Ok(subs
         .iter()
         .filter(|s| !s.parents.is_empty())
@@ -287,7 +288,7 @@ async fn input_files(
             task: Some(sub.task_id),
             ..Provenance::default()
         };
-        ids.push(jobs::insert_file(tx, &file, from).await?);
+        ids.push(files::insert_file(tx, &file, from).await?);
     }
     Ok(Ok(ids))
 }

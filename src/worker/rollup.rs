@@ -9,7 +9,8 @@ use crate::model::spec::StageSpec;
 use crate::model::state::{
     BatchState, CampaignState, JobState, Lifecycle, SubtaskState, TaskState,
 };
-use crate::store::jobs::{current_jobs_of_subtasks, file_counts, output_paths, JobRow};
+use crate::store::files::{file_counts, output_paths};
+use crate::store::jobs::{current_jobs_of_subtasks, JobRow};
 use crate::store::queue::{
     child_states_of_running, releasable_subtasks, settled_subtasks, ParentTable, QueuedSubtask,
 };

@@ -3,16 +3,17 @@
 //! answers. A crash in between is resolved by `recover` on the next pass.
 
 use super::checks::CheckBoard;
-use super::failpoint;
 use super::{Worker, WorkerError, WORKER_USER};
 use crate::batch::{BatchSystem, JobGroup, JobKey, JobLaunch, Submitted};
+use crate::failpoint;
 use crate::model::check::CheckSpec;
 use crate::model::ids::JobId;
 use crate::model::jobspec::{JobRunSpec, ShippedScript};
 use crate::model::spec::{Executable, StageSpec};
 use crate::model::split::JobPlan;
 use crate::model::state::{BatchState, JobState, Lifecycle};
-use crate::store::jobs::{files_by_id, set_batch_job_ids, set_instances};
+use crate::store::files::files_by_id;
+use crate::store::jobs::{set_batch_job_ids, set_instances};
 use crate::store::queue::{
     desired_sites, in_flight, stage_specs, submittable_jobs, InFlight, Submittable,
 };

@@ -352,7 +352,7 @@ impl BatchSystem for HtcondorBatch {
     /// `htcondor@HOST`: the commands ask this host's schedd, which alone
     /// holds the jobs submitted here.
     fn instance(&self) -> String {
-        format!("{SYSTEM}@{}", crate::store::lease::hostname())
+        format!("{SYSTEM}@{}", crate::host::hostname())
     }
 
     async fn submit(&self, group: &JobGroup) -> Result<Vec<Submitted>, BatchError> {
@@ -372,7 +372,7 @@ impl BatchSystem for HtcondorBatch {
         )
         .await?;
         let (cluster, count) = parse_submit(&out).map_err(|e| failed(&e.to_string()))?;
-        crate::worker::failpoint::hit("htcondor:after-submit");
+        crate::failpoint::hit("htcondor:after-submit");
         if count != new.len() as u64 {
             return Err(failed(&format!(
                 "condor_submit made {count} jobs in cluster {cluster}, not {}",
@@ -710,7 +710,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(
             batch(dir.path()).instance(),
-            format!("htcondor@{}", crate::store::lease::hostname())
+            format!("htcondor@{}", crate::host::hostname())
         );
     }
 

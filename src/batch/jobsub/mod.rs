@@ -304,7 +304,7 @@ impl BatchSystem for JobsubBatch {
         let args = self.submit_args(&name, &dir.join("run.sh"), &new);
         let out = run_ok(SYSTEM, &self.program("jobsub_submit"), &args, COMMAND_LIMIT).await?;
         let ids = parse_submit(&out).map_err(|e| failed(&e.to_string()))?;
-        crate::worker::failpoint::hit("jobsub:after-submit");
+        crate::failpoint::hit("jobsub:after-submit");
         if ids.len() != new.len() {
             return Err(failed(&format!(
                 "jobsub_submit made {} jobs, not {}",

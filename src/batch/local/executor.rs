@@ -16,10 +16,10 @@ use super::protocol::{
 };
 use super::valid_name;
 use super::view::View;
+use crate::failpoint;
 use crate::jobrun::stages::StageLog;
 use crate::jobrun::{self, JobIo, SharedOut};
 use crate::model::jobspec::{files, JobResult, JobRunSpec, StageEvent};
-use crate::worker::failpoint;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -207,7 +207,7 @@ impl Executor {
             commands,
             root,
             slots,
-            node: jobrun::hostname(),
+            node: crate::host::hostname(),
             view,
             events: Arc::new(EventLog(Mutex::new(events))),
             queue: VecDeque::new(),
@@ -344,7 +344,7 @@ impl Executor {
                     if self.cancelled(&name) {
                         self.record(Event::Removed {
                             name,
-                            ts_ms: crate::store::now_ms(),
+                            ts_ms: crate::clock::now_ms(),
                         });
                     } else {
                         self.record(Event::Ended { name, result });
@@ -457,7 +457,7 @@ impl Executor {
         let dir = self.root.join(&name);
         self.record(Event::Started {
             name: name.clone(),
-            ts_ms: crate::store::now_ms(),
+            ts_ms: crate::clock::now_ms(),
             node: self.node.clone(),
         });
         failpoint::hit("executor:after-claim");
@@ -469,7 +469,7 @@ impl Executor {
             self.record(Event::Lost {
                 name,
                 why,
-                ts_ms: crate::store::now_ms(),
+                ts_ms: crate::clock::now_ms(),
             });
             return;
         }
@@ -494,7 +494,7 @@ impl Executor {
             self.record(Event::Lost {
                 name,
                 why,
-                ts_ms: crate::store::now_ms(),
+                ts_ms: crate::clock::now_ms(),
             });
         }
     }
@@ -508,7 +508,7 @@ impl Executor {
         self.queue.retain(|n| n != name);
         self.record(Event::Removed {
             name: name.to_string(),
-            ts_ms: crate::store::now_ms(),
+            ts_ms: crate::clock::now_ms(),
         });
     }
 
@@ -516,7 +516,7 @@ impl Executor {
         self.record(Event::Lost {
             name: name.to_string(),
             why: LOST.to_string(),
-            ts_ms: crate::store::now_ms(),
+            ts_ms: crate::clock::now_ms(),
         });
     }
 
@@ -578,9 +578,9 @@ fn run_job(name: String, spec: JobRunSpec, dir: PathBuf, events: Arc<EventLog>, 
         jobrun::run_job(&spec, &dir, job_io(&name, &dir, &events, &inbox)).0
     }));
     let result = outcome.unwrap_or_else(|_| {
-        let mut result = JobResult::starting(jobrun::hostname());
+        let mut result = JobResult::starting(crate::host::hostname());
         result.failed_stage = Some("setup".into());
-        result.end_ms = crate::store::now_ms();
+        result.end_ms = crate::clock::now_ms();
         result
     });
     inbox.send(Msg::Done(name, result));

@@ -239,7 +239,7 @@ impl BatchSystem for LocalBatch {
     fn instance(&self) -> String {
         format!(
             "{SYSTEM}@{}:{}",
-            crate::store::lease::hostname(),
+            crate::host::hostname(),
             self.root.display()
         )
     }

@@ -401,7 +401,7 @@ impl BatchSystem for SlurmBatch {
         )
         .await?;
         let array = parse_sbatch(&out).map_err(|e| failed(&e.to_string()))?;
-        crate::worker::failpoint::hit("slurm:after-sbatch");
+        crate::failpoint::hit("slurm:after-sbatch");
         done.extend(self.record(&name, array)?);
         Ok(done)
     }

@@ -433,7 +433,7 @@ fn campaign_item(ctx: &Ctx, c: &CampaignLine) -> TreeItem<'static, String> {
             theme.style(Slot::Dim),
         ),
     ]);
-    if let Some(countdown) = grace_countdown(c, crate::store::now_ms()) {
+    if let Some(countdown) = grace_countdown(c, crate::clock::now_ms()) {
         text.push(Span::styled(
             format!("  starts in {countdown}"),
             theme.style(Slot::StateHeld),

@@ -5,10 +5,10 @@
 
 use super::jobs::{job_msg, job_offers};
 use super::{movement, pane_block, short_kib, short_ms, Component, Ctx, Msg};
+use crate::clock::now_ms;
 use crate::model::ids::{EntityRef, JobId};
 use crate::model::jobspec::StageEvent;
-use crate::store::jobs::{stage_rows, StageRow};
-use crate::store::now_ms;
+use crate::store::stages::{stage_rows, StageRow};
 use crate::tui::action::{Action, Offer};
 use crate::tui::app::Pane;
 use crate::tui::data::{JobSet, Snapshot};

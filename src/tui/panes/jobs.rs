@@ -7,11 +7,11 @@
 
 use super::{movement, movement_offers, pane_block, short_duration, short_kib, short_ms};
 use super::{Component, Ctx, Msg};
+use crate::clock::now_ms;
 use crate::model::hold::JobAction;
 use crate::model::ids::{CampaignId, EntityRef, JobId, SubtaskId};
 use crate::model::state::{JobState, Lifecycle};
 use crate::ops::jobs::JobView;
-use crate::store::now_ms;
 use crate::store::overview::{JobQuery, JobSort};
 use crate::tui::action::{Action, Offer};
 use crate::tui::app::Pane;
