@@ -3,6 +3,7 @@
 //! Each action checks the actor's role, changes state and writes its audit row
 //! in one transaction; a refused action is rolled back and its refusal audited.
 
+pub mod campaigns;
 pub mod demo;
 pub mod directory;
 pub mod jobs;

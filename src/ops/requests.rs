@@ -1,19 +1,18 @@
-//! The request lifecycle: file, edit, clone, approve, reject, consolidate,
-//! prioritise, hold, release, cancel (J12–J16, W1–W6, X3, X6).
+//! Requests: file, edit, clone, and read (J12–J16, W1–W6, X3); what
+//! happens to a campaign after filing is in [`super::campaigns`].
 
+use super::campaigns::{cancel_children, materialise};
 use super::views::{
     task_views, CampaignDetail, HistoryView, RequestDetail, RequestLine, RequestSummary,
 };
 use super::{Ops, OpsError};
-use crate::model::dag::Dag;
-use crate::model::hold::HoldScope;
 use crate::model::ids::{CampaignId, EntityRef};
 use crate::model::progress::{campaign_progress, Progress};
-use crate::model::request::{parse_request, Format, RequestError, ValidRequest, MAX_PRIORITY};
+use crate::model::request::{parse_request, Format, RequestError, ValidRequest};
 use crate::model::request_policy::{ScriptRoots, MAX_SCRIPT_BYTES};
 use crate::model::role::{Action, Target};
 use crate::model::spec::{Executable, Spec, TaskKind};
-use crate::model::state::{CampaignState, Lifecycle, SubtaskState, TaskState};
+use crate::model::state::{CampaignState, Lifecycle};
 use crate::store::campaigns::{self as camp, CampaignFilter, CampaignRow, NewCampaign};
 use crate::store::directory as dir;
 use crate::store::overview;
@@ -179,7 +178,7 @@ fn kind_of(row: &CampaignRow) -> Result<TaskKind, OpsError> {
     })
 }
 
-fn state_of(row: &CampaignRow) -> Result<CampaignState, OpsError> {
+pub(super) fn state_of(row: &CampaignRow) -> Result<CampaignState, OpsError> {
     CampaignState::parse(&row.state).ok_or_else(|| {
         OpsError::Store(StoreError::Corrupt(
             format!("state of C{}", row.id),
@@ -188,7 +187,7 @@ fn state_of(row: &CampaignRow) -> Result<CampaignState, OpsError> {
     })
 }
 
-fn spec_of(row: &CampaignRow) -> Result<Spec, OpsError> {
+pub(super) fn spec_of(row: &CampaignRow) -> Result<Spec, OpsError> {
     serde_json::from_str(&row.spec_json).map_err(|e| {
         OpsError::Store(StoreError::Corrupt(
             format!("spec of C{}", row.id),
@@ -197,7 +196,7 @@ fn spec_of(row: &CampaignRow) -> Result<Spec, OpsError> {
     })
 }
 
-fn not_in_state(row: &CampaignRow, wanted: &str) -> OpsError {
+pub(super) fn not_in_state(row: &CampaignRow, wanted: &str) -> OpsError {
     OpsError::Invalid(format!("C{} is `{}`, not {wanted}", row.id, row.state))
 }
 
@@ -211,7 +210,7 @@ impl Ops {
     }
 
     /// Loads a request inside `tx` and checks the actor may take `action` on it.
-    async fn load_authorized(
+    pub(super) async fn load_authorized(
         &self,
         tx: &mut Tx<'_>,
         id: CampaignId,
@@ -223,7 +222,7 @@ impl Ops {
         Ok(row)
     }
 
-    async fn reload(&self, id: i64) -> Result<RequestDetail, OpsError> {
+    pub(super) async fn reload(&self, id: i64) -> Result<RequestDetail, OpsError> {
         let mut conn = self.store.conn().await?;
         Ok(RequestDetail::from(
             &camp::get_campaign(&mut conn, id).await?,
@@ -476,7 +475,7 @@ impl Ops {
     /// the configured roots) with the hash the spec names; a spec filed
     /// before content was locked takes the hash read now. Returns the
     /// contents by hash, to be stored as the copies jobs run (issue 15).
-    fn lock_scripts(
+    pub(super) fn lock_scripts(
         &self,
         id: CampaignId,
         spec: &mut Spec,
@@ -523,13 +522,13 @@ impl Ops {
 
     /// When a campaign of `experiment` approved now may first be split:
     /// `None` without a grace period.
-    fn start_after(&self, experiment: &str) -> Option<i64> {
+    pub(super) fn start_after(&self, experiment: &str) -> Option<i64> {
         let grace = self.policies.grace_for(experiment);
         (!grace.is_zero()).then(|| crate::clock::now_ms() + grace.as_millis() as i64)
     }
 
     /// `; first jobs in 300 s (grace period)`, or nothing without one.
-    fn grace_note(&self, experiment: &str) -> String {
+    pub(super) fn grace_note(&self, experiment: &str) -> String {
         let grace = self.policies.grace_for(experiment);
         if grace.is_zero() {
             String::new()
@@ -539,358 +538,6 @@ impl Ops {
                 grace.as_secs()
             )
         }
-    }
-
-    /// Approves a pending request, freezing its spec hash and creating its tasks (J12, X3).
-    pub async fn approve(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
-        let result = self.approve_inner(id, reason).await;
-        self.finish(Action::Approve, &id.to_string(), result)
-            .await?;
-        self.reload(id.0).await
-    }
-
-    async fn approve_inner(&self, id: CampaignId, reason: &str) -> Result<(), OpsError> {
-        let mut tx = self.store.begin().await?;
-        let row = self.load_authorized(&mut tx, id, Action::Approve).await?;
-        if state_of(&row)? != CampaignState::PendingApproval {
-            return Err(not_in_state(&row, "pending approval: nothing to approve"));
-        }
-        let who = self.actor.display();
-        let why = non_empty(reason, "approved");
-        let mut spec = spec_of(&row)?;
-        let scripts = self.lock_scripts(id, &mut spec)?;
-        let hash = spec.hash();
-        if hash != row.spec_hash {
-            camp::update_spec(&mut tx, id.0, &spec.canonical_json(), &hash).await?;
-        }
-        store_copies(&mut tx, &scripts).await?;
-        let why = format!("{why}{}", self.grace_note(&row.experiment));
-        set_state(&mut tx, id.0, CampaignState::Approved, &why, &who).await?;
-        camp::set_approval(&mut tx, id.0, Some((&hash, &who))).await?;
-        copies::set_start_after(&mut tx, id.0, self.start_after(&row.experiment)).await?;
-        materialise(&mut tx, id.0, &spec, &who).await?;
-        self.audit_ok(
-            &mut tx,
-            Action::Approve,
-            &id.to_string(),
-            &format!("{why}; spec {hash}"),
-        )
-        .await?;
-        crate::store::commit(tx).await?;
-        Ok(())
-    }
-
-    /// Rejects a pending request; the reason is required and recorded.
-    pub async fn reject(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
-        let result = self.reject_inner(id, reason).await;
-        self.finish(Action::Reject, &id.to_string(), result).await?;
-        self.reload(id.0).await
-    }
-
-    async fn reject_inner(&self, id: CampaignId, reason: &str) -> Result<(), OpsError> {
-        if reason.trim().is_empty() {
-            return Err(OpsError::Invalid(
-                "--reason: say why the request is rejected".into(),
-            ));
-        }
-        let mut tx = self.store.begin().await?;
-        let row = self.load_authorized(&mut tx, id, Action::Reject).await?;
-        if state_of(&row)? != CampaignState::PendingApproval {
-            return Err(not_in_state(&row, "pending approval: nothing to reject"));
-        }
-        set_state(
-            &mut tx,
-            id.0,
-            CampaignState::Rejected,
-            reason,
-            &self.actor.display(),
-        )
-        .await?;
-        self.audit_ok(&mut tx, Action::Reject, &id.to_string(), reason)
-            .await?;
-        crate::store::commit(tx).await?;
-        Ok(())
-    }
-
-    /// Folds pending requests into `target` (W2): they end as `consolidated`.
-    pub async fn consolidate(
-        &self,
-        target: CampaignId,
-        others: &[CampaignId],
-        reason: &str,
-    ) -> Result<RequestDetail, OpsError> {
-        let result = self.consolidate_inner(target, others, reason).await;
-        self.finish(Action::Consolidate, &target.to_string(), result)
-            .await?;
-        self.reload(target.0).await
-    }
-
-    async fn consolidate_inner(
-        &self,
-        target: CampaignId,
-        others: &[CampaignId],
-        reason: &str,
-    ) -> Result<(), OpsError> {
-        if others.is_empty() {
-            return Err(OpsError::Invalid(
-                "name at least one request to fold into the target".into(),
-            ));
-        }
-        let mut tx = self.store.begin().await?;
-        let main = self
-            .load_authorized(&mut tx, target, Action::Consolidate)
-            .await?;
-        if !matches!(
-            state_of(&main)?,
-            CampaignState::PendingApproval | CampaignState::Approved
-        ) {
-            return Err(not_in_state(
-                &main,
-                "pending approval or approved: it cannot absorb others",
-            ));
-        }
-        let who = self.actor.display();
-        let why = format!(
-            "consolidated into {target}{}",
-            if reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {reason}")
-            }
-        );
-        for other in others {
-            if *other == target {
-                return Err(OpsError::Invalid(format!(
-                    "{other} cannot be consolidated into itself"
-                )));
-            }
-            let row = self
-                .load_authorized(&mut tx, *other, Action::Consolidate)
-                .await?;
-            if row.experiment != main.experiment || row.kind != main.kind {
-                return Err(OpsError::Invalid(format!(
-                    "{other} is {}/{} but {target} is {}/{}: only requests of one experiment and kind consolidate",
-                    row.experiment, row.kind, main.experiment, main.kind
-                )));
-            }
-            if state_of(&row)? != CampaignState::PendingApproval {
-                return Err(not_in_state(
-                    &row,
-                    "pending approval: only pending requests are consolidated",
-                ));
-            }
-            set_state(&mut tx, other.0, CampaignState::Consolidated, &why, &who).await?;
-            camp::set_consolidated_into(&mut tx, other.0, target.0).await?;
-        }
-        let list: Vec<String> = others.iter().map(ToString::to_string).collect();
-        self.audit_ok(
-            &mut tx,
-            Action::Consolidate,
-            &target.to_string(),
-            &format!("absorbed {}", list.join(", ")),
-        )
-        .await?;
-        crate::store::commit(tx).await?;
-        Ok(())
-    }
-
-    /// Changes the priority of queued or running work (J14, W4).
-    pub async fn set_priority(
-        &self,
-        id: CampaignId,
-        priority: i64,
-    ) -> Result<RequestDetail, OpsError> {
-        let result = self.priority_inner(id, priority).await;
-        self.finish(Action::SetPriority, &id.to_string(), result)
-            .await?;
-        self.reload(id.0).await
-    }
-
-    async fn priority_inner(&self, id: CampaignId, priority: i64) -> Result<(), OpsError> {
-        if !(0..=MAX_PRIORITY).contains(&priority) {
-            return Err(OpsError::Invalid(format!(
-                "priority: must be between 0 and {MAX_PRIORITY} (got {priority})"
-            )));
-        }
-        let mut tx = self.store.begin().await?;
-        let row = self
-            .load_authorized(&mut tx, id, Action::SetPriority)
-            .await?;
-        if state_of(&row)?.is_terminal() {
-            return Err(not_in_state(
-                &row,
-                "queued or running: finished work has no priority to change",
-            ));
-        }
-        camp::set_priority(&mut tx, id.0, priority).await?;
-        self.audit_ok(
-            &mut tx,
-            Action::SetPriority,
-            &id.to_string(),
-            &format!("priority {} → {priority}", row.priority),
-        )
-        .await?;
-        crate::store::commit(tx).await?;
-        Ok(())
-    }
-
-    /// Holds a request or campaign and its queued tasks (X6) with the
-    /// default scope: submissions stop and queued jobs are held, running
-    /// jobs run to their end ([`HoldScope::Queued`]).
-    pub async fn hold(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
-        self.hold_with_scope(id, HoldScope::default(), reason).await
-    }
-
-    /// Holds a request or campaign and its queued tasks (X6); `scope` says
-    /// whether its running jobs are held too (the worker then holds them as
-    /// their batch system does: [`crate::batch::running_hold_effect`]). A
-    /// held campaign held again with another scope keeps its hold and takes
-    /// the new scope.
-    pub async fn hold_with_scope(
-        &self,
-        id: CampaignId,
-        scope: HoldScope,
-        reason: &str,
-    ) -> Result<RequestDetail, OpsError> {
-        let result = self.hold_inner(id, scope, reason).await;
-        self.finish(Action::Hold, &id.to_string(), result).await?;
-        self.reload(id.0).await
-    }
-
-    async fn hold_inner(
-        &self,
-        id: CampaignId,
-        scope: HoldScope,
-        reason: &str,
-    ) -> Result<(), OpsError> {
-        let mut tx = self.store.begin().await?;
-        let row = self.load_authorized(&mut tx, id, Action::Hold).await?;
-        let who = self.actor.display();
-        let why = non_empty(reason, "held");
-        let detail = if state_of(&row)? == CampaignState::Held {
-            let before = camp::hold_scope(&mut tx, id.0).await?;
-            if before == scope {
-                return Err(OpsError::Invalid(format!(
-                    "{id} is already held with this scope: {}",
-                    scope.describe()
-                )));
-            }
-            format!(
-                "hold scope {before} → {scope} ({}): {why}",
-                scope.describe()
-            )
-        } else {
-            self.hold_children(&mut tx, id, &why, &who).await?;
-            format!("{} → held ({}): {why}", row.state, scope.describe())
-        };
-        camp::set_hold_scope(&mut tx, id.0, Some(scope)).await?;
-        self.audit_ok(&mut tx, Action::Hold, &id.to_string(), &detail)
-            .await?;
-        crate::store::commit(tx).await?;
-        Ok(())
-    }
-
-    /// Moves a campaign and its queued or running tasks to `held`.
-    async fn hold_children(
-        &self,
-        tx: &mut Tx<'_>,
-        id: CampaignId,
-        why: &str,
-        who: &str,
-    ) -> Result<(), OpsError> {
-        set_state(tx, id.0, CampaignState::Held, why, who).await?;
-        let live = [TaskState::Queued, TaskState::Running];
-        for task in states::ids_in_states(tx, "campaign_id", id.0, &live).await? {
-            set_state(tx, task, TaskState::Held, why, who).await?;
-        }
-        Ok(())
-    }
-
-    /// What holding running jobs does on each batch system a campaign's
-    /// stages use, for the confirmation of a hold with
-    /// [`HoldScope::Running`]: `(backend, one line)` in stage order.
-    pub async fn running_hold_effects(
-        &self,
-        id: CampaignId,
-    ) -> Result<Vec<(String, &'static str)>, OpsError> {
-        let mut conn = self.store.conn().await?;
-        let row = camp::get_campaign(&mut conn, id.0).await?;
-        let mut effects: Vec<(String, &'static str)> = Vec::new();
-        for stage in spec_of(&row)?.stages {
-            if !effects.iter().any(|(b, _)| *b == stage.backend) {
-                let effect = crate::batch::running_hold_effect(&stage.backend);
-                effects.push((stage.backend, effect));
-            }
-        }
-        Ok(effects)
-    }
-
-    /// Releases a held request to where it was; an edited spec goes to pending approval.
-    pub async fn release(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
-        let result = self.release_inner(id, reason).await;
-        self.finish(Action::Release, &id.to_string(), result)
-            .await?;
-        self.reload(id.0).await
-    }
-
-    async fn release_inner(&self, id: CampaignId, reason: &str) -> Result<(), OpsError> {
-        let mut tx = self.store.begin().await?;
-        let row = self.load_authorized(&mut tx, id, Action::Release).await?;
-        if state_of(&row)? != CampaignState::Held {
-            return Err(not_in_state(&row, "held: nothing to release"));
-        }
-        let mut back = state_before_last(&mut tx, id.0, CampaignState::Held)
-            .await?
-            .unwrap_or(CampaignState::PendingApproval);
-        if back == CampaignState::Approved
-            && row.approved_hash.as_deref() != Some(row.spec_hash.as_str())
-        {
-            back = CampaignState::PendingApproval;
-        }
-        let who = self.actor.display();
-        let why = non_empty(reason, "released");
-        set_state(&mut tx, id.0, back, &why, &who).await?;
-        camp::set_hold_scope(&mut tx, id.0, None).await?;
-        for task in states::ids_in_states(&mut tx, "campaign_id", id.0, &[TaskState::Held]).await? {
-            let to = state_before_last(&mut tx, task, TaskState::Held)
-                .await?
-                .unwrap_or(TaskState::Queued);
-            set_state(&mut tx, task, to, &why, &who).await?;
-        }
-        self.audit_ok(
-            &mut tx,
-            Action::Release,
-            &id.to_string(),
-            &format!("held → {back}"),
-        )
-        .await?;
-        crate::store::commit(tx).await?;
-        Ok(())
-    }
-
-    /// Cancels a request or aborts a campaign with its tasks and subtasks (X6).
-    pub async fn cancel(&self, id: CampaignId, reason: &str) -> Result<RequestDetail, OpsError> {
-        let result = self.cancel_inner(id, reason).await;
-        self.finish(Action::Cancel, &id.to_string(), result).await?;
-        self.reload(id.0).await
-    }
-
-    async fn cancel_inner(&self, id: CampaignId, reason: &str) -> Result<(), OpsError> {
-        let mut tx = self.store.begin().await?;
-        let row = self.load_authorized(&mut tx, id, Action::Cancel).await?;
-        let who = self.actor.display();
-        let why = non_empty(reason, "cancelled");
-        set_state(&mut tx, id.0, CampaignState::Cancelled, &why, &who).await?;
-        cancel_children(&mut tx, id.0, &why, &who).await?;
-        self.audit_ok(
-            &mut tx,
-            Action::Cancel,
-            &id.to_string(),
-            &format!("{} → cancelled: {why}", row.state),
-        )
-        .await?;
-        crate::store::commit(tx).await?;
-        Ok(())
     }
 
     /// One request with its spec.
@@ -979,83 +626,12 @@ async fn progress_of(
 }
 
 /// Stores the scripts read for a request as the copies its jobs run.
-async fn store_copies(
+pub(super) async fn store_copies(
     tx: &mut Tx<'_>,
     scripts: &BTreeMap<String, Vec<u8>>,
 ) -> Result<(), OpsError> {
     for (sha256, content) in scripts {
         copies::store_copy(tx, sha256, content).await?;
-    }
-    Ok(())
-}
-
-fn non_empty(reason: &str, default: &str) -> String {
-    if reason.trim().is_empty() {
-        default.to_string()
-    } else {
-        reason.trim().to_string()
-    }
-}
-
-/// Creates the campaign's task and its subtasks in DAG order (J8).
-async fn materialise(
-    tx: &mut Tx<'_>,
-    campaign_id: i64,
-    spec: &Spec,
-    who: &str,
-) -> Result<(), OpsError> {
-    let names: Vec<String> = spec.stages.iter().map(|s| s.name.clone()).collect();
-    let edges: Vec<(String, String)> = spec
-        .stages
-        .iter()
-        .flat_map(|s| s.after.iter().map(|p| (p.clone(), s.name.clone())))
-        .collect();
-    let dag =
-        Dag::new(names, &edges).map_err(|e| OpsError::Invalid(format!("stage.after: {e}")))?;
-    let task =
-        camp::insert_task(tx, campaign_id, spec.kind.as_str(), spec.kind.as_str(), who).await?;
-    let mut ids: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    for name in dag.topological_order() {
-        let stage = spec
-            .stages
-            .iter()
-            .find(|s| &s.name == name)
-            .expect("DAG nodes are stage names");
-        let parents: Vec<i64> = stage.after.iter().map(|p| ids[p]).collect();
-        let id = camp::insert_subtask(tx, task, stage, &parents, who).await?;
-        ids.insert(name.clone(), id);
-    }
-    Ok(())
-}
-
-/// Cancels every task and subtask of a campaign that has not ended.
-async fn cancel_children(
-    tx: &mut Tx<'_>,
-    campaign_id: i64,
-    why: &str,
-    who: &str,
-) -> Result<(), OpsError> {
-    let live_tasks = [
-        TaskState::Queued,
-        TaskState::Running,
-        TaskState::Held,
-        TaskState::Failed,
-    ];
-    let live_subtasks = [
-        SubtaskState::Waiting,
-        SubtaskState::Ready,
-        SubtaskState::Running,
-        SubtaskState::Held,
-        SubtaskState::Failed,
-    ];
-    let all_tasks = states::ids_in_states(tx, "campaign_id", campaign_id, TaskState::ALL).await?;
-    for task in all_tasks {
-        for sub in states::ids_in_states(tx, "task_id", task, &live_subtasks).await? {
-            set_state(tx, sub, SubtaskState::Cancelled, why, who).await?;
-        }
-    }
-    for task in states::ids_in_states(tx, "campaign_id", campaign_id, &live_tasks).await? {
-        set_state(tx, task, TaskState::Cancelled, why, who).await?;
     }
     Ok(())
 }
