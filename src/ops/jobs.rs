@@ -399,14 +399,14 @@ impl Ops {
 /// Why a person cannot take `action` on `target` now, if so.
 fn job_refusal(action: JobAction, target: &jobs::JobTarget) -> Result<Option<String>, OpsError> {
     let job = JobId(target.id).to_string();
-    let state = JobState::parse(&target.state)
-        .ok_or_else(|| StoreError::Corrupt(format!("state of {job}"), target.state.clone()))?;
+    let state = target.state;
     let asked = target
         .desired_state
         .as_deref()
         .and_then(JobAction::from_desired);
     let campaign = CampaignId(target.campaign_id).to_string();
-    let held_with = (target.campaign_state == "held" || target.subtask_state == "held")
+    let held_with = (target.campaign_state == CampaignState::Held
+        || target.subtask_state == SubtaskState::Held)
         .then_some(campaign.as_str());
     Ok(action.refusal(&job, state, asked, held_with))
 }
@@ -420,7 +420,7 @@ fn job_desire(
 ) -> Vec<(Option<&'static str>, Vec<i64>)> {
     let (forget, ask): (Vec<&jobs::JobTarget>, Vec<&jobs::JobTarget>) = targets
         .iter()
-        .partition(|t| action == JobAction::Release && t.state != JobState::Held.as_str());
+        .partition(|t| action == JobAction::Release && t.state != JobState::Held);
     [(None, forget), (Some(action.desired()), ask)]
         .into_iter()
         .filter(|(_, group)| !group.is_empty())

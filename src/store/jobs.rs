@@ -5,12 +5,12 @@ use super::campaigns::placeholders;
 use super::files::inputs_of_job;
 use super::sql::{json, Col, Dialect};
 use super::stages::{insert_stages, stage_rows, StageRow};
-use super::states::{record_creation, record_creations};
+use super::states::{decode, record_creation, record_creations};
 use super::{StoreError, Tx};
 use crate::clock::now_ms;
 use crate::model::jobspec::StageEvent;
 use crate::model::split::JobPlan;
-use crate::model::state::{BatchState, JobState, Lifecycle};
+use crate::model::state::{BatchState, CampaignState, JobState, Lifecycle, SubtaskState};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -485,15 +485,15 @@ pub struct JobTarget {
     /// Job id.
     pub id: i64,
     /// Its state.
-    pub state: String,
+    pub state: JobState,
     /// What a person asked of it that stands (`held`, `released`, `removed`).
     pub desired_state: Option<String>,
     /// Its campaign.
     pub campaign_id: i64,
     /// The campaign's state.
-    pub campaign_state: String,
+    pub campaign_state: CampaignState,
     /// Its subtask's state.
-    pub subtask_state: String,
+    pub subtask_state: SubtaskState,
     /// The campaign's experiment.
     pub experiment: String,
     /// The campaign's kind.
@@ -514,7 +514,7 @@ pub async fn job_targets_for_update(
         Dialect::Sqlite => "",
     };
     let sql = format!(
-        "SELECT j.id, j.state, j.desired_state, c.id, c.state, s.state, e.name, c.kind, c.creator
+        "SELECT j.id, j.state, j.desired_state, c.id, c.state, s.state, e.name, c.kind, c.creator, s.id
          FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
          JOIN campaigns c ON c.id = t.campaign_id JOIN experiments e ON e.id = c.experiment_id
          WHERE j.id IN ({}) ORDER BY j.id{lock}",
@@ -526,13 +526,15 @@ pub async fn job_targets_for_update(
         .await?;
     rows.iter()
         .map(|r| {
+            let id: i64 = r.try_get(0)?;
+            let campaign_id: i64 = r.try_get(3)?;
             Ok(JobTarget {
-                id: r.try_get(0)?,
-                state: r.try_get(1)?,
+                id,
+                state: decode(r.try_get(1)?, id)?,
                 desired_state: r.try_get(2)?,
-                campaign_id: r.try_get(3)?,
-                campaign_state: r.try_get(4)?,
-                subtask_state: r.try_get(5)?,
+                campaign_id,
+                campaign_state: decode(r.try_get(4)?, campaign_id)?,
+                subtask_state: decode(r.try_get(5)?, r.try_get(9)?)?,
                 experiment: r.try_get(6)?,
                 kind: r.try_get(7)?,
                 creator: r.try_get(8)?,

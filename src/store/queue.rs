@@ -3,10 +3,11 @@
 
 use super::campaigns::placeholders;
 use super::sql::{json, Dialect};
+use super::states::decode;
 use super::StoreError;
 use crate::model::hold::HoldScope;
 use crate::model::spec::StageSpec;
-use crate::model::state::{JobState, Lifecycle, SubtaskState};
+use crate::model::state::{CampaignState, JobState, Lifecycle, SubtaskState};
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeMap, HashMap};
 
@@ -324,17 +325,17 @@ pub struct Mismatch {
     /// Job id.
     pub job_id: i64,
     /// Job state.
-    pub job_state: String,
+    pub job_state: JobState,
     /// Batch system id, if submitted.
     pub batch_job_id: Option<String>,
     /// Backend.
     pub backend: String,
     /// Campaign state.
-    pub campaign_state: String,
+    pub campaign_state: CampaignState,
     /// What the campaign's hold stops (`queued` when not said).
     pub hold_scope: HoldScope,
     /// Subtask state.
-    pub subtask_state: String,
+    pub subtask_state: SubtaskState,
     /// What a person asked of the job itself (`held`, `released`, `removed`).
     pub desired_state: Option<String>,
     /// The reason to record when that is carried out.
@@ -351,7 +352,7 @@ pub struct Mismatch {
 pub async fn mismatched_jobs(conn: &mut AnyConnection) -> Result<Vec<Mismatch>, StoreError> {
     let rows = sqlx::query(
         "SELECT j.id, j.state, j.batch_job_id, j.backend, c.state, c.hold_scope, s.state,
-                j.desired_state, j.desired_reason, j.instance
+                j.desired_state, j.desired_reason, j.instance, c.id, s.id
          FROM jobs j JOIN subtasks s ON s.id = j.subtask_id JOIN tasks t ON t.id = s.task_id
          JOIN campaigns c ON c.id = t.campaign_id
          WHERE (j.state IN ('created', 'queued', 'running', 'held')
@@ -371,10 +372,10 @@ pub async fn mismatched_jobs(conn: &mut AnyConnection) -> Result<Vec<Mismatch>, 
             let job_id: i64 = r.try_get(0)?;
             Ok(Mismatch {
                 job_id,
-                job_state: r.try_get(1)?,
+                job_state: decode(r.try_get(1)?, job_id)?,
                 batch_job_id: r.try_get(2)?,
                 backend: r.try_get(3)?,
-                campaign_state: r.try_get(4)?,
+                campaign_state: decode(r.try_get(4)?, r.try_get(10)?)?,
                 hold_scope: match scope {
                     None => HoldScope::default(),
                     Some(text) => HoldScope::parse(&text).ok_or_else(|| {
@@ -384,7 +385,7 @@ pub async fn mismatched_jobs(conn: &mut AnyConnection) -> Result<Vec<Mismatch>, 
                         )
                     })?,
                 },
-                subtask_state: r.try_get(6)?,
+                subtask_state: decode(r.try_get(6)?, r.try_get(11)?)?,
                 desired_state: r.try_get(7)?,
                 desired_reason: r.try_get(8)?,
                 instance: r.try_get(9)?,

@@ -21,6 +21,13 @@ pub(crate) fn table_of(kind: EntityKind) -> &'static str {
     }
 }
 
+/// A state column read back as its state, or `Corrupt` naming the entity
+/// it belongs to (`S::KIND` with id `id`).
+pub(crate) fn decode<S: Lifecycle>(text: String, id: i64) -> Result<S, StoreError> {
+    let entity = EntityRef { kind: S::KIND, id };
+    S::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("state of {entity}"), text))
+}
+
 /// Reads the current state of an entity.
 pub async fn current_state<S: Lifecycle>(tx: &mut Tx<'_>, id: i64) -> Result<S, StoreError> {
     let entity = EntityRef { kind: S::KIND, id };
@@ -30,8 +37,7 @@ pub async fn current_state<S: Lifecycle>(tx: &mut Tx<'_>, id: i64) -> Result<S, 
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(entity.to_string()))?;
-    let text: String = row.try_get(0)?;
-    S::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("state of {entity}"), text))
+    decode(row.try_get(0)?, id)
 }
 
 /// The current states of entities of one kind (missing ids are left out).

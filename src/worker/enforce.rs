@@ -15,7 +15,7 @@ use super::{Worker, WorkerError, WORKER_USER};
 use crate::batch::{BatchJobId, BatchSystem};
 use crate::model::hold::JobAction;
 use crate::model::ids::{EntityKind, JobId};
-use crate::model::state::{JobState, Lifecycle};
+use crate::model::state::{CampaignState, JobState, SubtaskState};
 use crate::store::jobs::forget_releases;
 use crate::store::queue::{mismatched_jobs, Mismatch};
 use crate::store::states::{Moves, Skipped};
@@ -63,14 +63,16 @@ impl Remedy {
 }
 
 fn remedy(m: &Mismatch) -> Option<Remedy> {
-    let job = JobState::parse(&m.job_state)?;
+    let job = m.job_state;
     let asked = m.desired_state.as_deref().and_then(JobAction::from_desired);
-    let removal = m.campaign_state == "cancelled"
-        || m.subtask_state == "cancelled"
+    let campaign_held = m.campaign_state == CampaignState::Held;
+    let subtask_held = m.subtask_state == SubtaskState::Held;
+    let removal = m.campaign_state == CampaignState::Cancelled
+        || m.subtask_state == SubtaskState::Cancelled
         || asked == Some(JobAction::Remove);
-    let held = m.campaign_state == "held" || m.subtask_state == "held";
-    let to_hold = (m.campaign_state == "held" && m.hold_scope.holds(job))
-        || (m.subtask_state == "held" && matches!(job, JobState::Queued | JobState::Running))
+    let held = campaign_held || subtask_held;
+    let to_hold = (campaign_held && m.hold_scope.holds(job))
+        || (subtask_held && matches!(job, JobState::Queued | JobState::Running))
         || asked == Some(JobAction::Hold);
     match (job, removal) {
         (JobState::Created, true) => Some(Remedy::Withdraw),
