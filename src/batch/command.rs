@@ -16,6 +16,19 @@ pub struct Output {
     pub success: bool,
 }
 
+impl Output {
+    /// What the command said first (stderr before stdout), for an error line.
+    pub fn first_line(&self) -> String {
+        self.stderr
+            .lines()
+            .chain(self.stdout.lines())
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("no message")
+            .to_string()
+    }
+}
+
 /// The environment a command runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Env<'a> {
@@ -114,14 +127,7 @@ pub async fn run_ok_in(
     if out.success {
         return Ok(out.stdout);
     }
-    let said = out
-        .stderr
-        .lines()
-        .chain(out.stdout.lines())
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("no message")
-        .to_string();
+    let said = out.first_line();
     Err(BatchError::Failed {
         system: system.to_string(),
         message: format!("`{program}` failed: {said}"),

@@ -217,6 +217,9 @@ impl HeldBy for crate::store::queue::Mismatch {
 pub struct Worker {
     store: Store,
     backends: BTreeMap<String, Arc<dyn BatchSystem>>,
+    /// Each backend's instance, by backend name (asked once: passes
+    /// compare it with every job in flight).
+    instances: BTreeMap<String, String>,
     config: WorkerConfig,
     /// Pre-launch checks guarding submissions (P1–P4, J3, J10).
     checks: Vec<crate::model::check::CheckSpec>,
@@ -252,12 +255,17 @@ const FULL_PASS_EVERY: Duration = Duration::from_secs(2);
 impl Worker {
     /// A worker using `backends`, keyed by their names.
     pub fn new(store: Store, backends: Vec<Arc<dyn BatchSystem>>, config: WorkerConfig) -> Worker {
+        let backends: BTreeMap<String, Arc<dyn BatchSystem>> = backends
+            .into_iter()
+            .map(|b| (b.name().to_string(), b))
+            .collect();
         Worker {
             store,
-            backends: backends
-                .into_iter()
-                .map(|b| (b.name().to_string(), b))
+            instances: backends
+                .iter()
+                .map(|(name, b)| (name.clone(), b.instance()))
                 .collect(),
+            backends,
             config,
             checks: Vec::new(),
             holder: lease::holder_id(),
@@ -517,9 +525,12 @@ impl Worker {
     /// system that holds it: the worker has that backend and it is the same
     /// instance (jobs recorded before instances were, read as its own).
     fn reaches(&self, job: &impl HeldBy) -> bool {
-        self.backend(job.backend()).is_some_and(|b| {
-            job.instance()
-                .is_none_or(|instance| instance == b.instance())
-        })
+        self.instance_of(job.backend())
+            .is_some_and(|ours| job.instance().is_none_or(|instance| instance == ours))
+    }
+
+    /// The instance of this worker's backend `name`, if it has that backend.
+    fn instance_of(&self, name: &str) -> Option<&str> {
+        self.instances.get(name).map(String::as_str)
     }
 }

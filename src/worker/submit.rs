@@ -148,17 +148,14 @@ async fn record_intents(
     )
     .await?;
     let stuck = refused.ids_of(crate::model::ids::EntityKind::Job);
-    let mut by_instance: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut by_instance: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for job in picked.iter().filter(|job| !stuck.contains(&job.job_id)) {
-        if let Some(backend) = worker.backend(&job.backend) {
-            by_instance
-                .entry(backend.instance())
-                .or_default()
-                .push(job.job_id);
+        if let Some(instance) = worker.instance_of(&job.backend) {
+            by_instance.entry(instance).or_default().push(job.job_id);
         }
     }
     for (instance, jobs) in by_instance {
-        set_instances(&mut tx, &jobs, &instance).await?;
+        set_instances(&mut tx, &jobs, instance).await?;
     }
     crate::store::commit(tx).await?;
     Ok(refused)

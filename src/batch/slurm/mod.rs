@@ -289,14 +289,7 @@ impl SlurmBatch {
         let mut args: Vec<String> = verb.iter().map(|v| v.to_string()).collect();
         args.push(id.0.clone());
         let out = run(SYSTEM, program, &args, COMMAND_LIMIT).await?;
-        let said = out
-            .stderr
-            .lines()
-            .chain(out.stdout.lines())
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("no message")
-            .to_string();
+        let said = out.first_line();
         let ended = ENDED.iter().any(|words| said.contains(words));
         Ok((!out.success && !ended).then_some(said))
     }
